@@ -1,0 +1,162 @@
+//! The HTTP API: the TypeScript service's routes and shapes, documented by OpenAPI.
+//!
+//! [`router`] builds the whole application so tests can call it without a socket; [`serve`]
+//! runs it on a listener until shutdown, draining open requests.
+
+pub mod error;
+pub mod routes;
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::http::{HeaderValue, Method};
+use axum::routing::get;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tower_http::cors::{AllowOrigin, CorsLayer};
+use tower_http::limit::RequestBodyLimitLayer;
+use tower_http::trace::TraceLayer;
+use utoipa::OpenApi;
+use utoipa_swagger_ui::SwaggerUi;
+
+use crate::message::TopList;
+use crate::store::{Entry, Store, StoreError};
+
+/// The OpenAPI document, generated from the route handlers and their types.
+#[derive(OpenApi)]
+#[openapi(
+    info(title = "chatstats", description = "Statistics of a live chat stream: top words, nicks and rooms, messages per second, failed messages."),
+    paths(routes::root, routes::healthcheck, routes::stats, routes::words, routes::nicks, routes::rooms, routes::failed_messages),
+    components(schemas(routes::RootBody, routes::StatsBody, routes::HealthBody, routes::TopEntry, error::ErrorBody)),
+    tags((name = "stats", description = "Statistics"), (name = "service", description = "Service status"))
+)]
+pub struct ApiDoc;
+
+/// How the API answers.
+#[derive(Debug, Clone)]
+pub struct ApiSettings {
+    /// Allowed CORS origins; `*` any; empty: CORS off.
+    pub cors_origin: String,
+    /// Longest wait for the store per call.
+    pub store_timeout: Duration,
+    /// How long top lists are cached between requests (zero: off).
+    pub cache: Duration,
+}
+
+/// Shared state of the handlers.
+#[derive(Clone)]
+pub struct AppState<S> {
+    store: S,
+    settings: Arc<ApiSettings>,
+    cache: Arc<TopCache>,
+}
+
+/// A cached top list: when it was read, how many entries were asked for, the entries.
+type Cached = Option<(std::time::Instant, usize, Arc<Vec<Entry>>)>;
+
+/// A short-lived cache of the largest top list asked for, per list.
+#[derive(Default)]
+struct TopCache {
+    lists: [tokio::sync::Mutex<Cached>; 3],
+}
+
+impl<S: Store> AppState<S> {
+    /// State over `store`.
+    pub fn new(store: S, settings: ApiSettings) -> AppState<S> {
+        AppState {
+            store,
+            settings: settings.into(),
+            cache: Arc::default(),
+        }
+    }
+
+    /// `call`, failing with a timeout error when the store takes too long.
+    async fn timed<T>(
+        &self,
+        call: impl Future<Output = Result<T, StoreError>>,
+    ) -> Result<T, StoreError> {
+        let limit = self.settings.store_timeout;
+        tokio::time::timeout(limit, call)
+            .await
+            .unwrap_or(Err(StoreError::Timeout(limit.as_millis() as u64)))
+    }
+
+    /// The top `limit` of `list`, from the cache when it is fresh enough.
+    async fn top(&self, list: TopList, limit: usize) -> Result<Vec<Entry>, StoreError> {
+        if self.settings.cache.is_zero() {
+            return self.timed(self.store.top(list, limit)).await;
+        }
+        let slot = &self.cache.lists[TopList::ALL.iter().position(|l| *l == list).unwrap_or(0)];
+        // Holding the lock while fetching makes concurrent requests share one store call.
+        let mut cached = slot.lock().await;
+        if let Some((at, size, entries)) = cached.as_ref()
+            && at.elapsed() < self.settings.cache
+            && (*size >= limit || entries.len() < *size)
+        {
+            return Ok(entries.iter().take(limit).cloned().collect());
+        }
+        let size = limit.max(routes::DEFAULT_LIMIT);
+        let entries = Arc::new(self.timed(self.store.top(list, size)).await?);
+        *cached = Some((std::time::Instant::now(), size, entries.clone()));
+        Ok(entries.iter().take(limit).cloned().collect())
+    }
+}
+
+fn cors(origins: &str) -> Option<CorsLayer> {
+    let origins = origins.trim();
+    if origins.is_empty() {
+        return None;
+    }
+    let allow = if origins == "*" {
+        AllowOrigin::any()
+    } else {
+        AllowOrigin::list(
+            origins
+                .split(',')
+                .filter_map(|o| HeaderValue::from_str(o.trim()).ok()),
+        )
+    };
+    Some(CorsLayer::new().allow_origin(allow).allow_methods([
+        Method::GET,
+        Method::HEAD,
+        Method::OPTIONS,
+    ]))
+}
+
+/// The whole application: routes, documentation, 404s, CORS, limits.
+pub fn router<S: Store>(state: AppState<S>) -> Router {
+    let cors = cors(&state.settings.cors_origin);
+    let api = Router::new()
+        .route("/", get(routes::root))
+        .route("/healthcheck", get(routes::healthcheck::<S>))
+        .route("/stats", get(routes::stats::<S>))
+        .route("/stats/words", get(routes::words::<S>))
+        .route("/stats/nicks", get(routes::nicks::<S>))
+        .route("/stats/rooms", get(routes::rooms::<S>))
+        .route("/stats/failedMessages", get(routes::failed_messages::<S>))
+        .with_state(state)
+        .merge(SwaggerUi::new("/documentation").url("/documentation/json", ApiDoc::openapi()))
+        .fallback(routes::not_found)
+        .method_not_allowed_fallback(routes::not_found)
+        .layer(RequestBodyLimitLayer::new(64 * 1024))
+        .layer(TraceLayer::new_for_http());
+    match cors {
+        Some(cors) => api.layer(cors),
+        None => api,
+    }
+}
+
+/// Serves the API on `listener` until `shutdown` is cancelled, then drains open requests.
+pub async fn serve<S: Store>(
+    listener: TcpListener,
+    state: AppState<S>,
+    shutdown: CancellationToken,
+) -> std::io::Result<()> {
+    let address = listener.local_addr()?;
+    tracing::info!(%address, docs = %format!("http://{address}/documentation"), "API listening");
+    axum::serve(listener, router(state))
+        .with_graceful_shutdown(shutdown.cancelled_owned())
+        .await
+}

@@ -1,0 +1,260 @@
+//! The route handlers, each documented for the OpenAPI document.
+
+use std::collections::BTreeMap;
+
+use axum::Json;
+use axum::extract::{RawQuery, State};
+use axum::http::{Method, StatusCode, Uri};
+use axum::response::{IntoResponse, Response};
+use serde::Serialize;
+use serde_json::{Map, Value};
+use utoipa::{IntoParams, ToSchema};
+
+use super::AppState;
+use super::error::{ApiError, ErrorBody};
+use crate::message::TopList;
+use crate::store::{Store, unix_now};
+
+/// Top lists answer 10 entries unless `?limit=` says otherwise.
+pub const DEFAULT_LIMIT: usize = 10;
+/// Largest accepted `?limit=`.
+pub const MAX_LIMIT: usize = 1000;
+
+/// `GET /`: the service is up.
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(example = json!({"status": true}))]
+pub struct RootBody {
+    /// Always true.
+    pub status: bool,
+}
+
+/// `GET /stats`.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+#[schema(example = json!({"messagesPerSecond": 5012, "failedMessagesTotal": 12}))]
+pub struct StatsBody {
+    /// Messages recorded in the last complete second, by all workers.
+    pub messages_per_second: u64,
+    /// Failed messages recorded since the data began (duplicates included).
+    pub failed_messages_total: u64,
+}
+
+/// `GET /healthcheck`.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+#[schema(example = json!({"status": "ok", "serverTimestamp": "2026-11-22T10:00:00Z", "redisStatus": "ready"}))]
+pub struct HealthBody {
+    /// `ok`, or `error` when the store is unreachable.
+    pub status: String,
+    /// The server's clock, RFC 3339.
+    pub server_timestamp: String,
+    /// `ready` (Redis answers), `in-memory`, or what is wrong.
+    pub redis_status: String,
+}
+
+/// One top-list entry: an object with one key, the member, whose value is its count.
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(example = json!({"Kappa": 161706}))]
+pub struct TopEntry(pub BTreeMap<String, u64>);
+
+/// Query of the top-list routes.
+#[derive(Debug, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct LimitQuery {
+    /// How many entries to answer (default 10).
+    #[param(minimum = 1, maximum = 1000, example = 10)]
+    pub limit: Option<u32>,
+}
+
+/// Reads `?limit=`, answering in Fastify's validation wording when it is invalid.
+fn limit(query: Option<&str>) -> Result<usize, ApiError> {
+    let raw = url::form_urlencoded::parse(query.unwrap_or("").as_bytes())
+        .filter(|(k, _)| k == "limit")
+        .last()
+        .map(|(_, v)| v.into_owned());
+    let Some(raw) = raw else {
+        return Ok(DEFAULT_LIMIT);
+    };
+    let n: i128 = raw
+        .trim()
+        .parse()
+        .map_err(|_| ApiError::BadRequest("querystring/limit must be integer".to_owned()))?;
+    if n < 1 {
+        return Err(ApiError::BadRequest(
+            "querystring/limit must be >= 1".to_owned(),
+        ));
+    }
+    if n > MAX_LIMIT as i128 {
+        return Err(ApiError::BadRequest(format!(
+            "querystring/limit must be <= {MAX_LIMIT}"
+        )));
+    }
+    Ok(n as usize)
+}
+
+async fn top<S: Store>(
+    state: &AppState<S>,
+    list: TopList,
+    query: Option<String>,
+) -> Result<Json<Value>, ApiError> {
+    let limit = limit(query.as_deref())?;
+    let entries = state.top(list, limit).await?;
+    let body = entries
+        .iter()
+        .map(|(member, count)| {
+            let mut entry = Map::with_capacity(1);
+            entry.insert(member.clone(), Value::from(*count));
+            Value::Object(entry)
+        })
+        .collect();
+    Ok(Json(Value::Array(body)))
+}
+
+/// The most used words.
+#[utoipa::path(get, path = "/stats/words", tag = "stats", params(LimitQuery),
+    responses(
+        (status = 200, description = "Top words, highest count first; equal counts in descending byte order", body = [TopEntry],
+            example = json!([{"Kappa": 161706}, {"LUL": 77443}])),
+        (status = 400, description = "Invalid limit", body = ErrorBody,
+            example = json!({"statusCode": 400, "error": "Bad Request", "message": "querystring/limit must be <= 1000"})),
+        (status = 503, description = "The store is unreachable", body = ErrorBody,
+            example = json!({"statusCode": 503, "error": "Service Unavailable", "message": "statistics are unavailable: the store did not answer"})),
+    ))]
+pub async fn words<S: Store>(
+    State(state): State<AppState<S>>,
+    RawQuery(q): RawQuery,
+) -> Result<Json<Value>, ApiError> {
+    top(&state, TopList::Words, q).await
+}
+
+/// The most active nicks.
+#[utoipa::path(get, path = "/stats/nicks", tag = "stats", params(LimitQuery),
+    responses(
+        (status = 200, description = "Top nicks, highest count first; equal counts in descending byte order", body = [TopEntry],
+            example = json!([{"slicyyyy": 3}, {"moczark": 2}])),
+        (status = 400, description = "Invalid limit", body = ErrorBody,
+            example = json!({"statusCode": 400, "error": "Bad Request", "message": "querystring/limit must be >= 1"})),
+        (status = 503, description = "The store is unreachable", body = ErrorBody,
+            example = json!({"statusCode": 503, "error": "Service Unavailable", "message": "statistics are unavailable: the store did not answer"})),
+    ))]
+pub async fn nicks<S: Store>(
+    State(state): State<AppState<S>>,
+    RawQuery(q): RawQuery,
+) -> Result<Json<Value>, ApiError> {
+    top(&state, TopList::Nicks, q).await
+}
+
+/// The most active rooms.
+#[utoipa::path(get, path = "/stats/rooms", tag = "stats", params(LimitQuery),
+    responses(
+        (status = 200, description = "Top rooms, highest count first; equal counts in descending byte order", body = [TopEntry],
+            example = json!([{"#slicyyyon60fps": 3}, {"#sadparu": 2}])),
+        (status = 400, description = "Invalid limit", body = ErrorBody,
+            example = json!({"statusCode": 400, "error": "Bad Request", "message": "querystring/limit must be integer"})),
+        (status = 503, description = "The store is unreachable", body = ErrorBody,
+            example = json!({"statusCode": 503, "error": "Service Unavailable", "message": "statistics are unavailable: the store did not answer"})),
+    ))]
+pub async fn rooms<S: Store>(
+    State(state): State<AppState<S>>,
+    RawQuery(q): RawQuery,
+) -> Result<Json<Value>, ApiError> {
+    top(&state, TopList::Rooms, q).await
+}
+
+/// Messages per second.
+#[utoipa::path(get, path = "/stats", tag = "stats",
+    responses(
+        (status = 200, description = "Messages recorded in the last complete second, by all workers", body = StatsBody),
+        (status = 503, description = "The store is unreachable", body = ErrorBody,
+            example = json!({"statusCode": 503, "error": "Service Unavailable", "message": "statistics are unavailable: the store did not answer"})),
+    ))]
+pub async fn stats<S: Store>(
+    State(state): State<AppState<S>>,
+) -> Result<Json<StatsBody>, ApiError> {
+    let last_second = unix_now().saturating_sub(1);
+    let store = &state.store;
+    let (mps, failed) = tokio::try_join!(
+        state.timed(store.messages_in_second(last_second)),
+        state.timed(store.failed_total())
+    )?;
+    Ok(Json(StatsBody {
+        messages_per_second: mps,
+        failed_messages_total: failed,
+    }))
+}
+
+/// The failed messages.
+#[utoipa::path(get, path = "/stats/failedMessages", tag = "stats",
+    responses(
+        (status = 200, description = "Raw payloads that could not be processed, unique, newest first (the newest FAILED_MESSAGES_MAX are kept)",
+            body = [String], example = json!(["{\"room\":\"99\",\"body\":<you actually hear", "not json"])),
+        (status = 503, description = "The store is unreachable", body = ErrorBody,
+            example = json!({"statusCode": 503, "error": "Service Unavailable", "message": "statistics are unavailable: the store did not answer"})),
+    ))]
+pub async fn failed_messages<S: Store>(
+    State(state): State<AppState<S>>,
+) -> Result<Json<Vec<String>>, ApiError> {
+    Ok(Json(state.timed(state.store.failed_messages()).await?))
+}
+
+/// Health of the service and its store.
+#[utoipa::path(get, path = "/healthcheck", tag = "service",
+    responses(
+        (status = 200, description = "The store answers", body = HealthBody),
+        (status = 503, description = "The store is unreachable", body = HealthBody,
+            example = json!({"status": "error", "serverTimestamp": "2026-11-22T10:00:00Z", "redisStatus": "unreachable: the store did not answer within 1000 ms"})),
+    ))]
+pub async fn healthcheck<S: Store>(State(state): State<AppState<S>>) -> Response {
+    let now = time::OffsetDateTime::now_utc()
+        .format(&time::format_description::well_known::Rfc3339)
+        .unwrap_or_default();
+    let (code, status, redis_status) = match state.timed(state.store.health()).await {
+        Ok(status) => (StatusCode::OK, "ok", status),
+        Err(err) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "error",
+            format!("unreachable: {err}"),
+        ),
+    };
+    let body = HealthBody {
+        status: status.to_owned(),
+        server_timestamp: now,
+        redis_status,
+    };
+    (code, Json(body)).into_response()
+}
+
+/// The service answers.
+#[utoipa::path(get, path = "/", tag = "service",
+    responses((status = 200, description = "Always", body = RootBody)))]
+pub async fn root() -> Json<RootBody> {
+    Json(RootBody { status: true })
+}
+
+/// Any route that does not exist, or a method a route does not serve.
+pub async fn not_found(method: Method, uri: Uri) -> ApiError {
+    ApiError::NotFound {
+        method: method.to_string(),
+        path: uri.path().to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn limits_are_validated_in_fastify_words() {
+        assert_eq!(limit(None).unwrap(), 10);
+        assert_eq!(limit(Some("limit=1000")).unwrap(), 1000);
+        assert_eq!(limit(Some("x=1&limit=%203")).unwrap(), 3);
+        let msg = |q: &str| limit(Some(q)).unwrap_err().to_string();
+        assert_eq!(msg("limit=0"), "querystring/limit must be >= 1");
+        assert_eq!(msg("limit=1001"), "querystring/limit must be <= 1000");
+        assert_eq!(msg("limit=abc"), "querystring/limit must be integer");
+        assert_eq!(
+            msg("limit=99999999999999999999999999999999999999999"),
+            "querystring/limit must be integer"
+        );
+    }
+}

@@ -1,0 +1,32 @@
+//! chatstats turns a live chat stream into statistics — the most used words, the most active
+//! nicks and rooms, messages per second, the messages that failed — kept in Redis (or in
+//! memory) and served over an HTTP API compatible with the TypeScript service it succeeds.
+//!
+//! # Layout
+//!
+//! ```text
+//!  upstream bytes ──► source::decode ──► message::Tally ──► worker ──► store ──► api
+//!  (HTTP, file, sim)   frames, line cap    counting rules    window,    Redis or   axum +
+//!                                                            retries    memory     OpenAPI
+//! ```
+//!
+//! - [`source`]: where the stream comes from ([`source::http`], [`source::file`],
+//!   [`source::sim`]) and the framing decoder ([`source::decode`]).
+//! - [`message`]: the counting rules — what one payload adds to the statistics.
+//! - [`store`]: the [`store::Store`] trait, the Redis store and the in-memory store.
+//! - [`worker`]: drives a source into a store, exactly once per message, with backpressure.
+//! - [`api`]: the HTTP routes, errors and the generated OpenAPI document.
+//! - [`sim`]: the simulated Twitch-like chat stream.
+//! - [`config`], [`telemetry`], [`shutdown`], [`startup`]: settings, logs, signals, and the
+//!   functions the binaries run.
+
+pub mod api;
+pub mod config;
+pub mod message;
+pub mod shutdown;
+pub mod sim;
+pub mod source;
+pub mod startup;
+pub mod store;
+pub mod telemetry;
+pub mod worker;

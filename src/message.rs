@@ -1,0 +1,343 @@
+//! The chat message: how one upstream payload is judged and what it adds to the statistics.
+//!
+//! This module is the counting rules of DESIGN.md in code. [`Tally::from_payload`] classifies a
+//! payload (failed, or counted with its room, nick and words) and [`Tally::merge`] folds the
+//! tallies of many messages into one, so that one store call can carry a whole batch.
+
+use std::collections::HashMap;
+use std::fmt;
+
+use bytes::Bytes;
+use serde::Deserialize;
+use serde::de::{self, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
+
+/// A top list kept by the store.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum TopList {
+    /// Words of message bodies.
+    Words,
+    /// Nicks of message authors.
+    Nicks,
+    /// Rooms (channels) the messages were sent to.
+    Rooms,
+}
+
+impl TopList {
+    /// Every top list, in a fixed order.
+    pub const ALL: [TopList; 3] = [TopList::Words, TopList::Nicks, TopList::Rooms];
+
+    /// The list's name in routes and Redis keys (`words`, `nicks`, `rooms`).
+    pub fn name(self) -> &'static str {
+        match self {
+            TopList::Words => "words",
+            TopList::Nicks => "nicks",
+            TopList::Rooms => "rooms",
+        }
+    }
+}
+
+/// What one message, or a batch of messages, adds to the statistics.
+///
+/// Members are UTF-8 text held as [`Bytes`]; when a payload has no JSON escapes they are
+/// slices of the payload itself, so building a tally copies nothing.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Tally {
+    /// Messages counted, per Unix second of processing time.
+    pub seconds: Vec<(u64, u64)>,
+    /// Increments of the words list.
+    pub words: Vec<(Bytes, u64)>,
+    /// Increments of the nicks list.
+    pub nicks: Vec<(Bytes, u64)>,
+    /// Increments of the rooms list.
+    pub rooms: Vec<(Bytes, u64)>,
+    /// Raw payloads that could not be processed, each at most the configured length.
+    pub failed: Vec<Bytes>,
+}
+
+/// The fields of a payload that the counting rules read. Other fields are ignored.
+#[derive(Deserialize)]
+struct Payload<'a> {
+    #[serde(borrow, default)]
+    room: Text<'a>,
+    #[serde(borrow, default)]
+    nick: Text<'a>,
+    #[serde(borrow, default)]
+    body: Text<'a>,
+}
+
+/// A string field that reads as "" when it is missing or not a string.
+#[derive(Default)]
+struct Text<'a>(std::borrow::Cow<'a, str>);
+
+impl<'de: 'a, 'a> Deserialize<'de> for Text<'a> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct TextVisitor;
+        impl<'de> Visitor<'de> for TextVisitor {
+            type Value = Text<'de>;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("any JSON value")
+            }
+            fn visit_borrowed_str<E: de::Error>(self, v: &'de str) -> Result<Self::Value, E> {
+                Ok(Text(v.into()))
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
+                Ok(Text(v.to_owned().into()))
+            }
+            fn visit_string<E: de::Error>(self, v: String) -> Result<Self::Value, E> {
+                Ok(Text(v.into()))
+            }
+            fn visit_bool<E: de::Error>(self, _: bool) -> Result<Self::Value, E> {
+                Ok(Text::default())
+            }
+            fn visit_i64<E: de::Error>(self, _: i64) -> Result<Self::Value, E> {
+                Ok(Text::default())
+            }
+            fn visit_u64<E: de::Error>(self, _: u64) -> Result<Self::Value, E> {
+                Ok(Text::default())
+            }
+            fn visit_f64<E: de::Error>(self, _: f64) -> Result<Self::Value, E> {
+                Ok(Text::default())
+            }
+            fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
+                Ok(Text::default())
+            }
+            fn visit_none<E: de::Error>(self) -> Result<Self::Value, E> {
+                Ok(Text::default())
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+                while seq.next_element::<IgnoredAny>()?.is_some() {}
+                Ok(Text::default())
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+                while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
+                Ok(Text::default())
+            }
+        }
+        deserializer.deserialize_any(TextVisitor)
+    }
+}
+
+/// The member bytes of `text`: a slice of `payload` when `text` points into it, else a copy.
+fn member(payload: &Bytes, text: &str) -> Bytes {
+    let range = payload.as_ptr_range();
+    if range.contains(&text.as_ptr()) {
+        payload.slice_ref(text.as_bytes())
+    } else {
+        Bytes::copy_from_slice(text.as_bytes())
+    }
+}
+
+/// Adds `by` to `member` in a short list of increments.
+fn bump(list: &mut Vec<(Bytes, u64)>, member: Bytes, by: u64) {
+    match list.iter_mut().find(|(m, _)| *m == member) {
+        Some((_, n)) => *n += by,
+        None => list.push((member, by)),
+    }
+}
+
+impl Tally {
+    /// Judges one payload by the counting rules, as processed during Unix second `second`.
+    ///
+    /// A payload that is not UTF-8 or not a JSON object is a failed message: its raw text,
+    /// cut to `failed_max` bytes, is kept and nothing else is counted.
+    pub fn from_payload(payload: &Bytes, second: u64, failed_max: usize) -> Tally {
+        let parsed = std::str::from_utf8(payload)
+            .ok()
+            // A derived struct would also accept a JSON array; the rules want an object.
+            .filter(|text| {
+                text.trim_start_matches([' ', '\t', '\n', '\r'])
+                    .starts_with('{')
+            })
+            .and_then(|text| serde_json::from_str::<Payload>(text).ok());
+        let Some(parsed) = parsed else {
+            return Tally::failed(payload, failed_max);
+        };
+        let mut tally = Tally {
+            seconds: vec![(second, 1)],
+            ..Tally::default()
+        };
+        for (list, text) in [
+            (&mut tally.rooms, &parsed.room.0),
+            (&mut tally.nicks, &parsed.nick.0),
+        ] {
+            if !text.trim().is_empty() {
+                list.push((member(payload, text), 1));
+            }
+        }
+        for word in parsed.body.0.split_whitespace() {
+            bump(&mut tally.words, member(payload, word), 1);
+        }
+        tally
+    }
+
+    /// A failed message whose raw text is `raw`, cut to at most `max` bytes.
+    pub fn failed(raw: &Bytes, max: usize) -> Tally {
+        Tally {
+            failed: vec![raw.slice(..raw.len().min(max))],
+            ..Tally::default()
+        }
+    }
+
+    /// Messages counted (failed ones excluded).
+    pub fn messages(&self) -> u64 {
+        self.seconds.iter().map(|(_, n)| n).sum()
+    }
+
+    /// True when the tally changes nothing.
+    pub fn is_empty(&self) -> bool {
+        self.seconds.is_empty() && self.failed.is_empty()
+    }
+
+    /// The increments of one top list.
+    pub fn list(&self, list: TopList) -> &[(Bytes, u64)] {
+        match list {
+            TopList::Words => &self.words,
+            TopList::Nicks => &self.nicks,
+            TopList::Rooms => &self.rooms,
+        }
+    }
+}
+
+/// Folds many tallies into one with the same total effect (used to coalesce a batch).
+#[derive(Debug, Default)]
+pub struct TallyBuilder {
+    seconds: HashMap<u64, u64>,
+    lists: [HashMap<Bytes, u64>; 3],
+    failed: Vec<Bytes>,
+    messages: usize,
+}
+
+impl TallyBuilder {
+    /// Adds one tally.
+    pub fn add(&mut self, tally: Tally) {
+        self.messages += 1;
+        for (second, n) in tally.seconds {
+            *self.seconds.entry(second).or_default() += n;
+        }
+        for (i, incs) in [tally.words, tally.nicks, tally.rooms]
+            .into_iter()
+            .enumerate()
+        {
+            for (member, n) in incs {
+                *self.lists[i].entry(member).or_default() += n;
+            }
+        }
+        self.failed.extend(tally.failed);
+    }
+
+    /// Number of tallies added so far.
+    pub fn len(&self) -> usize {
+        self.messages
+    }
+
+    /// True when nothing was added.
+    pub fn is_empty(&self) -> bool {
+        self.messages == 0
+    }
+
+    /// The merged tally; the builder is left empty.
+    pub fn take(&mut self) -> Tally {
+        let mut lists = std::mem::take(&mut self.lists).map(|m| m.into_iter().collect::<Vec<_>>());
+        self.messages = 0;
+        Tally {
+            seconds: self.seconds.drain().collect(),
+            words: std::mem::take(&mut lists[0]),
+            nicks: std::mem::take(&mut lists[1]),
+            rooms: std::mem::take(&mut lists[2]),
+            failed: std::mem::take(&mut self.failed),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tally(json: &str) -> Tally {
+        Tally::from_payload(&Bytes::copy_from_slice(json.as_bytes()), 7, 100)
+    }
+
+    fn names(list: &[(Bytes, u64)]) -> Vec<(String, u64)> {
+        list.iter()
+            .map(|(m, n)| (String::from_utf8(m.to_vec()).unwrap(), *n))
+            .collect()
+    }
+
+    #[test]
+    fn a_message_counts_its_room_nick_and_each_word_occurrence() {
+        let t = tally(r##"{"room":"#r","nick":"n","body":"rgb  rgb\trgb Kappa"}"##);
+        assert_eq!(t.seconds, vec![(7, 1)]);
+        assert_eq!(names(&t.rooms), vec![("#r".into(), 1)]);
+        assert_eq!(names(&t.nicks), vec![("n".into(), 1)]);
+        assert_eq!(
+            names(&t.words),
+            vec![("rgb".into(), 3), ("Kappa".into(), 1)]
+        );
+        assert!(t.failed.is_empty());
+    }
+
+    #[test]
+    fn blank_rooms_and_nicks_are_not_counted_but_others_are_kept_untrimmed() {
+        let t = tally(r##"{"room":"  ","nick":" x ","body":""}"##);
+        assert!(t.rooms.is_empty());
+        assert_eq!(names(&t.nicks), vec![(" x ".into(), 1)]);
+        assert!(t.words.is_empty());
+        assert_eq!(t.messages(), 1);
+    }
+
+    #[test]
+    fn missing_or_non_string_fields_read_as_empty() {
+        let t = tally(r##"{"room":5,"nick":null,"body":{"a":[1,2]},"tags":"x=y"}"##);
+        assert_eq!(t.messages(), 1);
+        assert!(t.rooms.is_empty() && t.nicks.is_empty() && t.words.is_empty());
+        assert_eq!(tally("{}").messages(), 1);
+    }
+
+    #[test]
+    fn escaped_text_is_unescaped_and_unicode_whitespace_splits_words() {
+        let t = tally(r##"{"body":"caf\u00e9\u3000ㅋㅋ\nOooh?"}"##);
+        assert_eq!(
+            names(&t.words),
+            vec![("café".into(), 1), ("ㅋㅋ".into(), 1), ("Oooh?".into(), 1)]
+        );
+    }
+
+    #[test]
+    fn payloads_that_are_not_utf8_json_objects_fail_with_their_raw_text() {
+        for raw in [
+            &b"[1,2]"[..],
+            b"\"text\"",
+            b"{\"body\":",
+            b"{\"body\":\"\xff\"}",
+            b"nope",
+            b"",
+        ] {
+            let t = Tally::from_payload(&Bytes::copy_from_slice(raw), 1, 100);
+            assert_eq!(t.failed, vec![Bytes::copy_from_slice(raw)], "{raw:?}");
+            assert!(t.seconds.is_empty() && t.words.is_empty());
+        }
+    }
+
+    #[test]
+    fn failed_payloads_are_cut_to_the_configured_length() {
+        let t = Tally::from_payload(&Bytes::from_static(b"not json at all"), 1, 3);
+        assert_eq!(t.failed, vec![Bytes::from_static(b"not")]);
+    }
+
+    #[test]
+    fn merged_tallies_add_up() {
+        let mut b = TallyBuilder::default();
+        b.add(tally(r##"{"room":"#a","nick":"n","body":"x y"}"##));
+        b.add(tally(r##"{"room":"#a","nick":"m","body":"x"}"##));
+        b.add(tally("oops"));
+        assert_eq!(b.len(), 3);
+        let t = b.take();
+        assert_eq!(t.seconds, vec![(7, 2)]);
+        let mut words = names(&t.words);
+        words.sort();
+        assert_eq!(words, vec![("x".into(), 2), ("y".into(), 1)]);
+        assert_eq!(names(&t.rooms), vec![("#a".into(), 2)]);
+        assert_eq!(t.failed.len(), 1);
+        assert!(b.is_empty());
+    }
+}

@@ -1,0 +1,255 @@
+//! The upstream framing: turns a byte stream, cut into chunks anywhere, into payloads.
+//!
+//! Lines end with LF or CRLF. `se-data:` and `data:` lines carry a payload (one optional space
+//! after the colon is dropped, as in SSE); a line that starts with `{` is a bare NDJSON payload;
+//! `:` lines are comments; blank lines and other fields (`event:`, `id:`, `retry:`) carry nothing.
+//! A line longer than the cap is not buffered: its first `cap` bytes become an
+//! [`Frame::Oversized`] and the rest of it is skipped, so memory stays bounded whatever arrives.
+
+use bytes::{Buf, Bytes, BytesMut};
+
+/// One unit the decoder yields.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Frame {
+    /// A payload, to be judged by the counting rules.
+    Payload(Bytes),
+    /// A line longer than the cap: its first bytes, and its length up to the cap.
+    Oversized(Bytes),
+}
+
+/// Incremental decoder of the upstream framing with a cap on line length.
+#[derive(Debug)]
+pub struct Decoder {
+    buf: BytesMut,
+    cap: usize,
+    /// True while skipping the rest of an over-long line.
+    skipping: bool,
+    /// Bytes of `buf` already searched for a line end.
+    scanned: usize,
+}
+
+impl Decoder {
+    /// A decoder that treats lines longer than `cap` bytes (line end excluded) as oversized.
+    pub fn new(cap: usize) -> Decoder {
+        Decoder {
+            buf: BytesMut::new(),
+            cap: cap.max(1),
+            skipping: false,
+            scanned: 0,
+        }
+    }
+
+    /// Feeds one chunk and hands every frame it completes to `out`, in order.
+    pub fn push(&mut self, mut chunk: &[u8], mut out: impl FnMut(Frame)) {
+        while !chunk.is_empty() {
+            if self.skipping {
+                match memchr::memchr(b'\n', chunk) {
+                    Some(i) => {
+                        self.skipping = false;
+                        chunk = &chunk[i + 1..];
+                    }
+                    None => return,
+                }
+                continue;
+            }
+            // Take at most what can still complete a line within the cap (+2 for CRLF).
+            let room = (self.cap + 2).saturating_sub(self.buf.len()).max(1);
+            let take = chunk.len().min(room);
+            self.buf.extend_from_slice(&chunk[..take]);
+            chunk = &chunk[take..];
+            self.drain_lines(&mut out);
+            if self.buf.len() > self.cap + 1 {
+                // No line end within the cap: the line is oversized.
+                let prefix = self.buf.split_to(self.cap).freeze();
+                self.buf.clear();
+                self.scanned = 0;
+                self.skipping = true;
+                out(Frame::Oversized(prefix));
+            }
+        }
+    }
+
+    /// Ends the stream: a last line without a line end is decoded as if it had one.
+    pub fn finish(&mut self, out: impl FnMut(Frame)) {
+        if !self.buf.is_empty() && !self.skipping {
+            let line = self.buf.split().freeze();
+            decode_line(line, self.cap, out);
+        }
+        self.reset();
+    }
+
+    /// Bytes of an unfinished line held now (a partial line at a disconnect is dropped).
+    pub fn pending(&self) -> usize {
+        self.buf.len()
+    }
+
+    /// Forgets any unfinished line, e.g. when a connection drops mid-line.
+    pub fn reset(&mut self) {
+        self.buf.clear();
+        self.scanned = 0;
+        self.skipping = false;
+    }
+
+    fn drain_lines(&mut self, out: &mut impl FnMut(Frame)) {
+        while let Some(i) = memchr::memchr(b'\n', &self.buf[self.scanned..]) {
+            let end = self.scanned + i;
+            let mut line = self.buf.split_to(end + 1);
+            line.truncate(end);
+            self.scanned = 0;
+            decode_line(line.freeze(), self.cap, &mut *out);
+        }
+        self.scanned = self.buf.len();
+    }
+}
+
+/// Decodes one complete line (its LF removed).
+fn decode_line(mut line: Bytes, cap: usize, mut out: impl FnMut(Frame)) {
+    if line.last() == Some(&b'\r') {
+        line.truncate(line.len() - 1);
+    }
+    if line.len() > cap {
+        line.truncate(cap);
+        return out(Frame::Oversized(line));
+    }
+    let field_len = if line.starts_with(b"se-data:") {
+        8
+    } else if line.starts_with(b"data:") {
+        5
+    } else if line.first() == Some(&b'{') {
+        return out(Frame::Payload(line));
+    } else {
+        return;
+    };
+    line.advance(field_len);
+    if line.first() == Some(&b' ') {
+        line.advance(1);
+    }
+    out(Frame::Payload(line))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn decode_chunks(chunks: &[&[u8]], cap: usize) -> Vec<Frame> {
+        let mut d = Decoder::new(cap);
+        let mut frames = Vec::new();
+        for c in chunks {
+            d.push(c, |f| frames.push(f));
+        }
+        d.finish(|f| frames.push(f));
+        frames
+    }
+
+    fn payload(s: &str) -> Frame {
+        Frame::Payload(Bytes::copy_from_slice(s.as_bytes()))
+    }
+
+    #[test]
+    fn data_fields_bare_json_and_crlf_yield_payloads() {
+        let input = b"event: privmsg\r\nse-data: {\"a\":1}\r\n\r\n: comment\ndata:{\"b\":2}\nid: 5\nretry: 10\n{\"c\":3}\nevent: x\n";
+        assert_eq!(
+            decode_chunks(&[input], 1024),
+            vec![
+                payload("{\"a\":1}"),
+                payload("{\"b\":2}"),
+                payload("{\"c\":3}")
+            ]
+        );
+    }
+
+    #[test]
+    fn a_last_line_without_line_end_is_decoded_at_finish() {
+        assert_eq!(decode_chunks(&[b"data: x"], 64), vec![payload("x")]);
+    }
+
+    #[test]
+    fn empty_data_is_an_empty_payload() {
+        assert_eq!(decode_chunks(&[b"data:\n"], 64), vec![payload("")]);
+    }
+
+    #[test]
+    fn an_over_long_line_becomes_one_oversized_frame_and_reading_goes_on() {
+        let long = format!("data: {}\ndata: ok\n", "x".repeat(100));
+        let frames = decode_chunks(&[long.as_bytes()], 16);
+        assert_eq!(
+            frames,
+            vec![
+                Frame::Oversized(Bytes::from("data: xxxxxxxxxx")),
+                payload("ok")
+            ]
+        );
+    }
+
+    #[test]
+    fn a_line_of_exactly_the_cap_is_kept() {
+        let line = format!("data: {}\n", "y".repeat(10));
+        assert_eq!(
+            decode_chunks(&[line.as_bytes()], 16),
+            vec![payload(&"y".repeat(10))]
+        );
+        let crlf = format!("data: {}\r\n", "y".repeat(10));
+        assert_eq!(
+            decode_chunks(&[crlf.as_bytes()], 16),
+            vec![payload(&"y".repeat(10))]
+        );
+    }
+
+    #[test]
+    fn memory_stays_bounded_by_the_cap() {
+        let mut d = Decoder::new(1000);
+        let chunk = vec![b'z'; 64 * 1024];
+        let mut n = 0;
+        for _ in 0..100 {
+            d.push(&chunk, |_| n += 1);
+            assert!(d.pending() <= 1002);
+        }
+        assert_eq!(n, 1);
+    }
+
+    fn arb_stream() -> impl Strategy<Value = Vec<u8>> {
+        let line = prop_oneof![
+            "[a-z{}\":, ]{0,40}".prop_map(|s| format!("se-data: {s}")),
+            "[a-z{}\":, ]{0,40}".prop_map(|s| format!("data:{s}")),
+            "[a-z{}\":, ]{0,40}".prop_map(|s| format!("{{{s}")),
+            "[a-z: ]{0,20}".prop_map(|s| format!("event: {s}")),
+            "[a-z ]{0,20}".prop_map(|s| format!(":{s}")),
+            Just(String::new()),
+            "[a-z]{50,90}".prop_map(|s| format!("data: {s}")),
+        ];
+        let end = prop_oneof![Just("\n"), Just("\r\n")];
+        proptest::collection::vec((line, end), 0..30).prop_map(|lines| {
+            lines
+                .into_iter()
+                .flat_map(|(l, e)| format!("{l}{e}").into_bytes())
+                .collect()
+        })
+    }
+
+    proptest! {
+        #[test]
+        fn frames_do_not_depend_on_how_the_bytes_are_chunked(
+            stream in arb_stream(),
+            cuts in proptest::collection::vec(any::<prop::sample::Index>(), 0..20),
+            invalid in any::<bool>(),
+        ) {
+            let mut stream = stream;
+            if invalid && !stream.is_empty() {
+                let at = stream.len() / 2;
+                stream.insert(at, 0xff);
+            }
+            let whole = decode_chunks(&[&stream], 48);
+            let mut points: Vec<usize> = cuts.iter().map(|i| i.index(stream.len() + 1)).collect();
+            points.sort_unstable();
+            let mut chunks: Vec<&[u8]> = Vec::new();
+            let mut start = 0;
+            for p in points {
+                chunks.push(&stream[start..p]);
+                start = p;
+            }
+            chunks.push(&stream[start..]);
+            prop_assert_eq!(decode_chunks(&chunks, 48), whole);
+        }
+    }
+}
