@@ -185,7 +185,11 @@ impl Tally {
 
     /// True when the tally changes nothing.
     pub fn is_empty(&self) -> bool {
-        self.seconds.is_empty() && self.failed.is_empty()
+        self.seconds.is_empty()
+            && self.failed.is_empty()
+            && self.words.is_empty()
+            && self.nicks.is_empty()
+            && self.rooms.is_empty()
     }
 
     /// The increments of one top list.

@@ -1,0 +1,153 @@
+//! The HTTP surface: shapes, errors, CORS and the OpenAPI document (in-memory store).
+
+use chatstats::api::{AppState, router};
+use serde_json::{Value, json};
+use tower::ServiceExt;
+
+use crate::helpers::*;
+
+async fn call(
+    path: &str,
+    method: &str,
+    headers: &[(&str, &str)],
+) -> (u16, axum::http::HeaderMap, Vec<u8>) {
+    let app = router(AppState::new(memory_store(), api_settings()));
+    let mut request = axum::http::Request::builder().uri(path).method(method);
+    for (k, v) in headers {
+        request = request.header(*k, *v);
+    }
+    let response = app
+        .oneshot(request.body(axum::body::Body::empty()).unwrap())
+        .await
+        .unwrap();
+    let status = response.status().as_u16();
+    let headers = response.headers().clone();
+    let body = axum::body::to_bytes(response.into_body(), 1 << 24)
+        .await
+        .unwrap()
+        .to_vec();
+    (status, headers, body)
+}
+
+async fn json_of(path: &str) -> (u16, Value) {
+    let (status, _, body) = call(path, "GET", &[]).await;
+    (status, serde_json::from_slice(&body).unwrap_or(Value::Null))
+}
+
+#[tokio::test]
+async fn the_root_and_empty_statistics_answer_in_the_typescript_shapes() {
+    assert_eq!(json_of("/").await, (200, json!({"status": true})));
+    assert_eq!(json_of("/stats/words").await, (200, json!([])));
+    assert_eq!(json_of("/stats/failedMessages").await, (200, json!([])));
+    let (status, stats) = json_of("/stats").await;
+    assert_eq!(status, 200);
+    assert_eq!(stats["messagesPerSecond"], 0);
+    let (status, health) = json_of("/healthcheck").await;
+    assert_eq!(status, 200);
+    assert_eq!(health["status"], "ok");
+    assert_eq!(health["redisStatus"], "in-memory");
+    let stamp = health["serverTimestamp"].as_str().unwrap();
+    assert!(
+        time::OffsetDateTime::parse(stamp, &time::format_description::well_known::Rfc3339).is_ok(),
+        "{stamp}"
+    );
+}
+
+#[tokio::test]
+async fn unknown_routes_and_methods_get_a_fastify_shaped_404() {
+    assert_eq!(
+        json_of("/nope").await,
+        (
+            404,
+            json!({"statusCode": 404, "error": "Not Found", "message": "Route GET:/nope not found"})
+        )
+    );
+    let (status, _, body) = call("/stats", "POST", &[]).await;
+    assert_eq!(status, 404);
+    assert_eq!(
+        serde_json::from_slice::<Value>(&body).unwrap(),
+        json!({"statusCode": 404, "error": "Not Found", "message": "Route POST:/stats not found"})
+    );
+}
+
+#[tokio::test]
+async fn a_bad_limit_is_a_400_in_the_error_shape() {
+    for (query, message) in [
+        ("0", "querystring/limit must be >= 1"),
+        ("-5", "querystring/limit must be >= 1"),
+        ("1001", "querystring/limit must be <= 1000"),
+        ("ten", "querystring/limit must be integer"),
+        ("1.5", "querystring/limit must be integer"),
+    ] {
+        for list in ["words", "nicks", "rooms"] {
+            let (status, body) = json_of(&format!("/stats/{list}?limit={query}")).await;
+            assert_eq!(
+                (status, body),
+                (
+                    400,
+                    json!({"statusCode": 400, "error": "Bad Request", "message": message})
+                ),
+                "{list} {query}"
+            );
+        }
+    }
+}
+
+#[tokio::test]
+async fn cors_is_on_for_any_origin_by_default() {
+    let (_, headers, _) = call("/stats", "GET", &[("origin", "http://dashboard.example")]).await;
+    assert_eq!(headers.get("access-control-allow-origin").unwrap(), "*");
+    let (status, headers, _) = call(
+        "/stats/words",
+        "OPTIONS",
+        &[
+            ("origin", "http://dashboard.example"),
+            ("access-control-request-method", "GET"),
+        ],
+    )
+    .await;
+    assert!(status < 300, "preflight answered {status}");
+    assert!(headers.get("access-control-allow-methods").is_some());
+}
+
+#[tokio::test]
+async fn the_openapi_document_describes_every_route_with_schemas_and_examples() {
+    let (status, doc) = json_of("/documentation/json").await;
+    assert_eq!(status, 200);
+    assert!(doc["openapi"].as_str().unwrap().starts_with("3."));
+    let paths = doc["paths"].as_object().unwrap();
+    for route in [
+        "/",
+        "/healthcheck",
+        "/stats",
+        "/stats/words",
+        "/stats/nicks",
+        "/stats/rooms",
+        "/stats/failedMessages",
+    ] {
+        let get = &paths
+            .get(route)
+            .unwrap_or_else(|| panic!("{route} missing"))["get"];
+        for (code, response) in get["responses"].as_object().unwrap() {
+            let media = &response["content"]["application/json"];
+            assert!(media["schema"].is_object(), "{route} {code} has no schema");
+            let has_example = media.get("example").is_some()
+                || media["schema"].get("example").is_some()
+                || media["schema"]["$ref"].as_str().is_some_and(|r| {
+                    let name = r.rsplit('/').next().unwrap();
+                    doc["components"]["schemas"][name].get("example").is_some()
+                })
+                || media["schema"]["items"]["$ref"].is_string();
+            assert!(has_example, "{route} {code} has no example");
+        }
+    }
+    let limit = &paths["/stats/words"]["get"]["parameters"][0];
+    assert_eq!(limit["name"], "limit");
+    assert_eq!(limit["schema"]["maximum"], 1000);
+    let (status, _, html) = call("/documentation/", "GET", &[]).await;
+    assert_eq!(status, 200);
+    assert!(
+        String::from_utf8_lossy(&html).contains("swagger"),
+        "Swagger UI page"
+    );
+}

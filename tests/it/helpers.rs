@@ -1,0 +1,335 @@
+//! Test helpers: a real `redis-server` per test, fake upstreams, the API on a real socket.
+
+use std::net::{SocketAddr, TcpListener as StdListener};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::body::Body;
+use axum::response::Response;
+use bytes::Bytes;
+use chatstats::api::{self, ApiSettings, AppState};
+use chatstats::source::file::FileSource;
+use chatstats::store::Store;
+use chatstats::store::memory::MemoryStore;
+use chatstats::store::redis::{RedisSettings, RedisStore};
+use chatstats::worker::{self, Progress, WorkerSettings};
+use tokio_util::sync::CancellationToken;
+
+/// A `redis-server` of this test's own, on a free port, stopped (and its directory removed)
+/// on drop.
+pub struct TestRedis {
+    child: Child,
+    pub port: u16,
+    _dir: tempfile::TempDir,
+}
+
+fn free_port() -> u16 {
+    StdListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("no free port on loopback")
+}
+
+impl TestRedis {
+    /// Starts a server and waits (with a deadline) until it answers PING.
+    pub fn start() -> TestRedis {
+        for _ in 0..5 {
+            let dir = tempfile::tempdir().expect("temporary directory");
+            let port = free_port();
+            let child = Command::new("redis-server")
+                .args([
+                    "--port",
+                    &port.to_string(),
+                    "--bind",
+                    "127.0.0.1",
+                    "--save",
+                    "",
+                    "--appendonly",
+                    "no",
+                ])
+                .arg("--dir")
+                .arg(dir.path())
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn();
+            let child = match child {
+                Ok(child) => child,
+                Err(err) => panic!(
+                    "cannot start redis-server ({err}); install it (apt-get install redis-server) and put it on PATH"
+                ),
+            };
+            let mut redis = TestRedis {
+                child,
+                port,
+                _dir: dir,
+            };
+            if redis.wait_ready(Duration::from_secs(10)) {
+                return redis;
+            }
+            drop(redis);
+        }
+        panic!("redis-server did not start on a free port after 5 attempts");
+    }
+
+    fn wait_ready(&mut self, limit: Duration) -> bool {
+        let deadline = Instant::now() + limit;
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return false;
+            }
+            if self.cli(&["PING"]).is_some_and(|r| r.trim() == "PONG") {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        false
+    }
+
+    /// Runs a command with `redis-cli` and returns its output.
+    pub fn cli(&self, args: &[&str]) -> Option<String> {
+        let out = Command::new("redis-cli")
+            .args(["-p", &self.port.to_string(), "--no-raw"])
+            .args(args)
+            .output()
+            .ok()?;
+        out.status
+            .success()
+            .then(|| String::from_utf8_lossy(&out.stdout).into_owned())
+    }
+
+    /// `redis://127.0.0.1:port`.
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+
+    /// A Redis store on this server under a namespace of its own.
+    pub fn store(&self) -> RedisStore {
+        self.store_in(&namespace())
+    }
+
+    /// A Redis store on this server under `ns`.
+    pub fn store_in(&self, ns: &str) -> RedisStore {
+        RedisStore::connect(RedisSettings {
+            url: self.url(),
+            namespace: ns.to_owned(),
+            timeout: Duration::from_millis(1000),
+            failed_cap: 1000,
+            second_ttl: 300,
+        })
+        .expect("redis store")
+    }
+
+    /// The process id of the server (for SIGSTOP/SIGCONT).
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+}
+
+impl Drop for TestRedis {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A namespace no other test uses.
+pub fn namespace() -> String {
+    format!("test:{:016x}:", rand::random::<u64>())
+}
+
+/// A fresh in-memory store.
+pub fn memory_store() -> MemoryStore {
+    MemoryStore::new(1000, 300)
+}
+
+/// Worker settings for tests: no progress lines, fast retries.
+pub fn worker_settings() -> WorkerSettings {
+    WorkerSettings {
+        progress_interval: Duration::ZERO,
+        retry_min: Duration::from_millis(20),
+        retry_max: Duration::from_millis(200),
+        ..WorkerSettings::default()
+    }
+}
+
+/// The repo's copy of the upstream fixtures.
+pub fn fixture(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/upstream")
+        .join(name)
+}
+
+/// Records `bytes` (as a text-mode file would be) into `store`, to the end.
+pub async fn record_bytes<S: Store>(store: &S, bytes: &[u8]) -> Arc<Progress> {
+    let reader = Box::new(std::io::Cursor::new(bytes.to_vec()));
+    let source = FileSource::new("test input", reader, 1 << 20);
+    worker::run(
+        store.clone(),
+        source,
+        worker_settings(),
+        Arc::default(),
+        CancellationToken::new(),
+    )
+    .await
+    .expect("worker run")
+}
+
+/// API settings for tests.
+pub fn api_settings() -> ApiSettings {
+    ApiSettings {
+        cors_origin: "*".to_owned(),
+        store_timeout: Duration::from_millis(1000),
+        cache: Duration::ZERO,
+    }
+}
+
+/// The API over `store` on a real socket; stopped when the returned token is cancelled.
+pub struct TestApi {
+    pub address: SocketAddr,
+    pub client: reqwest::Client,
+    pub stop: CancellationToken,
+}
+
+impl TestApi {
+    pub async fn spawn<S: Store>(store: S) -> TestApi {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let address = listener.local_addr().expect("address");
+        let stop = CancellationToken::new();
+        tokio::spawn(api::serve(
+            listener,
+            AppState::new(store, api_settings()),
+            stop.clone(),
+        ));
+        TestApi {
+            address,
+            client: reqwest::Client::new(),
+            stop,
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{}", self.address, path)
+    }
+
+    /// GET `path`: status and JSON body.
+    pub async fn get(&self, path: &str) -> (u16, serde_json::Value) {
+        let response = self
+            .client
+            .get(self.url(path))
+            .send()
+            .await
+            .expect("request");
+        let status = response.status().as_u16();
+        let body = response.json().await.unwrap_or(serde_json::Value::Null);
+        (status, body)
+    }
+}
+
+impl Drop for TestApi {
+    fn drop(&mut self) {
+        self.stop.cancel();
+    }
+}
+
+/// Polls `check` until it returns true or `limit` passes; panics with `what` on timeout.
+pub async fn eventually<F, Fut>(limit: Duration, what: &str, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = Instant::now() + limit;
+    loop {
+        if check().await {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "timed out after {limit:?} waiting for: {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// How a fake upstream behaves on each connection (counted from 0).
+#[derive(Clone)]
+pub enum Behaviour {
+    /// Answer this status with an empty body.
+    Status(u16),
+    /// Send these bytes, then close the connection.
+    SendThenClose(Bytes),
+    /// Send these bytes, then keep the connection open without sending anything.
+    SendThenStall(Bytes),
+}
+
+/// A local upstream that misbehaves on purpose: connection `i` gets `script[i]` (the last one
+/// repeats).
+pub struct FakeUpstream {
+    pub address: SocketAddr,
+    pub connections: Arc<std::sync::atomic::AtomicUsize>,
+    stop: CancellationToken,
+}
+
+impl FakeUpstream {
+    pub async fn start(script: Vec<Behaviour>) -> FakeUpstream {
+        use std::sync::atomic::Ordering;
+        let connections = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let count = connections.clone();
+        let script = Arc::new(script);
+        let app = axum::Router::new().route(
+            "/",
+            axum::routing::get(move || {
+                let n = count.fetch_add(1, Ordering::SeqCst);
+                let behaviour = script[n.min(script.len() - 1)].clone();
+                async move {
+                    match behaviour {
+                        Behaviour::Status(code) => Response::builder()
+                            .status(code)
+                            .body(Body::empty())
+                            .unwrap_or_default(),
+                        Behaviour::SendThenClose(bytes) => Response::new(Body::from(bytes)),
+                        Behaviour::SendThenStall(bytes) => {
+                            let stream =
+                                futures::stream::once(
+                                    async move { Ok::<_, std::io::Error>(bytes) },
+                                )
+                                .chain(futures::stream::pending());
+                            Response::new(Body::from_stream(stream))
+                        }
+                    }
+                }
+            }),
+        );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let address = listener.local_addr().expect("address");
+        let stop = CancellationToken::new();
+        let done = stop.clone();
+        tokio::spawn(async move {
+            let _ = axum::serve(listener, app)
+                .with_graceful_shutdown(done.cancelled_owned())
+                .await;
+        });
+        FakeUpstream {
+            address,
+            connections,
+            stop,
+        }
+    }
+
+    pub fn url(&self) -> url::Url {
+        url::Url::parse(&format!("http://{}/", self.address)).expect("url")
+    }
+}
+
+impl Drop for FakeUpstream {
+    fn drop(&mut self) {
+        self.stop.cancel();
+    }
+}
+
+use futures::StreamExt as _;

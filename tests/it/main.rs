@@ -1,0 +1,8 @@
+//! The integration tests: one binary, a module per surface.
+
+mod api;
+mod bins;
+mod contract;
+mod e2e;
+mod helpers;
+mod redis_only;

@@ -1,0 +1,171 @@
+//! What only the Redis store has: namespaces, the TypeScript key layout, legacy data, outages.
+
+use std::time::Duration;
+
+use chatstats::message::TopList;
+use chatstats::store::Store;
+use serde_json::json;
+
+use crate::helpers::*;
+
+#[tokio::test]
+async fn namespaces_are_isolated_and_every_key_is_prefixed() {
+    let redis = TestRedis::start();
+    let (a, b) = (namespace(), namespace());
+    record_bytes(
+        &redis.store_in(&a),
+        b"data: {\"room\":\"#a\",\"nick\":\"x\",\"body\":\"only a\"}\ndata: bad\n",
+    )
+    .await;
+    record_bytes(
+        &redis.store_in(&b),
+        b"data: {\"room\":\"#b\",\"nick\":\"y\",\"body\":\"only b\"}\n",
+    )
+    .await;
+    let words_a = redis.store_in(&a).top(TopList::Words, 10).await.unwrap();
+    let words_b = redis.store_in(&b).top(TopList::Words, 10).await.unwrap();
+    assert_eq!(words_a, vec![("only".to_owned(), 1), ("a".to_owned(), 1)]);
+    assert_eq!(words_b, vec![("only".to_owned(), 1), ("b".to_owned(), 1)]);
+    let keys = redis.cli(&["--raw", "KEYS", "*"]).unwrap();
+    for key in keys.lines().filter(|k| !k.is_empty()) {
+        assert!(
+            key.starts_with(&a) || key.starts_with(&b),
+            "key {key} outside the namespaces"
+        );
+    }
+}
+
+#[tokio::test]
+async fn keys_follow_the_typescript_layout() {
+    let redis = TestRedis::start();
+    let ns = namespace();
+    record_bytes(
+        &redis.store_in(&ns),
+        std::fs::read(fixture("multiple-messages.txt"))
+            .unwrap()
+            .as_slice(),
+    )
+    .await;
+    let score = redis
+        .cli(&["--raw", "ZSCORE", &format!("{ns}words"), "MEUBEL"])
+        .unwrap();
+    assert_eq!(score.trim(), "3");
+    let score = redis
+        .cli(&["--raw", "ZSCORE", &format!("{ns}nicks"), "slicyyyy"])
+        .unwrap();
+    assert_eq!(score.trim(), "3");
+    let score = redis
+        .cli(&["--raw", "ZSCORE", &format!("{ns}rooms"), "#sadparu"])
+        .unwrap();
+    assert_eq!(score.trim(), "2");
+    let kind = redis
+        .cli(&["--raw", "TYPE", &format!("{ns}failedMessages")])
+        .unwrap();
+    assert_eq!(kind.trim(), "zset");
+}
+
+#[tokio::test]
+async fn data_written_by_the_typescript_service_is_read_and_kept() {
+    let redis = TestRedis::start();
+    let ns = namespace();
+    redis
+        .cli(&["ZINCRBY", &format!("{ns}words"), "5", "Kappa"])
+        .unwrap();
+    redis
+        .cli(&["SADD", &format!("{ns}failedMessages"), "old one", "old two"])
+        .unwrap();
+    let store = redis.store_in(&ns);
+    let mut failed = store.failed_messages().await.unwrap();
+    failed.sort();
+    assert_eq!(failed, vec!["old one", "old two"]);
+    record_bytes(&store, b"data: {\"body\":\"Kappa\"}\ndata: new bad\n").await;
+    assert_eq!(
+        store.top(TopList::Words, 10).await.unwrap(),
+        vec![("Kappa".to_owned(), 6)]
+    );
+    let failed = store.failed_messages().await.unwrap();
+    assert_eq!(failed[0], "new bad");
+    assert_eq!(failed.len(), 3);
+}
+
+#[tokio::test]
+async fn the_api_answers_503_while_redis_is_down_and_recovers_by_itself() {
+    let redis = TestRedis::start();
+    let store = redis.store();
+    record_bytes(&store, b"data: {\"body\":\"hi\"}\n").await;
+    let api = TestApi::spawn(store).await;
+    assert_eq!(api.get("/healthcheck").await.0, 200);
+    assert_eq!(api.get("/stats/words").await, (200, json!([{"hi": 1}])));
+
+    // Stall Redis: every call must answer 503 quickly, never hang.
+    let pid = redis.pid().to_string();
+    assert!(
+        std::process::Command::new("kill")
+            .args(["-STOP", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    for path in [
+        "/stats/words",
+        "/stats",
+        "/stats/failedMessages",
+        "/stats/rooms",
+    ] {
+        let started = std::time::Instant::now();
+        let (status, body) = api.get(path).await;
+        assert_eq!(status, 503, "{path}: {body}");
+        assert_eq!(body["statusCode"], 503);
+        assert_eq!(body["error"], "Service Unavailable");
+        assert!(
+            started.elapsed() < Duration::from_secs(2),
+            "{path} took {:?}",
+            started.elapsed()
+        );
+    }
+    let (status, body) = api.get("/healthcheck").await;
+    assert_eq!(status, 503);
+    assert_eq!(body["status"], "error");
+    assert!(
+        body["redisStatus"]
+            .as_str()
+            .unwrap()
+            .starts_with("unreachable"),
+        "{body}"
+    );
+
+    assert!(
+        std::process::Command::new("kill")
+            .args(["-CONT", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    eventually(Duration::from_secs(5), "the API to recover", || async {
+        api.get("/stats/words").await == (200, json!([{"hi": 1}]))
+    })
+    .await;
+    assert_eq!(api.get("/healthcheck").await.0, 200);
+}
+
+#[tokio::test]
+async fn the_api_starts_and_answers_503_when_redis_was_never_there() {
+    let port = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+    let store =
+        chatstats::store::redis::RedisStore::connect(chatstats::store::redis::RedisSettings {
+            url: format!("redis://127.0.0.1:{port}"),
+            namespace: namespace(),
+            timeout: Duration::from_millis(500),
+            failed_cap: 1000,
+            second_ttl: 300,
+        })
+        .unwrap();
+    let api = TestApi::spawn(store).await;
+    let (status, body) = api.get("/stats/words").await;
+    assert_eq!(status, 503, "{body}");
+    assert_eq!(api.get("/healthcheck").await.0, 503);
+    assert_eq!(api.get("/").await, (200, json!({"status": true})));
+}
