@@ -199,6 +199,15 @@ pub struct WorkerArgs {
     #[arg(long, env = "FAILED_PAYLOAD_MAX_BYTES", value_name = "FAILED_PAYLOAD_MAX_BYTES", default_value_t = 4096,
           value_parser = clap::value_parser!(u64).range(16..=(1 << 20)))]
     pub failed_payload_max_bytes: u64,
+    /// Coalescing mode for backfills and firehoses: merge the counts of all messages read within
+    /// this many milliseconds into one Redis call (0: off, one call per message). Exact either way.
+    #[arg(long, env = "FLUSH_INTERVAL_MS", value_name = "FLUSH_INTERVAL_MS", default_value_t = 0,
+          value_parser = clap::value_parser!(u64).range(0..=60_000))]
+    pub flush_interval_ms: u64,
+    /// Coalescing mode: a merged call carries at most this many messages.
+    #[arg(long, env = "FLUSH_MAX_MESSAGES", value_name = "FLUSH_MAX_MESSAGES", default_value_t = 10_000,
+          value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
+    pub flush_max_messages: u64,
     /// Seconds between progress log lines (0: none).
     #[arg(
         long,
@@ -216,6 +225,9 @@ impl WorkerArgs {
             window: self.in_flight as usize,
             failed_payload_max: self.failed_payload_max_bytes as usize,
             progress_interval: Duration::from_secs(self.progress_interval_secs),
+            flush_interval: (self.flush_interval_ms > 0)
+                .then(|| Duration::from_millis(self.flush_interval_ms)),
+            flush_max_messages: self.flush_max_messages as usize,
             ..WorkerSettings::default()
         }
     }

@@ -22,7 +22,7 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, error, info, warn};
 
-use crate::message::Tally;
+use crate::message::{Tally, TallyBuilder};
 use crate::source::{Frame, Source, SourceError};
 use crate::store::{Mark, Store, StoreError, unix_now};
 
@@ -41,6 +41,11 @@ pub struct WorkerSettings {
     pub retry_min: Duration,
     /// Cap of the retry delay.
     pub retry_max: Duration,
+    /// Coalescing: merge the tallies of all messages read within this interval into one store
+    /// call (`None`: one call per message). Counts stay exact; only their grouping changes.
+    pub flush_interval: Option<Duration>,
+    /// Coalescing: a merged tally is sent once it holds this many messages, even early.
+    pub flush_max_messages: usize,
 }
 
 impl Default for WorkerSettings {
@@ -52,6 +57,8 @@ impl Default for WorkerSettings {
             progress_interval: Duration::from_secs(10),
             retry_min: Duration::from_millis(100),
             retry_max: Duration::from_secs(5),
+            flush_interval: None,
+            flush_max_messages: 10_000,
         }
     }
 }
@@ -134,6 +141,8 @@ pub async fn run<S: Store, R: Source>(
     let mut second = 0;
     let mut seq = 0u64;
     let mut input_open = true;
+    let mut batch = TallyBuilder::default();
+    let mut flush_at: Option<tokio::time::Instant> = None;
 
     let result = loop {
         if !to_retry.is_empty() && in_flight.is_empty() {
@@ -148,10 +157,11 @@ pub async fn run<S: Store, R: Source>(
             )
             .await
             {
-                let unread = pending
-                    .iter()
-                    .filter(|f| matches!(f, Frame::Payload(_) | Frame::Oversized(_)))
-                    .count() as u64;
+                let unread = batch.len() as u64
+                    + pending
+                        .iter()
+                        .filter(|f| matches!(f, Frame::Payload(_) | Frame::Oversized(_)))
+                        .count() as u64;
                 let queued = drain_count(&mut rx).await;
                 break Err(WorkerError::Unrecorded {
                     unrecorded: unrecorded + unread + queued,
@@ -161,7 +171,6 @@ pub async fn run<S: Store, R: Source>(
         }
         let accepting = to_retry.is_empty() && in_flight.len() < settings.window.max(1);
         if accepting && let Some(frame) = pending.pop_front() {
-            seq += 1;
             let tally = match frame {
                 Frame::Payload(payload) => {
                     Tally::from_payload(&payload, second, settings.failed_payload_max)
@@ -178,10 +187,39 @@ pub async fn run<S: Store, R: Source>(
                 debug!(payload = %String::from_utf8_lossy(&tally.failed[0]), "failed message");
             }
             progress.read.fetch_add(1, Ordering::Relaxed);
-            in_flight.push(apply(store.clone(), writer.clone(), seq, tally));
+            match settings.flush_interval {
+                None => {
+                    seq += 1;
+                    in_flight.push(apply(store.clone(), writer.clone(), seq, tally));
+                }
+                Some(interval) => {
+                    batch.add(tally);
+                    if batch.len() >= settings.flush_max_messages.max(1) {
+                        seq += 1;
+                        in_flight.push(apply(store.clone(), writer.clone(), seq, batch.take()));
+                        flush_at = None;
+                    } else if flush_at.is_none() {
+                        flush_at = Some(tokio::time::Instant::now() + interval);
+                    }
+                }
+            }
             continue;
         }
-        if !input_open && pending.is_empty() && in_flight.is_empty() && to_retry.is_empty() {
+        // A partial merged tally goes out when its interval ends, or at once when input ended.
+        let due = flush_at.is_some_and(|at| at <= tokio::time::Instant::now())
+            || (!input_open && pending.is_empty());
+        if accepting && !batch.is_empty() && due {
+            seq += 1;
+            in_flight.push(apply(store.clone(), writer.clone(), seq, batch.take()));
+            flush_at = None;
+            continue;
+        }
+        if !input_open
+            && pending.is_empty()
+            && in_flight.is_empty()
+            && to_retry.is_empty()
+            && batch.is_empty()
+        {
             break Ok(());
         }
         tokio::select! {
@@ -198,13 +236,14 @@ pub async fn run<S: Store, R: Source>(
                     }
                 }
             }
-            batch = rx.recv(), if accepting && input_open => match batch {
-                Some(batch) => {
+            frames = rx.recv(), if accepting && input_open => match frames {
+                Some(frames) => {
                     second = unix_now();
-                    pending.extend(batch);
+                    pending.extend(frames);
                 }
                 None => input_open = false,
             },
+            _ = tokio::time::sleep_until(flush_at.unwrap_or_else(tokio::time::Instant::now)), if flush_at.is_some() && accepting => {}
         }
     };
     ticker.abort();

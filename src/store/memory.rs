@@ -76,7 +76,8 @@ struct Inner {
     rankings: [Mutex<Ranking>; 3],
     seconds: Mutex<BTreeMap<u64, u64>>,
     failures: Mutex<Failures>,
-    writers: Mutex<HashMap<Arc<str>, u64>>,
+    /// Per writer: the watermark (every seq up to it applied) and the applied seqs above it.
+    writers: Mutex<HashMap<Arc<str>, (u64, BTreeSet<u64>)>>,
     /// Serialises whole applications, so a reader never sees half a tally.
     apply: Mutex<()>,
 }
@@ -161,11 +162,18 @@ impl Store for MemoryStore {
     async fn apply(&self, tally: &Tally, mark: Option<&Mark>) -> Result<bool, StoreError> {
         if let Some(mark) = mark {
             let mut writers = lock(&self.inner.writers);
-            let last = writers.entry(mark.writer.clone()).or_default();
-            if mark.seq <= *last {
+            let (watermark, above) = writers.entry(mark.writer.clone()).or_default();
+            if mark.seq <= *watermark || above.contains(&mark.seq) {
                 return Ok(false);
             }
-            *last = mark.seq;
+            if mark.seq == *watermark + 1 {
+                *watermark = mark.seq;
+                while above.remove(&(*watermark + 1)) {
+                    *watermark += 1;
+                }
+            } else {
+                above.insert(mark.seq);
+            }
         }
         self.apply_now(tally);
         Ok(true)

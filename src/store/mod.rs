@@ -44,9 +44,9 @@ pub enum StoreError {
 ///
 /// Implementations are cheap to clone handles onto shared state.
 pub trait Store: Clone + Send + Sync + 'static {
-    /// Applies `tally` atomically. With a `mark`, a tally whose sequence number is not above the
-    /// writer's last applied one is skipped (it was applied before its reply was lost); returns
-    /// whether it was applied.
+    /// Applies `tally` atomically. With a `mark`, a tally whose (writer, sequence number) was
+    /// applied before is skipped — its first reply was lost, or it arrived twice — in whatever
+    /// order retries arrive; returns whether it was applied.
     fn apply(
         &self,
         tally: &Tally,

@@ -43,6 +43,7 @@ contract!(
     concurrent_writers_add_up_exactly,
     a_retried_tally_is_applied_once,
     limit_selects_how_many_entries_are_answered,
+    retries_arriving_out_of_order_are_each_applied_once,
 );
 
 fn words(list: &[(&str, u64)]) -> Vec<(Bytes, u64)> {
@@ -221,10 +222,10 @@ async fn a_retried_tally_is_applied_once<S: Store>(new: impl Fn() -> S) {
         writer: "w".into(),
         seq,
     };
-    assert!(store.apply(&tally, Some(&mark(5))).await.unwrap());
-    assert!(!store.apply(&tally, Some(&mark(5))).await.unwrap());
-    assert!(!store.apply(&tally, Some(&mark(4))).await.unwrap());
-    assert!(store.apply(&tally, Some(&mark(6))).await.unwrap());
+    assert!(store.apply(&tally, Some(&mark(1))).await.unwrap());
+    assert!(!store.apply(&tally, Some(&mark(1))).await.unwrap());
+    assert!(store.apply(&tally, Some(&mark(2))).await.unwrap());
+    assert!(!store.apply(&tally, Some(&mark(1))).await.unwrap());
     let other = Mark {
         writer: "other".into(),
         seq: 1,
@@ -269,4 +270,37 @@ async fn limit_selects_how_many_entries_are_answered<S: Store>(new: impl Fn() ->
         )
     );
     let _ = Duration::ZERO;
+}
+
+async fn retries_arriving_out_of_order_are_each_applied_once<S: Store>(new: impl Fn() -> S) {
+    let store = new();
+    let tally = Tally {
+        words: words(&[("x", 1)]),
+        ..Tally::default()
+    };
+    let mark = |seq| Mark {
+        writer: "w".into(),
+        seq,
+    };
+    // 1 applied, 2 lost, 3 and 4 applied on a new connection, then 2 retried, 3 retried.
+    for (seq, applied) in [
+        (1, true),
+        (3, true),
+        (4, true),
+        (2, true),
+        (3, false),
+        (2, false),
+        (5, true),
+        (4, false),
+    ] {
+        assert_eq!(
+            store.apply(&tally, Some(&mark(seq))).await.unwrap(),
+            applied,
+            "seq {seq}"
+        );
+    }
+    assert_eq!(
+        entries(&store.top(TopList::Words, 10).await.unwrap()),
+        json!([{"x": 5}])
+    );
 }

@@ -6,3 +6,4 @@ mod contract;
 mod e2e;
 mod helpers;
 mod redis_only;
+mod worker;

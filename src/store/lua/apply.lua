@@ -2,20 +2,40 @@
 local ns = ARGV[1]
 local writer = ARGV[2]
 if writer ~= '' then
+  -- Exactly once per (writer, seq), whatever order retries arrive in: `wkey` holds the
+  -- watermark W (every seq <= W is applied), `gkey` the applied seqs above W. Calls normally
+  -- arrive in order (seq = W + 1) and the gap set is empty.
   local wkey = ns .. 'writer:' .. writer
-  local last = tonumber(redis.call('GET', wkey) or 0)
-  if tonumber(ARGV[3]) <= last then
+  local gkey = wkey .. ':above'
+  local seq = tonumber(ARGV[3])
+  local w = tonumber(redis.call('GET', wkey) or 0)
+  if seq <= w then
     return 0
   end
-  redis.call('SET', wkey, ARGV[3], 'EX', 86400)
+  if seq == w + 1 then
+    if redis.call('EXISTS', gkey) == 1 then
+      while redis.call('ZSCORE', gkey, seq + 1) do
+        redis.call('ZREM', gkey, seq + 1)
+        seq = seq + 1
+      end
+    end
+    redis.call('SET', wkey, seq, 'EX', 86400)
+  else
+    if redis.call('ZSCORE', gkey, seq) then
+      return 0
+    end
+    redis.call('ZADD', gkey, seq, seq)
+    redis.call('EXPIRE', gkey, 86400)
+  end
 end
 local ttl = ARGV[4]
 local cap = tonumber(ARGV[5])
 local i = 10
 for _ = 1, tonumber(ARGV[6]) do
   local key = ns .. 'messagesPerSecond:' .. ARGV[i]
-  redis.call('INCRBY', key, ARGV[i + 1])
-  redis.call('EXPIRE', key, ttl)
+  if redis.call('INCRBY', key, ARGV[i + 1]) == tonumber(ARGV[i + 1]) then
+    redis.call('EXPIRE', key, ttl)
+  end
   i = i + 2
 end
 local function increment(key, pairs)
