@@ -128,6 +128,7 @@ pub async fn run<S: Store, R: Source>(
     progress: Arc<Progress>,
     shutdown: CancellationToken,
 ) -> Result<Arc<Progress>, WorkerError> {
+    let started = Instant::now();
     let writer: Arc<str> = format!("{:016x}", rand::random::<u64>()).into();
     info!(source = %source.describe(), store = %store.describe(), %writer, window = settings.window, "worker started");
     let (tx, mut rx) = mpsc::channel::<Vec<Frame>>(settings.queue.max(1));
@@ -247,7 +248,7 @@ pub async fn run<S: Store, R: Source>(
         }
     };
     ticker.abort();
-    progress.log_line(&mut (Instant::now(), progress.recorded.load(Ordering::Relaxed)));
+    progress.log_line(&mut (started, 0));
     result?;
     match reader.await {
         Ok(Err(err)) => Err(err.into()),

@@ -2,7 +2,9 @@
 //! `{"statusCode": 404, "error": "Not Found", "message": "Route GET:/nope not found"}`.
 
 use axum::Json;
-use axum::http::StatusCode;
+use axum::extract::Request;
+use axum::http::{StatusCode, header};
+use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 use utoipa::ToSchema;
@@ -69,4 +71,60 @@ impl IntoResponse for ApiError {
         }
         (status, Json(body(status, self.to_string()))).into_response()
     }
+}
+
+/// Longest request target accepted (path and query).
+pub const MAX_URI_BYTES: usize = 8 * 1024;
+/// Most header bytes accepted (names and values).
+pub const MAX_HEADER_BYTES: usize = 16 * 1024;
+/// Largest declared request body accepted (no route reads a body).
+pub const MAX_BODY_BYTES: u64 = 64 * 1024;
+
+/// Rejects oversized requests before routing, in the error shape: 414, 431, 413.
+pub async fn guard(request: Request, next: Next) -> Response {
+    let uri = request.uri().to_string().len();
+    if uri > MAX_URI_BYTES {
+        let status = StatusCode::URI_TOO_LONG;
+        return (
+            status,
+            Json(body(
+                status,
+                format!("request target of {uri} bytes exceeds {MAX_URI_BYTES}"),
+            )),
+        )
+            .into_response();
+    }
+    let headers: usize = request
+        .headers()
+        .iter()
+        .map(|(k, v)| k.as_str().len() + v.len())
+        .sum();
+    if headers > MAX_HEADER_BYTES {
+        let status = StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE;
+        return (
+            status,
+            Json(body(
+                status,
+                format!("headers of {headers} bytes exceed {MAX_HEADER_BYTES}"),
+            )),
+        )
+            .into_response();
+    }
+    let declared = request
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > MAX_BODY_BYTES) {
+        let status = StatusCode::PAYLOAD_TOO_LARGE;
+        return (
+            status,
+            Json(body(
+                status,
+                format!("request bodies are limited to {MAX_BODY_BYTES} bytes"),
+            )),
+        )
+            .into_response();
+    }
+    next.run(request).await
 }

@@ -16,7 +16,6 @@ use axum::routing::get;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tower_http::cors::{AllowOrigin, CorsLayer};
-use tower_http::limit::RequestBodyLimitLayer;
 use tower_http::trace::TraceLayer;
 use utoipa::OpenApi;
 use utoipa_swagger_ui::SwaggerUi;
@@ -140,7 +139,7 @@ pub fn router<S: Store>(state: AppState<S>) -> Router {
         .merge(SwaggerUi::new("/documentation").url("/documentation/json", ApiDoc::openapi()))
         .fallback(routes::not_found)
         .method_not_allowed_fallback(routes::not_found)
-        .layer(RequestBodyLimitLayer::new(64 * 1024))
+        .layer(axum::middleware::from_fn(error::guard))
         .layer(TraceLayer::new_for_http());
     match cors {
         Some(cors) => api.layer(cors),

@@ -151,3 +151,27 @@ async fn the_openapi_document_describes_every_route_with_schemas_and_examples() 
         "Swagger UI page"
     );
 }
+
+#[tokio::test]
+async fn oversized_requests_are_refused_in_the_error_shape() {
+    let long_query = format!("/stats/words?limit={}", "1".repeat(9000));
+    let (status, _, body) = call(&long_query, "GET", &[]).await;
+    assert_eq!(status, 414);
+    assert_eq!(
+        serde_json::from_slice::<Value>(&body).unwrap()["statusCode"],
+        414
+    );
+    let big = "a".repeat(20_000);
+    let (status, _, body) = call("/stats", "GET", &[("x-big", &big)]).await;
+    assert_eq!(status, 431);
+    assert_eq!(
+        serde_json::from_slice::<Value>(&body).unwrap()["error"],
+        "Request Header Fields Too Large"
+    );
+    let (status, _, body) = call("/stats", "POST", &[("content-length", "10000000")]).await;
+    assert_eq!(status, 413);
+    assert_eq!(
+        serde_json::from_slice::<Value>(&body).unwrap()["statusCode"],
+        413
+    );
+}
