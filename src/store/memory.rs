@@ -71,13 +71,16 @@ impl Failures {
     }
 }
 
+/// One writer's applied sequence numbers: a watermark (all up to it) and those above it.
+type Applied = (u64, BTreeSet<u64>);
+
 #[derive(Debug, Default)]
 struct Inner {
     rankings: [Mutex<Ranking>; 3],
     seconds: Mutex<BTreeMap<u64, u64>>,
     failures: Mutex<Failures>,
     /// Per writer: the watermark (every seq up to it applied) and the applied seqs above it.
-    writers: Mutex<HashMap<Arc<str>, (u64, BTreeSet<u64>)>>,
+    writers: Mutex<HashMap<Arc<str>, Applied>>,
     /// Serialises whole applications, so a reader never sees half a tally.
     apply: Mutex<()>,
 }
