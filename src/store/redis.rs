@@ -9,7 +9,6 @@
 
 use std::time::Duration;
 
-use bytes::Bytes;
 use fred::prelude::*;
 use fred::types::config::ReconnectPolicy;
 
@@ -79,45 +78,52 @@ impl RedisStore {
     pub fn client(&self) -> &Client {
         &self.client
     }
+}
 
-    fn script_args(&self, tally: &Tally, mark: Option<&Mark>) -> Vec<Value> {
-        let pairs = tally.seconds.len() + tally.rooms.len() + tally.nicks.len() + tally.words.len();
-        let mut args = Vec::with_capacity(9 + 2 * pairs + tally.failed.len());
-        let int = |n: usize| Value::Integer(n as i64);
-        args.push(Value::String(self.keys.namespace().into()));
-        match mark {
-            Some(mark) => {
-                args.push(Value::String(mark.writer.as_ref().into()));
-                args.push(Value::Integer(mark.seq as i64));
-            }
-            None => {
-                args.push(Value::String("".into()));
-                args.push(Value::Integer(0));
-            }
+/// The arguments of one `EVALSHA` of the apply script (layout in the module docs).
+pub fn script_args(
+    namespace: &str,
+    second_ttl: u64,
+    failed_cap: usize,
+    tally: &Tally,
+    mark: Option<&Mark>,
+) -> Vec<Value> {
+    let pairs = tally.seconds.len() + tally.rooms.len() + tally.nicks.len() + tally.words.len();
+    let mut args = Vec::with_capacity(9 + 2 * pairs + tally.failed.len());
+    let int = |n: usize| Value::Integer(n as i64);
+    args.push(Value::String(namespace.into()));
+    match mark {
+        Some(mark) => {
+            args.push(Value::String(mark.writer.as_ref().into()));
+            args.push(Value::Integer(mark.seq as i64));
         }
-        args.push(Value::Integer(self.settings.second_ttl as i64));
-        args.push(int(self.settings.failed_cap));
-        args.push(int(tally.seconds.len()));
-        args.push(int(tally.rooms.len()));
-        args.push(int(tally.nicks.len()));
-        args.push(int(tally.failed.len()));
-        for &(second, n) in &tally.seconds {
-            args.push(Value::Integer(second as i64));
-            args.push(Value::Integer(n as i64));
+        None => {
+            args.push(Value::String("".into()));
+            args.push(Value::Integer(0));
         }
-        for list in [&tally.rooms, &tally.nicks] {
-            for (member, n) in list {
-                args.push(Value::Integer(*n as i64));
-                args.push(Value::Bytes(member.clone()));
-            }
-        }
-        args.extend(tally.failed.iter().cloned().map(Value::Bytes));
-        for (member, n) in &tally.words {
+    }
+    args.push(Value::Integer(second_ttl as i64));
+    args.push(int(failed_cap));
+    args.push(int(tally.seconds.len()));
+    args.push(int(tally.rooms.len()));
+    args.push(int(tally.nicks.len()));
+    args.push(int(tally.failed.len()));
+    for &(second, n) in &tally.seconds {
+        args.push(Value::Integer(second as i64));
+        args.push(Value::Integer(n as i64));
+    }
+    for list in [&tally.rooms, &tally.nicks] {
+        for (member, n) in list {
             args.push(Value::Integer(*n as i64));
             args.push(Value::Bytes(member.clone()));
         }
-        args
     }
+    args.extend(tally.failed.iter().cloned().map(Value::Bytes));
+    for (member, n) in &tally.words {
+        args.push(Value::Integer(*n as i64));
+        args.push(Value::Bytes(member.clone()));
+    }
+    args
 }
 
 /// Text of a reply value; Redis data is bytes, so invalid UTF-8 is replaced, not rejected.
@@ -133,7 +139,14 @@ impl Store for RedisStore {
         if tally.is_empty() {
             return Ok(true);
         }
-        let args = self.script_args(tally, mark);
+        let settings = &self.settings;
+        let args = script_args(
+            self.keys.namespace(),
+            settings.second_ttl,
+            settings.failed_cap,
+            tally,
+            mark,
+        );
         let reply: Result<i64, _> = self.client.evalsha(&*self.sha, (), args.clone()).await;
         let applied = match reply {
             Err(err) if err.details().starts_with("NOSCRIPT") => {
@@ -199,9 +212,4 @@ impl Store for RedisStore {
             self.keys.namespace()
         )
     }
-}
-
-/// Bytes of a member, as Redis replies carry them.
-pub fn member_bytes(member: &str) -> Bytes {
-    Bytes::copy_from_slice(member.as_bytes())
 }
