@@ -20,9 +20,10 @@ use tokio_util::sync::CancellationToken;
 /// A `redis-server` of this test's own, on a free port, stopped (and its directory removed)
 /// on drop.
 pub struct TestRedis {
-    child: Child,
+    child: std::sync::Mutex<Child>,
     pub port: u16,
-    _dir: tempfile::TempDir,
+    extra: Vec<String>,
+    dir: tempfile::TempDir,
 }
 
 fn free_port() -> u16 {
@@ -32,51 +33,74 @@ fn free_port() -> u16 {
         .expect("no free port on loopback")
 }
 
+fn spawn_server(port: u16, dir: &Path, extra: &[String]) -> Child {
+    let spawned = Command::new("redis-server")
+        .args([
+            "--port",
+            &port.to_string(),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+        ])
+        .arg("--dir")
+        .arg(dir)
+        .args(extra)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn();
+    match spawned {
+        Ok(child) => child,
+        Err(err) => panic!(
+            "cannot start redis-server ({err}); install it (apt-get install redis-server) and put it on PATH"
+        ),
+    }
+}
+
 impl TestRedis {
-    /// Starts a server and waits (with a deadline) until it answers PING.
+    /// Starts a server without persistence and waits until it answers PING.
     pub fn start() -> TestRedis {
+        TestRedis::start_with(&["--appendonly", "no"])
+    }
+
+    /// Starts a server with extra arguments (e.g. `--appendonly yes`).
+    pub fn start_with(extra: &[&str]) -> TestRedis {
+        let extra: Vec<String> = extra.iter().map(|s| s.to_string()).collect();
         for _ in 0..5 {
             let dir = tempfile::tempdir().expect("temporary directory");
             let port = free_port();
-            let child = Command::new("redis-server")
-                .args([
-                    "--port",
-                    &port.to_string(),
-                    "--bind",
-                    "127.0.0.1",
-                    "--save",
-                    "",
-                    "--appendonly",
-                    "no",
-                ])
-                .arg("--dir")
-                .arg(dir.path())
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .spawn();
-            let child = match child {
-                Ok(child) => child,
-                Err(err) => panic!(
-                    "cannot start redis-server ({err}); install it (apt-get install redis-server) and put it on PATH"
-                ),
-            };
-            let mut redis = TestRedis {
-                child,
+            let child = spawn_server(port, dir.path(), &extra);
+            let redis = TestRedis {
+                child: child.into(),
                 port,
-                _dir: dir,
+                extra: extra.clone(),
+                dir,
             };
             if redis.wait_ready(Duration::from_secs(10)) {
                 return redis;
             }
-            drop(redis);
         }
         panic!("redis-server did not start on a free port after 5 attempts");
     }
 
-    fn wait_ready(&mut self, limit: Duration) -> bool {
+    /// Kills the server (SIGKILL) and starts it again on the same port and directory.
+    pub fn restart(&self) {
+        {
+            let mut child = self.child.lock().unwrap();
+            let _ = child.kill();
+            let _ = child.wait();
+            *child = spawn_server(self.port, self.dir.path(), &self.extra);
+        }
+        assert!(
+            self.wait_ready(Duration::from_secs(10)),
+            "redis-server did not come back"
+        );
+    }
+
+    fn wait_ready(&self, limit: Duration) -> bool {
         let deadline = Instant::now() + limit;
         while Instant::now() < deadline {
-            if let Ok(Some(_)) = self.child.try_wait() {
+            if let Ok(Some(_)) = self.child.lock().unwrap().try_wait() {
                 return false;
             }
             if self.cli(&["PING"]).is_some_and(|r| r.trim() == "PONG") {
@@ -123,14 +147,24 @@ impl TestRedis {
 
     /// The process id of the server (for SIGSTOP/SIGCONT).
     pub fn pid(&self) -> u32 {
-        self.child.id()
+        self.child.lock().unwrap().id()
+    }
+
+    /// Sends a signal (`STOP`, `CONT`, …) to the server.
+    pub fn signal(&self, name: &str) {
+        let status = Command::new("kill")
+            .args([&format!("-{name}"), &self.pid().to_string()])
+            .status();
+        assert!(status.is_ok_and(|s| s.success()), "kill -{name} failed");
     }
 }
 
 impl Drop for TestRedis {
     fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        if let Ok(child) = self.child.get_mut() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
     }
 }
 

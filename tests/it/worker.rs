@@ -8,6 +8,7 @@ use chatstats::message::TopList;
 use chatstats::source::file::FileSource;
 use chatstats::store::Store;
 use chatstats::worker::{self, WorkerSettings};
+use futures::StreamExt;
 use tokio_util::sync::CancellationToken;
 
 use crate::helpers::*;
@@ -147,4 +148,224 @@ async fn totals_are_exact_when_redis_stalls_for_seconds() {
             .unwrap();
     })
     .await;
+}
+
+#[tokio::test]
+async fn totals_are_exact_across_a_redis_restart_with_persistence() {
+    let expected = memory_store();
+    let input = stream(30_000);
+    record_bytes(&expected, &input).await;
+    let redis = Arc::new(TestRedis::start_with(&[
+        "--appendonly",
+        "yes",
+        "--appendfsync",
+        "always",
+    ]));
+    let store = redis.store();
+    let restarter = redis.clone();
+    let faults = tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        tokio::task::spawn_blocking(move || restarter.restart())
+            .await
+            .unwrap();
+    });
+    let progress = run_with(&store, input, worker_settings()).await;
+    faults.await.unwrap();
+    assert_eq!(snapshot(&store).await, snapshot(&expected).await);
+    assert!(
+        progress.retries.load(Ordering::Relaxed) > 0,
+        "the restart was felt"
+    );
+}
+
+#[tokio::test]
+async fn hostile_upstream_bytes_are_survived_and_complete_payloads_counted_exactly() {
+    use bytes::Bytes;
+    let mut first = Vec::new();
+    first.extend_from_slice(
+        b"event: privmsg\nse-data: {\"room\":\"#a\",\"nick\":\"n\",\"body\":\"alpha\"}\n\n",
+    );
+    first.extend_from_slice(b"\x00\x01\xfe\xff garbage that is no field\r\n");
+    first.extend_from_slice(b"data: {\"body\":\"\xff\xfe not utf-8\"}\n");
+    first.extend_from_slice(b"se-data: ");
+    first.extend(std::iter::repeat_n(b'x', 3 << 20));
+    first.extend_from_slice(b"\n");
+    first.extend_from_slice(b"{\"room\":\"#a\",\"nick\":\"m\",\"body\":\"beta\"}\n");
+    first.extend_from_slice(b"event: privmsg\nse-data: {\"room\":\"#a\",\"body\":\"cut at the cl");
+    let second = Bytes::from_static(b"data: {\"room\":\"#b\",\"nick\":\"n\",\"body\":\"gamma\"}\n");
+    let upstream = FakeUpstream::start(vec![
+        Behaviour::SendThenClose(first.into()),
+        Behaviour::SendThenStall(second),
+    ])
+    .await;
+    let redis = TestRedis::start();
+    let store = redis.store();
+    let stop = CancellationToken::new();
+    let settings = chatstats::source::http::HttpSettings {
+        url: upstream.url(),
+        read_timeout: Duration::from_secs(10),
+        backoff_min: Duration::from_millis(10),
+        backoff_max: Duration::from_millis(50),
+        line_cap: 1 << 20,
+    };
+    let source = chatstats::source::http::HttpSource::new(settings);
+    let run = tokio::spawn(worker::run(
+        store.clone(),
+        source,
+        worker_settings(),
+        Arc::default(),
+        stop.clone(),
+    ));
+    eventually(
+        Duration::from_secs(15),
+        "all complete payloads to be recorded",
+        || async {
+            store
+                .top(TopList::Words, 10)
+                .await
+                .is_ok_and(|w| w.len() == 3)
+        },
+    )
+    .await;
+    stop.cancel();
+    let progress = tokio::time::timeout(Duration::from_secs(10), run)
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    let mut words = store.top(TopList::Words, 10).await.unwrap();
+    words.sort();
+    assert_eq!(
+        words,
+        vec![
+            ("alpha".to_owned(), 1),
+            ("beta".to_owned(), 1),
+            ("gamma".to_owned(), 1)
+        ]
+    );
+    assert_eq!(
+        store.top(TopList::Rooms, 10).await.unwrap(),
+        vec![("#a".to_owned(), 2), ("#b".to_owned(), 1)]
+    );
+    assert_eq!(
+        store.failed_total().await.unwrap(),
+        2,
+        "invalid UTF-8 and the over-long line"
+    );
+    let failed = store.failed_messages().await.unwrap();
+    assert!(
+        failed.iter().all(|f| f.len() <= 4096),
+        "kept payloads are cut"
+    );
+    assert_eq!(progress.recorded.load(Ordering::Relaxed), 3);
+}
+
+#[tokio::test]
+async fn while_redis_is_stalled_the_worker_stops_reading_the_upstream() {
+    use std::sync::atomic::AtomicU64;
+    let chunk = bytes::Bytes::from(stream(2000));
+    let sent = Arc::new(AtomicU64::new(0));
+    let counter = sent.clone();
+    let app = axum::Router::new().route(
+        "/",
+        axum::routing::get(move || {
+            let (chunk, counter) = (chunk.clone(), counter.clone());
+            let endless = futures::stream::repeat(()).map(move |_| {
+                counter.fetch_add(chunk.len() as u64, Ordering::Relaxed);
+                Ok::<_, std::io::Error>(chunk.clone())
+            });
+            async move { axum::body::Body::from_stream(endless) }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = url::Url::parse(&format!("http://{}/", listener.local_addr().unwrap())).unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await });
+
+    let redis = TestRedis::start();
+    let store = redis.store();
+    let stop = CancellationToken::new();
+    let settings = chatstats::source::http::HttpSettings {
+        url,
+        read_timeout: Duration::from_secs(30),
+        backoff_min: Duration::from_millis(10),
+        backoff_max: Duration::from_millis(50),
+        line_cap: 1 << 20,
+    };
+    let progress = Arc::new(worker::Progress::default());
+    let run = tokio::spawn(worker::run(
+        store.clone(),
+        chatstats::source::http::HttpSource::new(settings),
+        worker_settings(),
+        progress.clone(),
+        stop.clone(),
+    ));
+    eventually(Duration::from_secs(10), "recording to start", || async {
+        progress.recorded.load(Ordering::Relaxed) > 1000
+    })
+    .await;
+    redis.signal("STOP");
+    // Let the window, the queue and the socket buffers fill, then check nothing more is read.
+    let mut last = sent.load(Ordering::Relaxed);
+    let mut steady = 0;
+    eventually(
+        Duration::from_secs(20),
+        "reading from the upstream to stop",
+        || {
+            let now = sent.load(Ordering::Relaxed);
+            steady = if now == last { steady + 1 } else { 0 };
+            last = now;
+            async move { steady >= 25 }
+        },
+    )
+    .await;
+    let read_while_stalled = progress.read.load(Ordering::Relaxed);
+    redis.signal("CONT");
+    eventually(Duration::from_secs(20), "reading to resume", || async {
+        progress.recorded.load(Ordering::Relaxed) > read_while_stalled + 1000
+    })
+    .await;
+    stop.cancel();
+    tokio::time::timeout(Duration::from_secs(10), run)
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    let read = progress.read.load(Ordering::Relaxed);
+    let done = progress.recorded.load(Ordering::Relaxed) + progress.failed.load(Ordering::Relaxed);
+    assert_eq!(read, done, "everything read was recorded before exit");
+}
+
+#[tokio::test]
+async fn shutdown_during_an_outage_reports_what_could_not_be_recorded() {
+    let redis = TestRedis::start();
+    let store = redis.store();
+    redis.signal("STOP");
+    let stop = CancellationToken::new();
+    let source = FileSource::new(
+        "test input",
+        Box::new(std::io::Cursor::new(stream(500))),
+        1 << 20,
+    );
+    let run = tokio::spawn(worker::run(
+        store,
+        source,
+        worker_settings(),
+        Arc::default(),
+        stop.clone(),
+    ));
+    tokio::time::sleep(Duration::from_millis(1500)).await; // in-flight calls time out meanwhile
+    let started = std::time::Instant::now();
+    stop.cancel();
+    let outcome = tokio::time::timeout(Duration::from_secs(10), run)
+        .await
+        .unwrap()
+        .unwrap();
+    redis.signal("CONT");
+    match outcome {
+        Err(worker::WorkerError::Unrecorded { unrecorded, .. }) => {
+            assert!(unrecorded > 0 && unrecorded <= 500, "{unrecorded}")
+        }
+        other => panic!("expected an unrecorded report, got {other:?}"),
+    }
+    assert!(started.elapsed() < Duration::from_secs(10));
 }
