@@ -328,6 +328,16 @@ pub(crate) fn parse_redis_url(value: &str) -> Result<String, String> {
     }
 }
 
+/// Parses an event rate: a finite number of events per second, 0 or more (0: unpaced).
+pub fn parse_rate(text: &str) -> Result<f64, String> {
+    match text.trim().parse::<f64>() {
+        Ok(rate) if rate.is_finite() && rate >= 0.0 => Ok(rate),
+        _ => Err(format!(
+            "expected events per second, a number of 0 or more (0: as fast as possible), got `{text}`"
+        )),
+    }
+}
+
 /// `url` with any password replaced by `***`, for logs.
 pub fn mask_url(url: &str) -> String {
     match url::Url::parse(url) {

@@ -77,12 +77,8 @@ pub struct ApiCli {
 #[derive(Debug, Clone, Args)]
 pub struct SimArgs {
     /// Simulated events per second when CHAT_INTERFACE_URL is not set.
-    #[arg(
-        long,
-        env = "SIM_RATE",
-        value_name = "SIM_RATE",
-        default_value_t = 200.0
-    )]
+    #[arg(long, env = "SIM_RATE", value_name = "SIM_RATE", default_value_t = 200.0,
+          value_parser = crate::config::parse_rate, allow_hyphen_values = true)]
     pub sim_rate: f64,
     /// Seed of the simulated stream.
     #[arg(long, env = "SIM_SEED", value_name = "SIM_SEED", default_value_t = 1)]

@@ -4,6 +4,7 @@ mod api;
 mod bins;
 mod contract;
 mod e2e;
+mod fuzz;
 mod helpers;
 mod redis_only;
 mod worker;
