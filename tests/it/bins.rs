@@ -14,6 +14,7 @@ fn bin(name: &str) -> Command {
         "chatstats" => env!("CARGO_BIN_EXE_chatstats"),
         "chatstats-worker" => env!("CARGO_BIN_EXE_chatstats-worker"),
         "chatstats-api" => env!("CARGO_BIN_EXE_chatstats-api"),
+        "chatstats-sim" => env!("CARGO_BIN_EXE_chatstats-sim"),
         other => panic!("unknown binary {other}"),
     };
     let mut command = Command::new(path);
@@ -166,4 +167,154 @@ async fn sigterm_stops_an_http_worker_cleanly_with_exit_0() {
     let status = wait_with_deadline(&mut child, Duration::from_secs(10));
     assert!(status.success(), "{status}");
     assert!(started.elapsed() < Duration::from_secs(10));
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Kills the child on drop, so a failed assertion leaves no process behind.
+struct Running(std::process::Child);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+async fn get_json(url: &str) -> Option<serde_json::Value> {
+    reqwest::get(url).await.ok()?.json().await.ok()
+}
+
+#[tokio::test]
+async fn chatstats_with_no_configuration_serves_live_statistics_within_seconds() {
+    let port = free_port();
+    let _app = Running(
+        bin("chatstats")
+            .env("NODE_HOST", "127.0.0.1")
+            .env("NODE_PORT", port.to_string())
+            .spawn()
+            .unwrap(),
+    );
+    let base = format!("http://127.0.0.1:{port}");
+    eventually(
+        Duration::from_secs(15),
+        "non-empty words and a positive rate",
+        || async {
+            let words = get_json(&format!("{base}/stats/words")).await;
+            let stats = get_json(&format!("{base}/stats")).await;
+            words.is_some_and(|w| w.as_array().is_some_and(|a| a.len() == 10))
+                && stats.is_some_and(|s| s["messagesPerSecond"].as_u64().is_some_and(|n| n > 0))
+        },
+    )
+    .await;
+    let doc = get_json(&format!("{base}/documentation/json"))
+        .await
+        .unwrap();
+    assert!(doc["paths"]["/stats/words"].is_object());
+}
+
+#[tokio::test]
+async fn chatstats_in_text_mode_keeps_serving_the_results_after_the_file() {
+    let port = free_port();
+    let mut app = Running(
+        bin("chatstats")
+            .env("NODE_HOST", "127.0.0.1")
+            .env("NODE_PORT", port.to_string())
+            .env("RESPONSE_STREAM_MODE", "text")
+            .env("CHAT_INTERFACE_URL", fixture("multiple-messages.txt"))
+            .spawn()
+            .unwrap(),
+    );
+    let url = format!("http://127.0.0.1:{port}/stats/words?limit=1");
+    eventually(Duration::from_secs(15), "the file's counts", || async {
+        get_json(&url).await == Some(serde_json::json!([{"MEUBEL": 3}]))
+    })
+    .await;
+    assert!(
+        app.0.try_wait().unwrap().is_none(),
+        "still serving after the file"
+    );
+    assert!(
+        Command::new("kill")
+            .args(["-INT", &app.0.id().to_string()])
+            .status()
+            .unwrap()
+            .success()
+    );
+    assert!(wait_with_deadline(&mut app.0, Duration::from_secs(10)).success());
+}
+
+#[tokio::test]
+async fn a_worker_fed_by_chatstats_sim_over_http_fills_redis() {
+    let redis = TestRedis::start();
+    let port = free_port();
+    let _sim = Running(
+        bin("chatstats-sim")
+            .args(["--port", &port.to_string(), "--rate", "2000"])
+            .spawn()
+            .unwrap(),
+    );
+    let ns = namespace();
+    let _worker = Running(
+        bin("chatstats-worker")
+            .env("CHAT_INTERFACE_URL", format!("http://127.0.0.1:{port}/"))
+            .env("REDIS_URL", redis.url())
+            .env("REDIS_NAMESPACE", &ns)
+            .env("RECONNECT_MIN_MS", "20")
+            .spawn()
+            .unwrap(),
+    );
+    let store = redis.store_in(&ns);
+    eventually(
+        Duration::from_secs(20),
+        "Redis to fill from the simulator",
+        || async {
+            store
+                .top(TopList::Nicks, 10)
+                .await
+                .is_ok_and(|n| n.len() == 10)
+                && store
+                    .top(TopList::Rooms, 10)
+                    .await
+                    .is_ok_and(|r| r.len() == 10)
+                && store
+                    .top(TopList::Words, 10)
+                    .await
+                    .is_ok_and(|w| w.len() == 10)
+        },
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn sigterm_stops_the_api_with_exit_0() {
+    let redis = TestRedis::start();
+    let port = free_port();
+    let mut api = Running(
+        bin("chatstats-api")
+            .env("NODE_HOST", "127.0.0.1")
+            .env("NODE_PORT", port.to_string())
+            .env("REDIS_URL", redis.url())
+            .spawn()
+            .unwrap(),
+    );
+    let url = format!("http://127.0.0.1:{port}/healthcheck");
+    eventually(Duration::from_secs(15), "the API to answer", || async {
+        get_json(&url).await.is_some_and(|h| h["status"] == "ok")
+    })
+    .await;
+    assert!(
+        Command::new("kill")
+            .args(["-TERM", &api.0.id().to_string()])
+            .status()
+            .unwrap()
+            .success()
+    );
+    assert!(wait_with_deadline(&mut api.0, Duration::from_secs(10)).success());
 }
