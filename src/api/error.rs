@@ -38,6 +38,14 @@ pub enum ApiError {
         /// The request path.
         path: String,
     },
+    /// The route exists but not for this method (405).
+    #[error("Method {method} is not allowed on {path}")]
+    MethodNotAllowed {
+        /// The request method.
+        method: String,
+        /// The request path.
+        path: String,
+    },
     /// The store failed or did not answer (503).
     #[error("statistics are unavailable: the store did not answer")]
     Store(#[from] StoreError),
@@ -48,6 +56,7 @@ impl ApiError {
         match self {
             ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
             ApiError::NotFound { .. } => StatusCode::NOT_FOUND,
+            ApiError::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::Store(_) => StatusCode::SERVICE_UNAVAILABLE,
         }
     }
@@ -69,7 +78,13 @@ impl IntoResponse for ApiError {
             // The cause is logged, not shown: clients get a stable message.
             tracing::warn!(error = %cause, "store unavailable for a request");
         }
-        (status, Json(body(status, self.to_string()))).into_response()
+        let mut response = (status, Json(body(status, self.to_string()))).into_response();
+        if status == StatusCode::METHOD_NOT_ALLOWED {
+            response
+                .headers_mut()
+                .insert(header::ALLOW, header::HeaderValue::from_static("GET, HEAD"));
+        }
+        response
     }
 }
 

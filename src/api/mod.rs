@@ -138,7 +138,7 @@ pub fn router<S: Store>(state: AppState<S>) -> Router {
         .with_state(state)
         .merge(SwaggerUi::new("/documentation").url("/documentation/json", ApiDoc::openapi()))
         .fallback(routes::not_found)
-        .method_not_allowed_fallback(routes::not_found)
+        .method_not_allowed_fallback(routes::method_not_allowed)
         .layer(axum::middleware::from_fn(error::guard))
         .layer(TraceLayer::new_for_http());
     match cors {

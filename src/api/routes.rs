@@ -231,9 +231,17 @@ pub async fn root() -> Json<RootBody> {
     Json(RootBody { status: true })
 }
 
-/// Any route that does not exist, or a method a route does not serve.
+/// Any route that does not exist.
 pub async fn not_found(method: Method, uri: Uri) -> ApiError {
     ApiError::NotFound {
+        method: method.to_string(),
+        path: uri.path().to_owned(),
+    }
+}
+
+/// A method a route does not serve (every route serves GET and HEAD).
+pub async fn method_not_allowed(method: Method, uri: Uri) -> ApiError {
+    ApiError::MethodNotAllowed {
         method: method.to_string(),
         path: uri.path().to_owned(),
     }

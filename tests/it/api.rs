@@ -54,7 +54,7 @@ async fn the_root_and_empty_statistics_answer_in_the_typescript_shapes() {
 }
 
 #[tokio::test]
-async fn unknown_routes_and_methods_get_a_fastify_shaped_404() {
+async fn unknown_routes_get_a_fastify_shaped_404_and_wrong_methods_a_405() {
     assert_eq!(
         json_of("/nope").await,
         (
@@ -62,11 +62,12 @@ async fn unknown_routes_and_methods_get_a_fastify_shaped_404() {
             json!({"statusCode": 404, "error": "Not Found", "message": "Route GET:/nope not found"})
         )
     );
-    let (status, _, body) = call("/stats", "POST", &[]).await;
-    assert_eq!(status, 404);
+    let (status, headers, body) = call("/stats", "POST", &[]).await;
+    assert_eq!(status, 405);
+    assert_eq!(headers.get("allow").unwrap(), "GET, HEAD");
     assert_eq!(
         serde_json::from_slice::<Value>(&body).unwrap(),
-        json!({"statusCode": 404, "error": "Not Found", "message": "Route POST:/stats not found"})
+        json!({"statusCode": 405, "error": "Method Not Allowed", "message": "Method POST is not allowed on /stats"})
     );
 }
 
