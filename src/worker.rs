@@ -275,8 +275,9 @@ async fn apply<S: Store>(store: S, writer: Arc<str>, seq: u64, tally: Tally) -> 
     (seq, tally, outcome, started.elapsed())
 }
 
-/// Re-applies failed tallies one at a time in sequence order, waiting between attempts, until
-/// all succeed. On shutdown, gives up and returns how many messages stay unrecorded.
+/// Re-applies failed tallies one at a time in sequence order until all succeed, waiting (with
+/// backoff) only after a failed attempt. On shutdown, makes one last attempt; if the store still
+/// fails, gives up and returns how many messages stay unrecorded.
 async fn retry_in_order<S: Store>(
     store: &S,
     writer: &Arc<str>,
@@ -287,44 +288,43 @@ async fn retry_in_order<S: Store>(
     last_error: &mut String,
 ) -> Result<(), u64> {
     to_retry.sort_by_key(|(seq, _)| *seq);
-    let mut attempt = 1;
+    let mut failures = 0;
     while let Some((seq, tally)) = to_retry.first() {
-        let delay = crate::source::http::backoff(attempt, settings.retry_min, settings.retry_max);
-        tokio::select! {
-            _ = tokio::time::sleep(delay) => {}
-            _ = shutdown.cancelled(), if attempt > 1 => {}
-        }
-        if shutdown.is_cancelled() && attempt > 1 {
-            let unrecorded = to_retry
-                .iter()
-                .map(|(_, t)| t.messages() + t.failed.len() as u64)
-                .sum();
-            error!(unrecorded, error = %last_error, "shutdown while the store is unreachable");
-            return Err(unrecorded);
+        if failures > 0 {
+            if shutdown.is_cancelled() {
+                let unrecorded = to_retry
+                    .iter()
+                    .map(|(_, t)| t.messages() + t.failed.len() as u64)
+                    .sum();
+                error!(unrecorded, error = %last_error, "shutdown while the store is unreachable");
+                return Err(unrecorded);
+            }
+            let delay =
+                crate::source::http::backoff(failures, settings.retry_min, settings.retry_max);
+            tokio::select! {
+                _ = tokio::time::sleep(delay) => {}
+                _ = shutdown.cancelled() => {}
+            }
         }
         let started = Instant::now();
-        match store
-            .apply(
-                tally,
-                Some(&Mark {
-                    writer: writer.clone(),
-                    seq: *seq,
-                }),
-            )
-            .await
-        {
+        let mark = Mark {
+            writer: writer.clone(),
+            seq: *seq,
+        };
+        match store.apply(tally, Some(&mark)).await {
             Ok(_) => {
                 record(progress, tally, started.elapsed());
                 to_retry.remove(0);
+                failures = 0;
                 if to_retry.is_empty() {
                     info!("store reachable again: resuming input");
                 }
             }
             Err(err) => {
-                attempt += 1;
+                failures += 1;
                 progress.retries.fetch_add(1, Ordering::Relaxed);
-                if attempt % 10 == 2 {
-                    warn!(error = %err, attempt, waiting = to_retry.len(), "store still failing: retrying");
+                if failures % 10 == 1 {
+                    warn!(error = %err, attempt = failures, waiting = to_retry.len(), "store still failing: retrying");
                 }
                 *last_error = err.to_string();
             }

@@ -292,10 +292,15 @@ async fn while_redis_is_stalled_the_worker_stops_reading_the_upstream() {
         line_cap: 1 << 20,
     };
     let progress = Arc::new(worker::Progress::default());
+    // Production retry delays: recovery must not crawl once Redis is back.
+    let worker_settings = WorkerSettings {
+        progress_interval: Duration::ZERO,
+        ..WorkerSettings::default()
+    };
     let run = tokio::spawn(worker::run(
         store.clone(),
         chatstats::source::http::HttpSource::new(settings),
-        worker_settings(),
+        worker_settings,
         progress.clone(),
         stop.clone(),
     ));
@@ -320,9 +325,11 @@ async fn while_redis_is_stalled_the_worker_stops_reading_the_upstream() {
     .await;
     let read_while_stalled = progress.read.load(Ordering::Relaxed);
     redis.signal("CONT");
-    eventually(Duration::from_secs(20), "reading to resume", || async {
-        progress.recorded.load(Ordering::Relaxed) > read_while_stalled + 1000
-    })
+    eventually(
+        Duration::from_secs(8),
+        "recording to resume at full speed",
+        || async { progress.recorded.load(Ordering::Relaxed) > read_while_stalled + 20_000 },
+    )
     .await;
     stop.cancel();
     tokio::time::timeout(Duration::from_secs(10), run)
