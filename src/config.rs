@@ -293,16 +293,20 @@ impl SourceArgs {
 pub struct ConfigError {
     name: &'static str,
     value: String,
-    expected: &'static str,
+    expected: std::borrow::Cow<'static, str>,
 }
 
 impl ConfigError {
     /// `name` holds `value`, which is not `expected`.
-    pub fn invalid(name: &'static str, value: &str, expected: &'static str) -> ConfigError {
+    pub fn invalid(
+        name: &'static str,
+        value: &str,
+        expected: impl Into<std::borrow::Cow<'static, str>>,
+    ) -> ConfigError {
         ConfigError {
             name,
             value: mask_url(value),
-            expected,
+            expected: expected.into(),
         }
     }
 
@@ -311,7 +315,7 @@ impl ConfigError {
         ConfigError {
             name,
             value: String::new(),
-            expected,
+            expected: expected.into(),
         }
     }
 }

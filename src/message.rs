@@ -15,7 +15,7 @@ use serde::de::{self, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum TopList {
     /// Words of message bodies.
-    Words,
+    Words = 0,
     /// Nicks of message authors.
     Nicks,
     /// Rooms (channels) the messages were sent to.
@@ -25,6 +25,11 @@ pub enum TopList {
 impl TopList {
     /// Every top list, in a fixed order.
     pub const ALL: [TopList; 3] = [TopList::Words, TopList::Nicks, TopList::Rooms];
+
+    /// The list's position in [`TopList::ALL`], for per-list arrays.
+    pub fn index(self) -> usize {
+        self as usize
+    }
 
     /// The list's name in routes and Redis keys (`words`, `nicks`, `rooms`).
     pub fn name(self) -> &'static str {

@@ -214,7 +214,7 @@ pub async fn run_chatstats(cli: ChatstatsCli, shutdown: CancellationToken) -> Re
     match cli.redis_url.as_deref().filter(|u| !u.trim().is_empty()) {
         Some(url) => {
             let url = crate::config::parse_redis_url(url)
-                .map_err(|e| ConfigError::invalid("REDIS_URL", url, leak(e)))?;
+                .map_err(|e| ConfigError::invalid("REDIS_URL", url, e))?;
             let store = RedisStore::connect(cli.data.redis_settings(url))?;
             info!(version = env!("CARGO_PKG_VERSION"), store = %store.describe(), %source, swagger_ui = %docs, "chatstats starting");
             run_both(store, upstream, &cli, settings, listener, shutdown).await
@@ -228,10 +228,6 @@ pub async fn run_chatstats(cli: ChatstatsCli, shutdown: CancellationToken) -> Re
             run_both(store, upstream, &cli, settings, listener, shutdown).await
         }
     }
-}
-
-fn leak(message: String) -> &'static str {
-    Box::leak(message.into_boxed_str())
 }
 
 async fn run_both<S: Store>(

@@ -88,7 +88,7 @@ pub struct Progress {
     pub recorded: AtomicU64,
     /// Failed messages recorded.
     pub failed: AtomicU64,
-    /// Store calls completed, and their total round-trip time in microseconds.
+    /// Store calls completed.
     pub calls: AtomicU64,
     /// Sum of store round-trip times, microseconds.
     pub rtt_micros: AtomicU64,

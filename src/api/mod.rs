@@ -87,7 +87,7 @@ impl<S: Store> AppState<S> {
         if self.settings.cache.is_zero() {
             return self.timed(self.store.top(list, limit)).await;
         }
-        let slot = &self.cache.lists[TopList::ALL.iter().position(|l| *l == list).unwrap_or(0)];
+        let slot = &self.cache.lists[list.index()];
         // Holding the lock while fetching makes concurrent requests share one store call.
         let mut cached = slot.lock().await;
         if let Some((at, size, entries)) = cached.as_ref()

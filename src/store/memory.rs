@@ -101,14 +101,6 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
         .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
-fn index(list: TopList) -> usize {
-    match list {
-        TopList::Words => 0,
-        TopList::Nicks => 1,
-        TopList::Rooms => 2,
-    }
-}
-
 impl MemoryStore {
     /// An empty store keeping the newest `failed_cap` failed payloads and per-second counters
     /// for `second_ttl` seconds.
@@ -122,7 +114,7 @@ impl MemoryStore {
 
     /// Distinct members of a list.
     pub fn len(&self, list: TopList) -> usize {
-        lock(&self.inner.rankings[index(list)]).counts.len()
+        lock(&self.inner.rankings[list.index()]).counts.len()
     }
 
     /// Applies a tally without marks; the synchronous core of [`Store::apply`].
@@ -133,7 +125,7 @@ impl MemoryStore {
             if incs.is_empty() {
                 continue;
             }
-            let mut ranking = lock(&self.inner.rankings[index(list)]);
+            let mut ranking = lock(&self.inner.rankings[list.index()]);
             for (member, by) in incs {
                 ranking.add(&String::from_utf8_lossy(member), *by);
             }
@@ -183,7 +175,7 @@ impl Store for MemoryStore {
     }
 
     async fn top(&self, list: TopList, limit: usize) -> Result<Vec<Entry>, StoreError> {
-        Ok(lock(&self.inner.rankings[index(list)]).top(limit))
+        Ok(lock(&self.inner.rankings[list.index()]).top(limit))
     }
 
     async fn messages_in_second(&self, second: u64) -> Result<u64, StoreError> {
