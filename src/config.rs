@@ -343,14 +343,20 @@ pub fn parse_rate(text: &str) -> Result<f64, String> {
 }
 
 /// `url` with any password replaced by `***`, for logs.
+/// Query values are masked too: upstream URLs often carry their key there.
 pub fn mask_url(url: &str) -> String {
-    match url::Url::parse(url) {
-        Ok(mut parsed) if parsed.password().is_some() => {
-            let _ = parsed.set_password(Some("***"));
-            parsed.to_string()
-        }
-        _ => url.to_owned(),
+    let Ok(mut parsed) = url::Url::parse(url) else {
+        return url.to_owned();
+    };
+    if parsed.password().is_some() {
+        let _ = parsed.set_password(Some("***"));
     }
+    if parsed.query().is_some() {
+        let names: Vec<String> = parsed.query_pairs().map(|(k, _)| k.into_owned()).collect();
+        let masked: Vec<String> = names.iter().map(|k| format!("{k}=***")).collect();
+        parsed.set_query(Some(&masked.join("&")));
+    }
+    parsed.to_string()
 }
 
 /// Parses the command line and environment (after loading `.env`). `--help` and `--version`
@@ -398,6 +404,11 @@ mod tests {
             "redis://user:***@host:6379/0"
         );
         assert_eq!(mask_url("redis://host:6379"), "redis://host:6379");
+        assert_eq!(
+            mask_url("https://up.example/s?key=abc&x=1"),
+            "https://up.example/s?key=***&x=***"
+        );
+        assert_eq!(mask_url("stream.txt"), "stream.txt");
     }
 
     #[test]

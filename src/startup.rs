@@ -46,7 +46,7 @@ pub enum AppError {
 }
 
 /// `chatstats-worker`: reads the upstream and records every message in Redis.
-#[derive(Debug, Parser)]
+#[derive(Debug, Clone, Parser)]
 #[command(name = "chatstats-worker", version, about, long_about = None,
     after_help = "Every option can be set by the environment variable named in capitals, also from a .env file.")]
 pub struct WorkerCli {
@@ -61,7 +61,7 @@ pub struct WorkerCli {
 }
 
 /// `chatstats-api`: serves the HTTP API from Redis.
-#[derive(Debug, Parser)]
+#[derive(Debug, Clone, Parser)]
 #[command(name = "chatstats-api", version, about, long_about = None,
     after_help = "Every option can be set by the environment variable named in capitals, also from a .env file.")]
 pub struct ApiCli {
@@ -87,7 +87,7 @@ pub struct SimArgs {
 
 /// `chatstats`: worker and API in one process; in-memory store without REDIS_URL, simulated
 /// stream without CHAT_INTERFACE_URL.
-#[derive(Debug, Parser)]
+#[derive(Debug, Clone, Parser)]
 #[command(name = "chatstats", version, about, long_about = None,
     after_help = "Every option can be set by the environment variable named in capitals, also from a .env file.\n\
                   Without REDIS_URL the statistics are kept in memory; without CHAT_INTERFACE_URL a simulated stream is used.")]
@@ -127,6 +127,15 @@ async fn bind(api: &ApiArgs) -> Result<TcpListener, AppError> {
         })
 }
 
+/// `args` for the start log line, with secrets masked.
+fn masked(args: impl std::fmt::Debug, secrets: &[Option<&String>]) -> String {
+    let mut shown = format!("{args:?}");
+    for secret in secrets.iter().flatten() {
+        shown = shown.replace(secret.as_str(), &crate::config::mask_url(secret));
+    }
+    shown
+}
+
 /// Runs the worker on `store` over `upstream` (the simulated stream when `None`).
 pub async fn drive<S: Store>(
     store: S,
@@ -164,7 +173,8 @@ pub async fn run_worker(cli: WorkerCli, shutdown: CancellationToken) -> Result<(
     })?;
     let settings = cli.redis.settings();
     info!(version = env!("CARGO_PKG_VERSION"), upstream = ?upstream_label(&upstream), redis = %crate::config::mask_url(&settings.url),
-          namespace = %settings.namespace, in_flight = cli.worker.in_flight, "chatstats-worker starting");
+          namespace = %settings.namespace, in_flight = cli.worker.in_flight,
+          config = %masked(&cli, &[cli.redis.redis_url.as_ref(), cli.source.chat_interface_url.as_ref()]), "chatstats-worker starting");
     let store = RedisStore::connect(settings)?;
     let sim = SimArgs {
         sim_rate: 0.0,
@@ -185,7 +195,8 @@ pub async fn run_worker(cli: WorkerCli, shutdown: CancellationToken) -> Result<(
 pub async fn run_api(cli: ApiCli, shutdown: CancellationToken) -> Result<(), AppError> {
     let settings = cli.redis.settings();
     info!(version = env!("CARGO_PKG_VERSION"), redis = %crate::config::mask_url(&settings.url), namespace = %settings.namespace,
-          host = %cli.api.node_host, port = cli.api.node_port, cors = %cli.api.cors_origin, "chatstats-api starting");
+          host = %cli.api.node_host, port = cli.api.node_port, cors = %cli.api.cors_origin,
+          config = %masked(&cli, &[cli.redis.redis_url.as_ref()]), "chatstats-api starting");
     let store = RedisStore::connect(settings)?;
     let listener = bind(&cli.api).await?;
     let state = AppState::new(store, api_settings(&cli.api, &cli.redis.data));
@@ -216,7 +227,8 @@ pub async fn run_chatstats(cli: ChatstatsCli, shutdown: CancellationToken) -> Re
             let url = crate::config::parse_redis_url(url)
                 .map_err(|e| ConfigError::invalid("REDIS_URL", url, e))?;
             let store = RedisStore::connect(cli.data.redis_settings(url))?;
-            info!(version = env!("CARGO_PKG_VERSION"), store = %store.describe(), %source, swagger_ui = %docs, "chatstats starting");
+            info!(version = env!("CARGO_PKG_VERSION"), store = %store.describe(), %source, swagger_ui = %docs,
+                  config = %masked(&cli, &[cli.redis_url.as_ref(), cli.source.chat_interface_url.as_ref()]), "chatstats starting");
             run_both(store, upstream, &cli, settings, listener, shutdown).await
         }
         None => {
@@ -224,7 +236,8 @@ pub async fn run_chatstats(cli: ChatstatsCli, shutdown: CancellationToken) -> Re
                 cli.data.failed_messages_max as usize,
                 crate::config::SECOND_TTL,
             );
-            info!(version = env!("CARGO_PKG_VERSION"), store = %store.describe(), %source, swagger_ui = %docs, "chatstats starting");
+            info!(version = env!("CARGO_PKG_VERSION"), store = %store.describe(), %source, swagger_ui = %docs,
+                  config = %masked(&cli, &[cli.redis_url.as_ref(), cli.source.chat_interface_url.as_ref()]), "chatstats starting");
             run_both(store, upstream, &cli, settings, listener, shutdown).await
         }
     }
