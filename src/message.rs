@@ -217,7 +217,8 @@ pub struct TallyBuilder {
 }
 
 impl TallyBuilder {
-    /// Adds one tally.
+    /// Adds one tally. Members new to the batch are copied, so that a batch holds no slices of
+    /// the input chunks it was built from and those can be freed while it waits in flight.
     pub fn add(&mut self, tally: Tally) {
         self.messages += 1;
         for (second, n) in tally.seconds {
@@ -228,10 +229,16 @@ impl TallyBuilder {
             .enumerate()
         {
             for (member, n) in incs {
-                *self.lists[i].entry(member).or_default() += n;
+                match self.lists[i].get_mut(&member) {
+                    Some(count) => *count += n,
+                    None => {
+                        self.lists[i].insert(Bytes::copy_from_slice(&member), n);
+                    }
+                }
             }
         }
-        self.failed.extend(tally.failed);
+        self.failed
+            .extend(tally.failed.iter().map(|f| Bytes::copy_from_slice(f)));
     }
 
     /// Number of tallies added so far.
