@@ -1,0 +1,155 @@
+//! Decode + parse + tokenize throughput on simulator output, and the cost of building the
+//! Redis script arguments of one message.
+//!
+//! `cargo bench --bench pipeline`. The input is 20,000 simulated events (seed 42), generated
+//! once, fed to the decoder in 64 KiB chunks as the file and HTTP sources do; every payload is
+//! judged by the counting rules (`Tally::from_payload`). Two groups report the same work, one in
+//! bytes/s and one in messages/s.
+
+use std::hint::black_box;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use chatstats::message::{Tally, TallyBuilder};
+use chatstats::sim::Generator;
+use chatstats::source::decode::{Decoder, Frame};
+use chatstats::store::Mark;
+use chatstats::store::redis::script_args;
+use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
+
+const EVENTS: usize = 20_000;
+const CHUNK: usize = 64 * 1024;
+const LINE_CAP: usize = 1 << 20;
+const FAILED_MAX: usize = 4096;
+const SECOND: u64 = 1_700_000_000;
+
+/// The framed stream of `EVENTS` simulated events.
+fn stream() -> Vec<u8> {
+    let mut generator = Generator::new(42);
+    let mut out = Vec::with_capacity(EVENTS * 400);
+    for _ in 0..EVENTS {
+        generator.write_event(&mut out);
+    }
+    out
+}
+
+/// Every payload of `bytes`, as the decoder yields them.
+fn payloads(bytes: &[u8]) -> Vec<Bytes> {
+    let mut decoder = Decoder::new(LINE_CAP);
+    let mut out = Vec::new();
+    let mut take = |frame| {
+        if let Frame::Payload(p) = frame {
+            out.push(p)
+        }
+    };
+    for chunk in bytes.chunks(CHUNK) {
+        decoder.push(chunk, &mut take);
+    }
+    decoder.finish(&mut take);
+    out
+}
+
+/// Decodes `bytes` in 64 KiB chunks; with `judge`, applies the counting rules to each frame.
+/// Returns the number of frames (and of counted messages, to keep the work observable).
+fn run(bytes: &[u8], judge: bool) -> (usize, u64) {
+    let mut decoder = Decoder::new(LINE_CAP);
+    let mut frames = 0;
+    let mut messages = 0;
+    let mut on_frame = |frame: Frame| {
+        frames += 1;
+        if judge {
+            let tally = match frame {
+                Frame::Payload(payload) => Tally::from_payload(&payload, SECOND, FAILED_MAX),
+                Frame::Oversized(prefix) => Tally::failed(&prefix, FAILED_MAX),
+            };
+            messages += tally.messages();
+            black_box(tally);
+        } else {
+            black_box(frame);
+        }
+    };
+    for chunk in bytes.chunks(CHUNK) {
+        decoder.push(black_box(chunk), &mut on_frame);
+    }
+    decoder.finish(&mut on_frame);
+    (frames, messages)
+}
+
+fn pipeline(c: &mut Criterion) {
+    let bytes = stream();
+    let (frames, messages) = run(&bytes, true);
+    assert_eq!(frames, EVENTS, "one payload per simulated event");
+    eprintln!(
+        "pipeline input: {EVENTS} events, {} bytes ({:.0} bytes/event), {messages} counted, {} failed",
+        bytes.len(),
+        bytes.len() as f64 / EVENTS as f64,
+        frames as u64 - messages
+    );
+
+    let mut group = c.benchmark_group("pipeline_bytes");
+    group.throughput(Throughput::Bytes(bytes.len() as u64));
+    group.bench_function("decode", |b| b.iter(|| run(&bytes, false)));
+    group.bench_function("decode_parse_tokenize", |b| b.iter(|| run(&bytes, true)));
+    group.finish();
+
+    let mut group = c.benchmark_group("pipeline_messages");
+    group.throughput(Throughput::Elements(EVENTS as u64));
+    group.bench_function("decode", |b| b.iter(|| run(&bytes, false)));
+    group.bench_function("decode_parse_tokenize", |b| b.iter(|| run(&bytes, true)));
+    let all = payloads(&bytes);
+    group.bench_function("parse_tokenize", |b| {
+        b.iter(|| {
+            for payload in &all {
+                black_box(Tally::from_payload(black_box(payload), SECOND, FAILED_MAX));
+            }
+        })
+    });
+    group.finish();
+}
+
+fn tallies() -> Vec<Tally> {
+    payloads(&stream())
+        .iter()
+        .map(|p| Tally::from_payload(p, SECOND, FAILED_MAX))
+        .collect()
+}
+
+fn redis_args(c: &mut Criterion) {
+    let tallies = tallies();
+    let writer: Arc<str> = "0123456789abcdef".into();
+    let mut group = c.benchmark_group("redis_script_args");
+    group.throughput(Throughput::Elements(tallies.len() as u64));
+    group.bench_function("per_message", |b| {
+        b.iter(|| {
+            for (seq, tally) in tallies.iter().enumerate() {
+                let mark = Mark {
+                    writer: writer.clone(),
+                    seq: seq as u64 + 1,
+                };
+                black_box(script_args("chat-stats:", 300, 1000, tally, Some(&mark)));
+            }
+        })
+    });
+    group.finish();
+
+    // Coalescing: merging the tallies of a batch into one (what FLUSH_INTERVAL_MS does).
+    let mut group = c.benchmark_group("coalesce");
+    group.throughput(Throughput::Elements(tallies.len() as u64));
+    group.bench_function("merge_20000_tallies", |b| {
+        b.iter_batched(
+            || tallies.clone(),
+            |tallies| {
+                let mut builder = TallyBuilder::default();
+                for tally in tallies {
+                    builder.add(tally);
+                }
+                black_box(builder.take())
+            },
+            BatchSize::LargeInput,
+        )
+    });
+    group.finish();
+}
+
+criterion_group!(benches, pipeline, redis_args);
+criterion_main!(benches);

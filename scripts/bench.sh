@@ -1,0 +1,284 @@
+#!/usr/bin/env bash
+# The end-to-end benchmark of chatstats, in one command:   bash scripts/bench.sh
+#
+#  1. builds the release binaries and the e2e_latency bench binary;
+#  2. starts a private redis-server on a free loopback port (temporary directory, no
+#     persistence), removed on exit whatever happens;
+#  3. writes a deterministic stream (chatstats-sim --count 200000 --seed 42);
+#  4. measures the Redis ceiling: redis-benchmark, pipelined ZINCRBY;
+#  5. runs chatstats-worker in text mode over the stream (one EVALSHA per message), then in
+#     coalescing mode (FLUSH_INTERVAL_MS=50), each into its own namespace: wall time, peak RSS,
+#     CPU, Redis commands executed (INFO commandstats deltas), and an independent check of every
+#     count (scripts/bench_verify.py re-implements the counting rules in Python);
+#  6. end-to-end latency at a steady 5,000 messages/s over HTTP (benches/e2e_latency.rs);
+#  7. API load with wrk on /stats/words and /stats, 64 connections, with STATS_CACHE_MS=0 and 250;
+#  8. prints a summary with the ratios to the TypeScript service's figures and the targets.
+#
+# Knobs (environment): BENCH_MESSAGES (200000), BENCH_E2E_SECONDS (20), BENCH_E2E_RATE (5000),
+# BENCH_API_SECONDS (10), BENCH_API_CONNECTIONS (64), BENCH_SKIP_BUILD=1 (use the binaries in
+# target/release as they are). Needs: cargo, redis-server, redis-cli, redis-benchmark, python3,
+# /usr/bin/time, wrk (apt-get install -y redis-server time wrk). Never touches the Redis on 6379.
+
+set -euo pipefail
+
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+ROOT=$PWD
+MESSAGES=${BENCH_MESSAGES:-200000}
+E2E_SECONDS=${BENCH_E2E_SECONDS:-20}
+E2E_RATE=${BENCH_E2E_RATE:-5000}
+API_SECONDS=${BENCH_API_SECONDS:-10}
+API_CONNECTIONS=${BENCH_API_CONNECTIONS:-64}
+# The TypeScript service's published figures (the issue).
+TS_WORKER_MSGS=4355
+TS_WORKER_RSS_MB=250
+TS_API_RPS=10500
+
+die() {
+  echo "bench.sh: error: $*" >&2
+  exit 1
+}
+need() {
+  command -v "$1" >/dev/null 2>&1 || die "'$1' not found: $2"
+}
+need cargo "install Rust (https://rustup.rs)"
+need python3 "install python3"
+need redis-server "apt-get install -y redis-server"
+need redis-cli "apt-get install -y redis-server"
+need redis-benchmark "apt-get install -y redis-server (redis-tools)"
+need wrk "apt-get install -y wrk"
+[[ -x /usr/bin/time ]] || die "/usr/bin/time not found: apt-get install -y time"
+
+PARSE="python3 $ROOT/scripts/bench_parse.py"
+VERIFY="python3 $ROOT/scripts/bench_verify.py"
+BIN=$ROOT/target/release
+
+DIR=$(mktemp -d "${TMPDIR:-/tmp}/chatstats-bench.XXXXXX")
+PIDS=()
+cleanup() {
+  local status=$?
+  for pid in "${PIDS[@]}"; do
+    kill "$pid" 2>/dev/null || true
+  done
+  for pid in "${PIDS[@]}"; do
+    wait "$pid" 2>/dev/null || true
+  done
+  rm -rf "$DIR"
+  exit "$status"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+free_port() {
+  python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
+}
+# calc EXPR: a Python expression, printed.
+calc() {
+  python3 -c "print($1)"
+}
+# kv KEY "k1=v1 k2=v2": the value of KEY.
+kv() {
+  tr ' ' '\n' <<<"$2" | sed -n "s/^$1=//p" | head -n1
+}
+section() {
+  printf '\n== %s\n' "$*"
+}
+STARTED=$SECONDS
+echo "machine: $(nproc) cores, $(sed -n 's/^model name\s*: //p' /proc/cpuinfo | head -n1)," \
+  "$(awk '/MemTotal/ {printf "%.1f GiB", $2 / 1048576}' /proc/meminfo), kernel $(uname -r)," \
+  "load average $(cut -d' ' -f1-3 /proc/loadavg)"
+
+# --- 1. build ------------------------------------------------------------------------------
+section "build (release)"
+if [[ ${BENCH_SKIP_BUILD:-0} != 1 ]]; then
+  cargo build --release --bins
+fi
+E2E_BIN=$(cargo bench --bench e2e_latency --no-run --message-format=json 2>/dev/null |
+  python3 -c '
+import json, sys
+for line in sys.stdin:
+    try:
+        m = json.loads(line)
+    except ValueError:
+        continue
+    if m.get("reason") == "compiler-artifact" and m["target"]["name"] == "e2e_latency" and m.get("executable"):
+        print(m["executable"])
+')
+[[ -x $E2E_BIN ]] || die "could not build the e2e_latency bench (cargo bench --bench e2e_latency --no-run)"
+for b in chatstats-worker chatstats-api chatstats-sim; do
+  [[ -x $BIN/$b ]] || die "$BIN/$b missing: cargo build --release --bins"
+done
+
+# --- 2. redis ------------------------------------------------------------------------------
+section "redis"
+PORT=$(free_port)
+redis-server --port "$PORT" --bind 127.0.0.1 --save "" --appendonly no --dir "$DIR" \
+  --logfile "$DIR/redis.log" --daemonize no &
+PIDS+=($!)
+for _ in $(seq 100); do
+  redis-cli -p "$PORT" ping >/dev/null 2>&1 && break
+  sleep 0.05
+done
+redis-cli -p "$PORT" ping >/dev/null 2>&1 || die "redis-server did not start on port $PORT ($(tail -3 "$DIR/redis.log"))"
+REDIS_URL=redis://127.0.0.1:$PORT
+REDIS_VERSION=$(redis-cli -p "$PORT" INFO server | sed -n 's/^redis_version:\(.*\)\r$/\1/p')
+echo "redis-server $REDIS_VERSION on 127.0.0.1:$PORT (no persistence), data in $DIR"
+
+# --- 3. stream -----------------------------------------------------------------------------
+section "stream"
+RUST_LOG=warn "$BIN/chatstats-sim" --count "$MESSAGES" --seed 42 --out "$DIR/stream.txt" ||
+  die "chatstats-sim --count $MESSAGES failed"
+[[ -s $DIR/stream.txt ]] || die "chatstats-sim wrote nothing"
+echo "$MESSAGES events, $(stat -c %s "$DIR/stream.txt") bytes: $DIR/stream.txt"
+$VERIFY expect "$DIR/stream.txt" "$DIR/expected.json"
+
+# --- 4. redis ceiling ----------------------------------------------------------------------
+section "Redis ceiling: redis-benchmark -P 64 -n 2000000 -r 100000 -q zincrby"
+redis-benchmark -p "$PORT" -P 64 -n 2000000 -r 100000 -q zincrby bench:z 1 __rand_int__ >"$DIR/redis-benchmark.txt" 2>&1 ||
+  die "redis-benchmark failed: $(tail -3 "$DIR/redis-benchmark.txt")"
+CEILING=$(kv rps "$($PARSE redis-benchmark "$DIR/redis-benchmark.txt")")
+redis-cli -p "$PORT" DEL bench:z >/dev/null
+echo "ceiling: $CEILING ZINCRBY/s"
+
+section "Redis memory per distinct member (1,000,000 distinct 8-byte members in one sorted set)"
+used_memory() {
+  redis-cli -p "$PORT" INFO memory | sed -n 's/^used_memory:\([0-9]*\)\r$/\1/p'
+}
+M0=$(used_memory)
+redis-cli -p "$PORT" EVAL "for i = 0, 999999 do redis.call('ZADD', KEYS[1], i % 1000 + 1, string.format('m%07d', i)) end return redis.call('ZCARD', KEYS[1])" 1 bench:mem >/dev/null
+REDIS_PER_MEMBER=$(calc "round(($(used_memory) - $M0) / 1e6, 1)")
+redis-cli -p "$PORT" DEL bench:mem >/dev/null
+echo "redis: $REDIS_PER_MEMBER bytes per member (used_memory delta)"
+
+# --- 5. worker, text mode ------------------------------------------------------------------
+# run_worker LABEL NAMESPACE [VAR=value…]: sets W_SECS W_RSS W_MSGS W_SCRIPTS W_INNER W_CPU W_RCPU W_OK.
+run_worker() {
+  local label=$1 ns=$2
+  shift 2
+  redis-cli -p "$PORT" INFO commandstats >"$DIR/cs-before.txt"
+  redis-cli -p "$PORT" INFO cpu >"$DIR/cpu-before.txt"
+  local t0 t1
+  t0=$EPOCHREALTIME
+  if ! env REDIS_URL="$REDIS_URL" REDIS_NAMESPACE="$ns" RESPONSE_STREAM_MODE=text \
+    CHAT_INTERFACE_URL="$DIR/stream.txt" RUST_LOG=warn PROGRESS_INTERVAL_SECS=0 "$@" \
+    /usr/bin/time -f '%e %M %U %S' -o "$DIR/time.txt" "$BIN/chatstats-worker"; then
+    die "chatstats-worker ($label) failed"
+  fi
+  redis-cli -p "$PORT" INFO commandstats >"$DIR/cs-after.txt"
+  redis-cli -p "$PORT" INFO cpu >"$DIR/cpu-after.txt"
+  t1=$EPOCHREALTIME
+  # Wall time from the shell's microsecond clock (time's %e has 10 ms steps); RSS and CPU from time.
+  read -r _ W_RSS user sys <"$DIR/time.txt"
+  W_SECS=$(calc "round($t1 - $t0, 3)")
+  W_CPU=$(calc "round($user + $sys, 2)")
+  local stats
+  stats=$($PARSE cmdstats "$DIR/cs-before.txt" "$DIR/cs-after.txt")
+  W_SCRIPTS=$(kv scripts "$stats")
+  W_INNER=$(kv inner "$stats")
+  W_RCPU=$(kv redis_cpu "$($PARSE cpu "$DIR/cpu-before.txt" "$DIR/cpu-after.txt")")
+  W_MSGS=$(calc "round($MESSAGES / $W_SECS)")
+  W_CMDS=$(calc "round($W_INNER / $W_SECS)")
+  echo "wall ${W_SECS}s, peak RSS ${W_RSS} KB, worker CPU ${W_CPU}s, redis CPU ${W_RCPU}s"
+  echo "commands: $(kv detail "$stats" | tr ',' ' ')"
+  echo "$label: $W_MSGS msg/s, $(calc "round($W_SCRIPTS / $W_SECS)") script calls/s, $W_CMDS Redis commands/s inside scripts" \
+    "($(calc "round(100 * $W_CMDS / $CEILING, 1)")% of the ${CEILING}/s ceiling), peak RSS $(calc "round($W_RSS / 1024, 1)") MB"
+  if $VERIFY check "$DIR/expected.json" "$PORT" "$ns"; then W_OK=PASS; else W_OK=FAIL; fi
+}
+
+section "worker, one EVALSHA per message (text mode, $MESSAGES messages)"
+run_worker "worker" "bench:"
+T_SECS=$W_SECS T_RSS=$W_RSS T_MSGS=$W_MSGS T_SCRIPTS=$W_SCRIPTS T_CMDS=$W_CMDS T_OK=$W_OK
+T_CPU=$W_CPU T_RCPU=$W_RCPU
+
+section "worker, coalescing (FLUSH_INTERVAL_MS=50, text mode, $MESSAGES messages)"
+run_worker "coalescing" "benchc:" FLUSH_INTERVAL_MS=50
+C_SECS=$W_SECS C_RSS=$W_RSS C_MSGS=$W_MSGS C_SCRIPTS=$W_SCRIPTS C_CMDS=$W_CMDS C_OK=$W_OK
+C_CPU=$W_CPU C_RCPU=$W_RCPU
+
+# --- 6. end-to-end latency -----------------------------------------------------------------
+section "end-to-end latency at $E2E_RATE msg/s over HTTP, ${E2E_SECONDS}s"
+E2E_REDIS_URL=$REDIS_URL E2E_WORKER=$BIN/chatstats-worker E2E_NAMESPACE=e2e: E2E_RATE=$E2E_RATE \
+  E2E_SECONDS=$E2E_SECONDS "$E2E_BIN" | tee "$DIR/e2e.txt" || die "the e2e latency bench failed"
+E2E=$(grep '^E2E ' "$DIR/e2e.txt") || die "no result line from the e2e latency bench"
+
+# --- 7. API load ---------------------------------------------------------------------------
+# api_load CACHE_MS: sets A_WORDS A_STATS (parsed wrk results) and A_RSS.
+api_load() {
+  local cache=$1 aport pid
+  aport=$(free_port)
+  env NODE_HOST=127.0.0.1 NODE_PORT="$aport" REDIS_URL="$REDIS_URL" REDIS_NAMESPACE=bench: \
+    STATS_CACHE_MS="$cache" RUST_LOG=warn "$BIN/chatstats-api" &
+  pid=$!
+  PIDS+=("$pid")
+  for _ in $(seq 100); do
+    curl -fsS "http://127.0.0.1:$aport/healthcheck" >/dev/null 2>&1 && break
+    sleep 0.05
+  done
+  curl -fsS "http://127.0.0.1:$aport/healthcheck" >/dev/null || die "chatstats-api did not become healthy on port $aport"
+  echo "sample /stats/words: $(curl -fsS "http://127.0.0.1:$aport/stats/words?limit=3")"
+  for route in /stats/words /stats; do
+    local api0 api1 wrk_user wrk_sys result
+    api0=$(awk '{print $14 + $15}' "/proc/$pid/stat")
+    redis-cli -p "$PORT" INFO cpu >"$DIR/cpu-before.txt"
+    /usr/bin/time -f '%U %S' -o "$DIR/wrk-time.txt" \
+      wrk -t2 -c"$API_CONNECTIONS" -d"${API_SECONDS}s" --latency "http://127.0.0.1:$aport$route" >"$DIR/wrk.txt" 2>&1 ||
+      die "wrk failed: $(cat "$DIR/wrk.txt")"
+    api1=$(awk '{print $14 + $15}' "/proc/$pid/stat")
+    redis-cli -p "$PORT" INFO cpu >"$DIR/cpu-after.txt"
+    read -r wrk_user wrk_sys <"$DIR/wrk-time.txt"
+    result=$($PARSE wrk "$DIR/wrk.txt")
+    echo "STATS_CACHE_MS=$cache $route: $result"
+    echo "  CPU seconds during the run: chatstats-api $(calc "round(($api1 - $api0) / $(getconf CLK_TCK), 2)")," \
+      "redis-server $(kv redis_cpu "$($PARSE cpu "$DIR/cpu-before.txt" "$DIR/cpu-after.txt")")," \
+      "wrk $(calc "round($wrk_user + $wrk_sys, 2)") (of $(nproc) cores x ${API_SECONDS} s = $(($(nproc) * API_SECONDS)))"
+    if [[ $(kv errors "$result") != 0 || $(kv non2xx "$result") != 0 ]]; then
+      sed -n '1,40p' "$DIR/wrk.txt"
+      die "errors or non-2xx answers under load on $route"
+    fi
+    if [[ $route == /stats/words ]]; then A_WORDS=$result; else A_STATS=$result; fi
+  done
+  A_RSS=$(sed -n 's/^VmHWM:\s*\([0-9]*\) kB/\1/p' "/proc/$pid/status")
+  kill "$pid"
+  wait "$pid" 2>/dev/null || true
+  echo "chatstats-api peak RSS $A_RSS KB"
+}
+
+section "API load: wrk -t2 -c$API_CONNECTIONS -d${API_SECONDS}s, STATS_CACHE_MS=0"
+api_load 0
+N_WORDS=$A_WORDS N_STATS=$A_STATS N_RSS=$A_RSS
+section "API load: wrk -t2 -c$API_CONNECTIONS -d${API_SECONDS}s, STATS_CACHE_MS=250"
+api_load 250
+K_WORDS=$A_WORDS K_STATS=$A_STATS K_RSS=$A_RSS
+
+# --- 8. summary ----------------------------------------------------------------------------
+met() { if [[ $(calc "$1") == True ]]; then echo met; else echo MISSED; fi; }
+row() { printf '| %-44s | %-36s | %-48s |\n' "$1" "$2" "$3"; }
+E2E_P50=$(kv p50_ms "$E2E") E2E_P99=$(kv p99_ms "$E2E") E2E_MAX=$(kv max_ms "$E2E")
+NW_RPS=$(kv rps "$N_WORDS") NW_P99=$(kv p99_ms "$N_WORDS")
+KW_RPS=$(kv rps "$K_WORDS") KW_P99=$(kv p99_ms "$K_WORDS")
+T_RATIO=$(calc "round(100 * $T_CMDS / $CEILING, 1)")
+
+section "summary ($(nproc) cores, $(sed -n 's/^model name\s*: //p' /proc/cpuinfo | head -n1), redis $REDIS_VERSION; $((SECONDS - STARTED)) s)"
+row "measure" "measured" "vs TypeScript / target"
+row "---" "---" "---"
+row "Redis ceiling (pipelined ZINCRBY)" "$CEILING cmd/s" "redis-benchmark -P 64"
+row "worker, 1 EVALSHA/msg: messages/s" "$T_MSGS msg/s ($T_SECS s) $T_OK" "$(calc "round($T_MSGS / $TS_WORKER_MSGS, 1)")x TS $TS_WORKER_MSGS; >= 26000: $(met "$T_MSGS >= 26000")"
+row "worker: script calls/s" "$(calc "round($T_SCRIPTS / $T_SECS)")/s" ""
+row "worker: Redis commands/s (inside scripts)" "$T_CMDS/s = $T_RATIO% of ceiling" ">= 80% of ceiling: $(met "$T_RATIO >= 80")"
+row "worker: CPU (worker / redis-server)" "$T_CPU s / $T_RCPU s in $T_SECS s" "redis-server busy $(calc "round(100 * $T_RCPU / $T_SECS)")% of one core"
+row "worker: peak RSS" "$(calc "round($T_RSS / 1024, 1)") MB" "$(calc "round($TS_WORKER_RSS_MB * 1024 / $T_RSS, 1)")x less than TS ~250 MB; <= 30 MB: $(met "$T_RSS <= 30 * 1024")"
+row "coalescing (50 ms): messages/s" "$C_MSGS msg/s ($C_SECS s) $C_OK" "$(calc "round($C_MSGS / $TS_WORKER_MSGS, 1)")x TS; >= 110000: $(met "$C_MSGS >= 110000")"
+row "coalescing: Redis commands/s" "$C_CMDS/s, $(calc "round($C_SCRIPTS / $C_SECS)") scripts/s" "peak RSS $(calc "round($C_RSS / 1024, 1)") MB"
+row "coalescing: CPU (worker / redis-server)" "$C_CPU s / $C_RCPU s in $C_SECS s" "redis-server busy $(calc "round(100 * $C_RCPU / $C_SECS)")% of one core"
+row "e2e latency at $E2E_RATE msg/s (p50/p99/max)" "$E2E_P50 / $E2E_P99 / $E2E_MAX ms" "p99 <= 5 ms: $(met "$E2E_P99 <= 5") ($(kv probes "$E2E") probes)"
+row "API /stats/words, cache off" "$NW_RPS req/s, p50 $(kv p50_ms "$N_WORDS") p99 $NW_P99 ms" "$(calc "round($NW_RPS / $TS_API_RPS, 1)")x TS; >=50000 & p99<=5: $(met "$NW_RPS >= 50000 and $NW_P99 <= 5")"
+row "API /stats, cache off" "$(kv rps "$N_STATS") req/s, p99 $(kv p99_ms "$N_STATS") ms" ""
+row "API /stats/words, STATS_CACHE_MS=250" "$KW_RPS req/s, p50 $(kv p50_ms "$K_WORDS") p99 $KW_P99 ms" "$(calc "round($KW_RPS / $TS_API_RPS, 1)")x TS; >=50000 & p99<=5: $(met "$KW_RPS >= 50000 and $KW_P99 <= 5")"
+row "API /stats, STATS_CACHE_MS=250" "$(kv rps "$K_STATS") req/s, p99 $(kv p99_ms "$K_STATS") ms" ""
+row "Redis sorted set, bytes per distinct member" "$REDIS_PER_MEMBER B (10^6 8-byte members)" "in-memory store: cargo bench --bench memory_per_member"
+row "API peak RSS (cache off / 250 ms)" "$(calc "round($N_RSS / 1024, 1)") / $(calc "round($K_RSS / 1024, 1)") MB" ""
+echo
+echo "TypeScript figures: worker $TS_WORKER_MSGS msg/s, ~$TS_WORKER_RSS_MB MB peak RSS; API ~$TS_API_RPS req/s on /stats/words at 64 connections, p99 21-92 ms."
+if [[ $T_OK != PASS || $C_OK != PASS ]]; then
+  die "count verification failed (worker: $T_OK, coalescing: $C_OK)"
+fi
+echo "counts verified: PASS"

@@ -1,0 +1,195 @@
+#!/usr/bin/env python3
+"""Independent check of the counts a worker recorded in Redis (used by scripts/bench.sh).
+
+    bench_verify.py expect STREAM EXPECTED.json      # apply the counting rules to a stream file
+    bench_verify.py check EXPECTED.json PORT NS      # compare Redis (127.0.0.1:PORT) with them
+
+`expect` re-implements the counting rules of README.md without the Rust code: every `se-data:`
+or `data:` line (one optional space after the colon dropped) and every line starting with `{`
+is a payload; a payload that is UTF-8 and parses to a JSON object counts, anything else is a
+failed message; room and nick count when not blank after trimming; words are the body split on
+Unicode whitespace. Rust's `split_whitespace`/`trim` use the Unicode White_Space property,
+which differs from Python's `str.split()` on U+001C..U+001F, so the set is spelled out here and
+the two are compared on the stream (reported, not fatal).
+
+`check` reads every member and score of `{NS}words`, `{NS}nicks`, `{NS}rooms`, the failed
+total and the per-second counters over a minimal RESP client (no redis-py needed) and compares
+them exactly with the expectation. Prints PASS or FAIL lines; exits 1 on FAIL.
+"""
+
+import json
+import re
+import socket
+import sys
+
+# Unicode White_Space (what Rust's char::is_whitespace uses).
+WHITE_SPACE = "\t\n\x0b\x0c\r \x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000"
+SPLIT = re.compile("[" + WHITE_SPACE + "]+")
+STRIP = re.compile("^[" + WHITE_SPACE + "]+|[" + WHITE_SPACE + "]+$")
+
+
+def words_of(body):
+    return [w for w in SPLIT.split(body) if w]
+
+
+def payloads(path):
+    with open(path, "rb") as f:
+        data = f.read()
+    lines = data.split(b"\n")
+    if lines and lines[-1] == b"":
+        lines.pop()
+    for line in lines:
+        if line.endswith(b"\r"):
+            line = line[:-1]
+        if line.startswith(b"se-data:"):
+            p = line[8:]
+        elif line.startswith(b"data:"):
+            p = line[5:]
+        elif line.startswith(b"{"):
+            yield line
+            continue
+        else:
+            continue
+        if p.startswith(b" "):
+            p = p[1:]
+        yield p
+
+
+def field(obj, name):
+    value = obj.get(name)
+    return value if isinstance(value, str) else ""
+
+
+def expect(stream, out):
+    words, nicks, rooms = {}, {}, {}
+    counted = failed = 0
+    split_differs = 0
+    for raw in payloads(stream):
+        try:
+            text = raw.decode("utf-8")
+            obj = json.loads(text) if text.lstrip(" \t\n\r").startswith("{") else None
+        except (UnicodeDecodeError, ValueError):
+            obj = None
+        if not isinstance(obj, dict):
+            failed += 1
+            continue
+        counted += 1
+        for name, table in (("room", rooms), ("nick", nicks)):
+            value = field(obj, name)
+            if STRIP.sub("", value):
+                table[value] = table.get(value, 0) + 1
+        body = field(obj, "body")
+        ws = words_of(body)
+        if ws != body.split():
+            split_differs += 1
+        for w in ws:
+            words[w] = words.get(w, 0) + 1
+    result = {
+        "counted": counted,
+        "failed": failed,
+        "words": words,
+        "nicks": nicks,
+        "rooms": rooms,
+        "split_differs": split_differs,
+    }
+    with open(out, "w", encoding="utf-8") as f:
+        json.dump(result, f, ensure_ascii=False)
+    print(
+        f"expected: {counted} messages counted, {failed} failed, "
+        f"{sum(words.values())} word occurrences ({len(words)} distinct), "
+        f"{len(nicks)} nicks, {len(rooms)} rooms; "
+        f"bodies where Python's str.split() differs from the White_Space split: {split_differs}"
+    )
+
+
+class Resp:
+    """Just enough RESP2 for this check."""
+
+    def __init__(self, port):
+        self.sock = socket.create_connection(("127.0.0.1", int(port)), timeout=30)
+        self.f = self.sock.makefile("rb")
+
+    def call(self, *args):
+        parts = [b"*%d\r\n" % len(args)]
+        for a in args:
+            a = a if isinstance(a, bytes) else str(a).encode()
+            parts.append(b"$%d\r\n%s\r\n" % (len(a), a))
+        self.sock.sendall(b"".join(parts))
+        return self.read()
+
+    def read(self):
+        line = self.f.readline()
+        kind, rest = line[:1], line[1:-2]
+        if kind == b"+":
+            return rest.decode()
+        if kind == b"-":
+            raise RuntimeError(rest.decode())
+        if kind == b":":
+            return int(rest)
+        if kind == b"$":
+            n = int(rest)
+            if n < 0:
+                return None
+            data = self.f.read(n + 2)
+            return data[:-2]
+        if kind == b"*":
+            n = int(rest)
+            return None if n < 0 else [self.read() for _ in range(n)]
+        raise RuntimeError(f"unexpected reply {line!r}")
+
+
+def check(expected_path, port, ns):
+    with open(expected_path, encoding="utf-8") as f:
+        exp = json.load(f)
+    r = Resp(port)
+    ok = True
+
+    def report(name, good, detail):
+        nonlocal ok
+        ok = ok and good
+        print(f"  {'PASS' if good else 'FAIL'} {name}: {detail}")
+
+    for name in ("words", "nicks", "rooms"):
+        flat = r.call("ZRANGE", f"{ns}{name}", 0, -1, "WITHSCORES")
+        got = {}
+        for i in range(0, len(flat), 2):
+            got[flat[i].decode("utf-8", "replace")] = int(float(flat[i + 1]))
+        want = exp[name]
+        diff = [m for m in set(got) | set(want) if got.get(m) != want.get(m)]
+        detail = (
+            f"total {sum(got.values())} (expected {sum(want.values())}), "
+            f"distinct {len(got)} (expected {len(want)})"
+        )
+        if diff:
+            sample = ", ".join(f"{m!r}: {got.get(m)} vs {want.get(m)}" for m in sorted(diff)[:5])
+            detail += f", {len(diff)} members differ: {sample}"
+        report(name, not diff, detail)
+    total = int(r.call("GET", f"{ns}failedMessages:total") or 0)
+    report("failed total", total == exp["failed"], f"{total} (expected {exp['failed']})")
+    counted, cursor = 0, b"0"
+    while True:
+        cursor, keys = r.call("SCAN", cursor, "MATCH", f"{ns}messagesPerSecond:*", "COUNT", 1000)
+        for k in keys:
+            counted += int(r.call("GET", k) or 0)
+        if cursor in (b"0", "0"):
+            break
+    report(
+        "messages per second (sum)",
+        counted == exp["counted"],
+        f"{counted} (expected {exp['counted']})",
+    )
+    print(f"verify {ns}: {'PASS' if ok else 'FAIL'}")
+    return ok
+
+
+def main():
+    if len(sys.argv) == 4 and sys.argv[1] == "expect":
+        expect(sys.argv[2], sys.argv[3])
+    elif len(sys.argv) == 5 and sys.argv[1] == "check":
+        sys.exit(0 if check(sys.argv[2], sys.argv[3], sys.argv[4]) else 1)
+    else:
+        sys.exit(__doc__)
+
+
+if __name__ == "__main__":
+    main()
