@@ -155,6 +155,10 @@ pub async fn serve<S: Store>(
 ) -> std::io::Result<()> {
     let address = listener.local_addr()?;
     tracing::info!(%address, docs = %format!("http://{address}/documentation"), "API listening");
+    // Answers are small; TCP_NODELAY sends them without Nagle's delay.
+    let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
+        let _ = tcp.set_nodelay(true);
+    });
     axum::serve(listener, router(state))
         .with_graceful_shutdown(shutdown.cancelled_owned())
         .await

@@ -7,13 +7,12 @@ use axum::extract::{RawQuery, State};
 use axum::http::{Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
-use serde_json::{Map, Value};
 use utoipa::{IntoParams, ToSchema};
 
 use super::AppState;
 use super::error::{ApiError, ErrorBody};
 use crate::message::TopList;
-use crate::store::{Store, unix_now};
+use crate::store::{Entry, Store, unix_now};
 
 /// Top lists answer 10 entries unless `?limit=` says otherwise.
 pub const DEFAULT_LIMIT: usize = 10;
@@ -92,22 +91,39 @@ fn limit(query: Option<&str>) -> Result<usize, ApiError> {
     Ok(n as usize)
 }
 
+/// A top list as the TypeScript service answered it: an array of one-key objects. Serialized
+/// straight from the entries, without an intermediate JSON tree (this is the hottest route).
+pub struct TopBody(Vec<Entry>);
+
+impl Serialize for TopBody {
+    fn serialize<Ser: serde::Serializer>(&self, serializer: Ser) -> Result<Ser::Ok, Ser::Error> {
+        use serde::ser::{SerializeMap, SerializeSeq};
+        struct One<'a>(&'a Entry);
+        impl Serialize for One<'_> {
+            fn serialize<Ser: serde::Serializer>(
+                &self,
+                serializer: Ser,
+            ) -> Result<Ser::Ok, Ser::Error> {
+                let mut map = serializer.serialize_map(Some(1))?;
+                map.serialize_entry(&self.0.0, &self.0.1)?;
+                map.end()
+            }
+        }
+        let mut seq = serializer.serialize_seq(Some(self.0.len()))?;
+        for entry in &self.0 {
+            seq.serialize_element(&One(entry))?;
+        }
+        seq.end()
+    }
+}
+
 async fn top<S: Store>(
     state: &AppState<S>,
     list: TopList,
     query: Option<String>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<TopBody>, ApiError> {
     let limit = limit(query.as_deref())?;
-    let entries = state.top(list, limit).await?;
-    let body = entries
-        .iter()
-        .map(|(member, count)| {
-            let mut entry = Map::with_capacity(1);
-            entry.insert(member.clone(), Value::from(*count));
-            Value::Object(entry)
-        })
-        .collect();
-    Ok(Json(Value::Array(body)))
+    Ok(Json(TopBody(state.top(list, limit).await?)))
 }
 
 /// The most used words.
@@ -123,7 +139,7 @@ async fn top<S: Store>(
 pub async fn words<S: Store>(
     State(state): State<AppState<S>>,
     RawQuery(q): RawQuery,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<TopBody>, ApiError> {
     top(&state, TopList::Words, q).await
 }
 
@@ -140,7 +156,7 @@ pub async fn words<S: Store>(
 pub async fn nicks<S: Store>(
     State(state): State<AppState<S>>,
     RawQuery(q): RawQuery,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<TopBody>, ApiError> {
     top(&state, TopList::Nicks, q).await
 }
 
@@ -157,7 +173,7 @@ pub async fn nicks<S: Store>(
 pub async fn rooms<S: Store>(
     State(state): State<AppState<S>>,
     RawQuery(q): RawQuery,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<TopBody>, ApiError> {
     top(&state, TopList::Rooms, q).await
 }
 

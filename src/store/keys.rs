@@ -6,7 +6,7 @@
 //! | `{ns}failedMessages` | sorted set | failed payload → order of its last arrival (newest kept) |
 //! | `{ns}failedMessages:total` | string | failed messages ever recorded |
 //! | `{ns}messagesPerSecond:{unix second}` | string | messages counted in that second; expires |
-//! | `{ns}writer:{id}` | string | one worker's watermark: every sequence number up to it is applied; expires |
+//! | `{ns}writer:{id}` | string | one worker's watermark: every sequence number up to it is applied (a trailing `+` while the set below has members); expires |
 //! | `{ns}writer:{id}:above` | sorted set | that worker's applied sequence numbers above the watermark (normally empty); expires |
 //!
 //! The TypeScript service kept `{ns}failedMessages` as a plain set; such a set is read as it

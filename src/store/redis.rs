@@ -140,19 +140,21 @@ impl Store for RedisStore {
             return Ok(true);
         }
         let settings = &self.settings;
-        let args = script_args(
-            self.keys.namespace(),
-            settings.second_ttl,
-            settings.failed_cap,
-            tally,
-            mark,
-        );
-        let reply: Result<i64, _> = self.client.evalsha(&*self.sha, (), args.clone()).await;
+        let args = || {
+            script_args(
+                self.keys.namespace(),
+                settings.second_ttl,
+                settings.failed_cap,
+                tally,
+                mark,
+            )
+        };
+        let reply: Result<i64, _> = self.client.evalsha(&*self.sha, (), args()).await;
         let applied = match reply {
+            // First use on this server, or Redis restarted: EVAL runs the call and caches the
+            // script, with no separate load step for a window of calls to queue behind.
             Err(err) if err.details().starts_with("NOSCRIPT") => {
-                // First use on this server, or Redis restarted: load the script and go again.
-                let _: String = self.client.script_load(APPLY_SCRIPT).await?;
-                self.client.evalsha(&*self.sha, (), args).await?
+                self.client.eval(APPLY_SCRIPT, (), args()).await?
             }
             other => other?,
         };

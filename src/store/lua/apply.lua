@@ -3,29 +3,34 @@ local ns = ARGV[1]
 local writer = ARGV[2]
 if writer ~= '' then
   -- Exactly once per (writer, seq), whatever order retries arrive in: `wkey` holds the
-  -- watermark W (every seq <= W is applied), `gkey` the applied seqs above W. Calls normally
-  -- arrive in order (seq = W + 1) and the gap set is empty.
+  -- watermark W (every seq <= W is applied), `gkey` the applied seqs above W. `wkey` ends with
+  -- '+' while `gkey` has members, so the usual in-order call (seq = W + 1, no gaps) costs one
+  -- GET and one SET.
   local wkey = ns .. 'writer:' .. writer
   local gkey = wkey .. ':above'
   local seq = tonumber(ARGV[3])
-  local w = tonumber(redis.call('GET', wkey) or 0)
+  local state = redis.call('GET', wkey) or '0'
+  local w = tonumber(string.match(state, '^%d+'))
+  local gaps = string.sub(state, -1) == '+'
   if seq <= w then
     return 0
   end
   if seq == w + 1 then
-    if redis.call('EXISTS', gkey) == 1 then
+    if gaps then
       while redis.call('ZSCORE', gkey, seq + 1) do
         redis.call('ZREM', gkey, seq + 1)
         seq = seq + 1
       end
+      gaps = redis.call('EXISTS', gkey) == 1
     end
-    redis.call('SET', wkey, seq, 'EX', 86400)
+    redis.call('SET', wkey, gaps and (seq .. '+') or seq, 'EX', 86400)
   else
-    if redis.call('ZSCORE', gkey, seq) then
+    if gaps and redis.call('ZSCORE', gkey, seq) then
       return 0
     end
     redis.call('ZADD', gkey, seq, seq)
     redis.call('EXPIRE', gkey, 86400)
+    redis.call('SET', wkey, w .. '+', 'EX', 86400)
   end
 end
 local ttl = ARGV[4]
