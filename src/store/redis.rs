@@ -57,7 +57,8 @@ impl RedisStore {
                 // Retries are the worker's job: it knows which tallies may be re-sent.
                 conn.max_command_attempts = 1;
             })
-            .set_policy(ReconnectPolicy::new_exponential(0, 100, 2_000, 2))
+            // Reconnect forever, at most 1 s apart: service is back within ~1 s of Redis.
+            .set_policy(ReconnectPolicy::new_exponential(0, 100, 1_000, 2))
             .build()?;
         client.connect();
         let sha = sha1_smol::Sha1::from(APPLY_SCRIPT).digest().to_string();

@@ -69,13 +69,14 @@ async fn assert_api_reaches_fixture_answers(api: &TestApi) {
 }
 
 #[tokio::test]
-async fn an_upstream_that_closes_mid_stream_then_answers_errors_loses_nothing() {
+async fn an_upstream_that_closes_mid_stream_then_answers_4xx_and_5xx_loses_nothing() {
     let (first, second) = fixture_halves();
     let mut cut_short = first.to_vec();
     cut_short.extend_from_slice(b"event: privmsg\nse-data: {\"body\":\"never compl");
     let upstream = FakeUpstream::start(vec![
         Behaviour::SendThenClose(cut_short.into()),
         Behaviour::Status(503),
+        Behaviour::Status(404),
         Behaviour::Status(500),
         Behaviour::SendThenStall(second),
     ])
@@ -94,7 +95,7 @@ async fn an_upstream_that_closes_mid_stream_then_answers_errors_loses_nothing() 
     ));
 
     assert_api_reaches_fixture_answers(&api).await;
-    assert!(upstream.connections.load(Ordering::SeqCst) >= 4);
+    assert!(upstream.connections.load(Ordering::SeqCst) >= 5);
     let (_, words) = api.get("/stats/words?limit=1000").await;
     assert!(
         !words.to_string().contains("never"),

@@ -85,12 +85,20 @@ impl TestRedis {
 
     /// Kills the server (SIGKILL) and starts it again on the same port and directory.
     pub fn restart(&self) {
-        {
-            let mut child = self.child.lock().unwrap();
-            let _ = child.kill();
-            let _ = child.wait();
-            *child = spawn_server(self.port, self.dir.path(), &self.extra);
-        }
+        self.kill();
+        self.respawn();
+    }
+
+    /// Kills the server (SIGKILL); [`TestRedis::respawn`] starts it again.
+    pub fn kill(&self) {
+        let mut child = self.child.lock().unwrap();
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+
+    /// Starts the server again on the same port and directory, and waits until it answers.
+    pub fn respawn(&self) {
+        *self.child.lock().unwrap() = spawn_server(self.port, self.dir.path(), &self.extra);
         assert!(
             self.wait_ready(Duration::from_secs(10)),
             "redis-server did not come back"

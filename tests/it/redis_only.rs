@@ -141,8 +141,29 @@ async fn the_api_answers_503_while_redis_is_down_and_recovers_by_itself() {
             .unwrap()
             .success()
     );
-    eventually(Duration::from_secs(5), "the API to recover", || async {
+    eventually(Duration::from_secs(2), "the API to recover", || async {
         api.get("/stats/words").await == (200, json!([{"hi": 1}]))
+    })
+    .await;
+    assert_eq!(api.get("/healthcheck").await.0, 200);
+}
+
+#[tokio::test]
+async fn the_api_comes_back_within_2_s_of_a_redis_restart() {
+    let redis = TestRedis::start_with(&["--appendonly", "yes", "--appendfsync", "always"]);
+    let store = redis.store();
+    record_bytes(&store, b"data: {\"body\":\"kept\"}\n").await;
+    let api = TestApi::spawn(store).await;
+    assert_eq!(api.get("/stats/words").await, (200, json!([{"kept": 1}])));
+    redis.kill();
+    let started = std::time::Instant::now();
+    let (status, body) = api.get("/stats/words").await;
+    assert_eq!(status, 503, "{body}");
+    assert!(started.elapsed() < Duration::from_secs(2));
+    assert_eq!(api.get("/healthcheck").await.0, 503);
+    redis.respawn();
+    eventually(Duration::from_secs(2), "the API to come back", || async {
+        api.get("/stats/words").await == (200, json!([{"kept": 1}]))
     })
     .await;
     assert_eq!(api.get("/healthcheck").await.0, 200);
