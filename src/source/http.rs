@@ -31,6 +31,8 @@ pub struct HttpSource {
     decoder: Decoder,
     /// Connection attempts since data last arrived.
     attempt: u32,
+    /// Connection attempts ever made, readable from outside.
+    attempts: std::sync::Arc<std::sync::atomic::AtomicU64>,
 }
 
 /// The delay before reconnect attempt `attempt` (1-based): `min * 2^(attempt-1)`, capped at
@@ -59,7 +61,13 @@ impl HttpSource {
             settings,
             response: None,
             attempt: 0,
+            attempts: Default::default(),
         }
+    }
+
+    /// A counter of the connection attempts this source has made (for monitoring and tests).
+    pub fn attempts(&self) -> std::sync::Arc<std::sync::atomic::AtomicU64> {
+        self.attempts.clone()
     }
 
     async fn connect(&mut self) {
@@ -77,6 +85,8 @@ impl HttpSource {
             tokio::time::sleep(delay).await;
         }
         self.attempt = self.attempt.saturating_add(1);
+        self.attempts
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let request = self.client.get(self.settings.url.clone()).send();
         match tokio::time::timeout(self.settings.read_timeout, request).await {
             Ok(Ok(response)) if response.status().is_success() => {

@@ -5,10 +5,7 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use bytes::Bytes;
-use chatstats::source::http::{HttpSettings, HttpSource};
-use chatstats::worker;
 use serde_json::Value;
-use tokio_util::sync::CancellationToken;
 
 use crate::helpers::*;
 
@@ -25,16 +22,6 @@ fn fixture_halves() -> (Bytes, Bytes) {
         Bytes::from(text[..cut].to_owned()),
         Bytes::from(text[cut..].to_owned()),
     )
-}
-
-fn http_settings(upstream: &FakeUpstream, read_timeout: Duration) -> HttpSettings {
-    HttpSettings {
-        url: upstream.url(),
-        read_timeout,
-        backoff_min: Duration::from_millis(10),
-        backoff_max: Duration::from_millis(100),
-        line_cap: 1 << 20,
-    }
 }
 
 /// Polls the API until it answers exactly what expected.json says for multiple-messages.txt.
@@ -84,15 +71,12 @@ async fn an_upstream_that_closes_mid_stream_then_answers_4xx_and_5xx_loses_nothi
     let redis = TestRedis::start();
     let store = redis.store();
     let api = TestApi::spawn(store.clone()).await;
-    let stop = CancellationToken::new();
-    let source = HttpSource::new(http_settings(&upstream, Duration::from_secs(10)));
-    let run = tokio::spawn(worker::run(
+    let run = RunningWorker::spawn(
         store,
-        source,
+        http_source(upstream.url(), Duration::from_secs(10)),
         worker_settings(),
         Arc::default(),
-        stop.clone(),
-    ));
+    );
 
     assert_api_reaches_fixture_answers(&api).await;
     assert!(upstream.connections.load(Ordering::SeqCst) >= 5);
@@ -102,12 +86,7 @@ async fn an_upstream_that_closes_mid_stream_then_answers_4xx_and_5xx_loses_nothi
         "a partial line at a close is not a message"
     );
     assert!(!run.is_finished(), "a URL worker never stops by itself");
-    stop.cancel();
-    let progress = tokio::time::timeout(Duration::from_secs(10), run)
-        .await
-        .unwrap()
-        .unwrap()
-        .unwrap();
+    let progress = run.stop().await.unwrap();
     assert_eq!(
         progress.recorded.load(Ordering::Relaxed),
         10,
@@ -126,24 +105,16 @@ async fn a_stalled_upstream_is_detected_and_replaced() {
     let redis = TestRedis::start();
     let store = redis.store();
     let api = TestApi::spawn(store.clone()).await;
-    let stop = CancellationToken::new();
-    let source = HttpSource::new(http_settings(&upstream, Duration::from_millis(300)));
-    let run = tokio::spawn(worker::run(
+    let run = RunningWorker::spawn(
         store,
-        source,
+        http_source(upstream.url(), Duration::from_millis(300)),
         worker_settings(),
         Arc::default(),
-        stop.clone(),
-    ));
+    );
 
     assert_api_reaches_fixture_answers(&api).await;
     assert!(upstream.connections.load(Ordering::SeqCst) >= 2);
-    stop.cancel();
-    tokio::time::timeout(Duration::from_secs(10), run)
-        .await
-        .unwrap()
-        .unwrap()
-        .unwrap();
+    run.stop().await.unwrap();
 }
 
 #[tokio::test]
@@ -154,22 +125,18 @@ async fn an_upstream_that_refuses_connections_is_retried_until_it_serves() {
     drop(listener);
     let redis = TestRedis::start();
     let store = redis.store();
-    let stop = CancellationToken::new();
-    let settings = HttpSettings {
-        url: url::Url::parse(&format!("http://{address}/")).unwrap(),
-        read_timeout: Duration::from_secs(5),
-        backoff_min: Duration::from_millis(10),
-        backoff_max: Duration::from_millis(50),
-        line_cap: 1 << 20,
-    };
-    let run = tokio::spawn(worker::run(
-        store.clone(),
-        HttpSource::new(settings),
-        worker_settings(),
-        Arc::default(),
-        stop.clone(),
-    ));
-    tokio::time::sleep(Duration::from_millis(100)).await; // let a few connection attempts fail
+    let source = http_source(
+        url::Url::parse(&format!("http://{address}/")).unwrap(),
+        Duration::from_secs(5),
+    );
+    let attempts = source.attempts();
+    let run = RunningWorker::spawn(store.clone(), source, worker_settings(), Arc::default());
+    eventually(
+        Duration::from_secs(10),
+        "connections to be refused a few times",
+        || async { attempts.load(Ordering::Relaxed) >= 3 },
+    )
+    .await;
     let (first, second) = fixture_halves();
     let mut all = first.to_vec();
     all.extend_from_slice(&second);
@@ -197,12 +164,7 @@ async fn an_upstream_that_refuses_connections_is_retried_until_it_serves() {
         },
     )
     .await;
-    stop.cancel();
-    tokio::time::timeout(Duration::from_secs(10), run)
-        .await
-        .unwrap()
-        .unwrap()
-        .unwrap();
+    run.stop().await.unwrap();
     let (_, words) = api.get("/stats/words?limit=1").await;
     let meubel = words[0]["MEUBEL"].as_u64().unwrap();
     assert_eq!(meubel % 3, 0, "whole copies only: {words}");

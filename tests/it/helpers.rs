@@ -375,3 +375,48 @@ impl Drop for FakeUpstream {
 }
 
 use futures::StreamExt as _;
+
+/// An HTTP source with test-speed reconnects (10–100 ms) and the given read timeout.
+pub fn http_source(url: url::Url, read_timeout: Duration) -> chatstats::source::http::HttpSource {
+    chatstats::source::http::HttpSource::new(chatstats::source::http::HttpSettings {
+        url,
+        read_timeout,
+        backoff_min: Duration::from_millis(10),
+        backoff_max: Duration::from_millis(100),
+        line_cap: 1 << 20,
+    })
+}
+
+/// A worker running in a task of its own.
+pub struct RunningWorker {
+    stop: CancellationToken,
+    task: tokio::task::JoinHandle<Result<Arc<Progress>, worker::WorkerError>>,
+}
+
+impl RunningWorker {
+    /// Starts `worker::run` with test settings, reporting into `progress`.
+    pub fn spawn<S: Store, R: chatstats::source::Source>(
+        store: S,
+        source: R,
+        settings: WorkerSettings,
+        progress: Arc<Progress>,
+    ) -> RunningWorker {
+        let stop = CancellationToken::new();
+        let task = tokio::spawn(worker::run(store, source, settings, progress, stop.clone()));
+        RunningWorker { stop, task }
+    }
+
+    /// True once the worker has returned.
+    pub fn is_finished(&self) -> bool {
+        self.task.is_finished()
+    }
+
+    /// Signals shutdown and returns the worker's result; panics unless it comes within 10 s.
+    pub async fn stop(self) -> Result<Arc<Progress>, worker::WorkerError> {
+        self.stop.cancel();
+        tokio::time::timeout(Duration::from_secs(10), self.task)
+            .await
+            .expect("the worker stops within 10 s of shutdown")
+            .expect("the worker task does not panic")
+    }
+}

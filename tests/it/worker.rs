@@ -67,17 +67,28 @@ async fn run_with<S: Store>(
     store: &S,
     input: Vec<u8>,
     settings: WorkerSettings,
+    progress: Arc<worker::Progress>,
 ) -> Arc<worker::Progress> {
     let source = FileSource::new("test input", Box::new(std::io::Cursor::new(input)), 1 << 20);
     worker::run(
         store.clone(),
         source,
         settings,
-        Arc::default(),
+        progress,
         CancellationToken::new(),
     )
     .await
     .unwrap()
+}
+
+/// Waits until the worker has recorded more than `n` messages (faults strike mid-run).
+async fn until_recorded(progress: &worker::Progress, n: u64) {
+    eventually(
+        Duration::from_secs(20),
+        "the worker to get that far",
+        || async { progress.recorded.load(Ordering::Relaxed) > n },
+    )
+    .await;
 }
 
 #[tokio::test]
@@ -92,7 +103,7 @@ async fn coalescing_mode_gives_exactly_the_same_statistics() {
         flush_max_messages: 700,
         ..worker_settings()
     };
-    let progress = run_with(&coalesced, input, settings).await;
+    let progress = run_with(&coalesced, input, settings, Arc::default()).await;
     assert_eq!(snapshot(&coalesced).await, snapshot(&expected).await);
     assert!(
         progress.calls.load(Ordering::Relaxed) < 100,
@@ -102,17 +113,18 @@ async fn coalescing_mode_gives_exactly_the_same_statistics() {
 
 /// Runs the worker on Redis over `input` while `fault` runs, then compares with the in-memory
 /// result of the same input.
-async fn exact_through<F, Fut>(input: Vec<u8>, fault: F)
+async fn exact_through<F, Fut>(redis: TestRedis, input: Vec<u8>, fault: F)
 where
-    F: FnOnce(Arc<TestRedis>) -> Fut,
+    F: FnOnce(Arc<TestRedis>, Arc<worker::Progress>) -> Fut,
     Fut: std::future::Future<Output = ()> + Send + 'static,
 {
     let expected = memory_store();
     record_bytes(&expected, &input).await;
-    let redis = Arc::new(TestRedis::start());
+    let redis = Arc::new(redis);
     let store = redis.store();
-    let faults = tokio::spawn(fault(redis.clone()));
-    let progress = run_with(&store, input, worker_settings()).await;
+    let progress = Arc::new(worker::Progress::default());
+    let faults = tokio::spawn(fault(redis.clone(), progress.clone()));
+    let progress = run_with(&store, input, worker_settings(), progress).await;
     faults.await.unwrap();
     assert_eq!(snapshot(&store).await, snapshot(&expected).await);
     assert!(
@@ -123,59 +135,44 @@ where
 
 #[tokio::test]
 async fn totals_are_exact_when_redis_connections_are_killed() {
-    exact_through(stream(30_000), |redis| async move {
-        for _ in 0..5 {
-            tokio::time::sleep(Duration::from_millis(150)).await;
-            let _ = redis.cli(&["CLIENT", "KILL", "TYPE", "normal"]);
-        }
-    })
+    exact_through(
+        TestRedis::start(),
+        stream(30_000),
+        |redis, progress| async move {
+            for k in 1..=5 {
+                until_recorded(&progress, k * 4000).await;
+                let _ = redis.cli(&["CLIENT", "KILL", "TYPE", "normal"]);
+            }
+        },
+    )
     .await;
 }
 
 #[tokio::test]
 async fn totals_are_exact_when_redis_stalls_for_seconds() {
-    exact_through(stream(30_000), |redis| async move {
-        tokio::time::sleep(Duration::from_millis(200)).await;
-        let pid = redis.pid().to_string();
-        std::process::Command::new("kill")
-            .args(["-STOP", &pid])
-            .status()
-            .unwrap();
-        tokio::time::sleep(Duration::from_secs(3)).await;
-        std::process::Command::new("kill")
-            .args(["-CONT", &pid])
-            .status()
-            .unwrap();
-    })
+    exact_through(
+        TestRedis::start(),
+        stream(30_000),
+        |redis, progress| async move {
+            until_recorded(&progress, 3000).await;
+            redis.signal("STOP");
+            tokio::time::sleep(Duration::from_secs(3)).await; // the outage itself
+            redis.signal("CONT");
+        },
+    )
     .await;
 }
 
 #[tokio::test]
 async fn totals_are_exact_across_a_redis_restart_with_persistence() {
-    let expected = memory_store();
-    let input = stream(30_000);
-    record_bytes(&expected, &input).await;
-    let redis = Arc::new(TestRedis::start_with(&[
-        "--appendonly",
-        "yes",
-        "--appendfsync",
-        "always",
-    ]));
-    let store = redis.store();
-    let restarter = redis.clone();
-    let faults = tokio::spawn(async move {
-        tokio::time::sleep(Duration::from_millis(300)).await;
-        tokio::task::spawn_blocking(move || restarter.restart())
+    let redis = TestRedis::start_with(&["--appendonly", "yes", "--appendfsync", "always"]);
+    exact_through(redis, stream(30_000), |redis, progress| async move {
+        until_recorded(&progress, 3000).await;
+        tokio::task::spawn_blocking(move || redis.restart())
             .await
             .unwrap();
-    });
-    let progress = run_with(&store, input, worker_settings()).await;
-    faults.await.unwrap();
-    assert_eq!(snapshot(&store).await, snapshot(&expected).await);
-    assert!(
-        progress.retries.load(Ordering::Relaxed) > 0,
-        "the restart was felt"
-    );
+    })
+    .await;
 }
 
 #[tokio::test]
@@ -200,22 +197,12 @@ async fn hostile_upstream_bytes_are_survived_and_complete_payloads_counted_exact
     .await;
     let redis = TestRedis::start();
     let store = redis.store();
-    let stop = CancellationToken::new();
-    let settings = chatstats::source::http::HttpSettings {
-        url: upstream.url(),
-        read_timeout: Duration::from_secs(10),
-        backoff_min: Duration::from_millis(10),
-        backoff_max: Duration::from_millis(50),
-        line_cap: 1 << 20,
-    };
-    let source = chatstats::source::http::HttpSource::new(settings);
-    let run = tokio::spawn(worker::run(
+    let run = RunningWorker::spawn(
         store.clone(),
-        source,
+        http_source(upstream.url(), Duration::from_secs(10)),
         worker_settings(),
         Arc::default(),
-        stop.clone(),
-    ));
+    );
     eventually(
         Duration::from_secs(15),
         "all complete payloads to be recorded",
@@ -227,12 +214,7 @@ async fn hostile_upstream_bytes_are_survived_and_complete_payloads_counted_exact
         },
     )
     .await;
-    stop.cancel();
-    let progress = tokio::time::timeout(Duration::from_secs(10), run)
-        .await
-        .unwrap()
-        .unwrap()
-        .unwrap();
+    let progress = run.stop().await.unwrap();
     let mut words = store.top(TopList::Words, 10).await.unwrap();
     words.sort();
     assert_eq!(
@@ -283,27 +265,18 @@ async fn while_redis_is_stalled_the_worker_stops_reading_the_upstream() {
 
     let redis = TestRedis::start();
     let store = redis.store();
-    let stop = CancellationToken::new();
-    let settings = chatstats::source::http::HttpSettings {
-        url,
-        read_timeout: Duration::from_secs(30),
-        backoff_min: Duration::from_millis(10),
-        backoff_max: Duration::from_millis(50),
-        line_cap: 1 << 20,
-    };
     let progress = Arc::new(worker::Progress::default());
     // Production retry delays: recovery must not crawl once Redis is back.
     let worker_settings = WorkerSettings {
         progress_interval: Duration::ZERO,
         ..WorkerSettings::default()
     };
-    let run = tokio::spawn(worker::run(
+    let run = RunningWorker::spawn(
         store.clone(),
-        chatstats::source::http::HttpSource::new(settings),
+        http_source(url, Duration::from_secs(30)),
         worker_settings,
         progress.clone(),
-        stop.clone(),
-    ));
+    );
     eventually(Duration::from_secs(10), "recording to start", || async {
         progress.recorded.load(Ordering::Relaxed) > 1000
     })
@@ -331,12 +304,7 @@ async fn while_redis_is_stalled_the_worker_stops_reading_the_upstream() {
         || async { progress.recorded.load(Ordering::Relaxed) > read_while_stalled + 20_000 },
     )
     .await;
-    stop.cancel();
-    tokio::time::timeout(Duration::from_secs(10), run)
-        .await
-        .unwrap()
-        .unwrap()
-        .unwrap();
+    run.stop().await.unwrap();
     let read = progress.read.load(Ordering::Relaxed);
     let done = progress.recorded.load(Ordering::Relaxed) + progress.failed.load(Ordering::Relaxed);
     assert_eq!(read, done, "everything read was recorded before exit");
@@ -347,26 +315,20 @@ async fn shutdown_during_an_outage_reports_what_could_not_be_recorded() {
     let redis = TestRedis::start();
     let store = redis.store();
     redis.signal("STOP");
-    let stop = CancellationToken::new();
     let source = FileSource::new(
         "test input",
         Box::new(std::io::Cursor::new(stream(500))),
         1 << 20,
     );
-    let run = tokio::spawn(worker::run(
-        store,
-        source,
-        worker_settings(),
-        Arc::default(),
-        stop.clone(),
-    ));
-    tokio::time::sleep(Duration::from_millis(1500)).await; // in-flight calls time out meanwhile
+    let progress = Arc::new(worker::Progress::default());
+    let run = RunningWorker::spawn(store, source, worker_settings(), progress.clone());
+    // Shut down once calls have failed, i.e. while the worker is retrying.
+    eventually(Duration::from_secs(10), "store calls to fail", || async {
+        progress.retries.load(Ordering::Relaxed) > 0
+    })
+    .await;
     let started = std::time::Instant::now();
-    stop.cancel();
-    let outcome = tokio::time::timeout(Duration::from_secs(10), run)
-        .await
-        .unwrap()
-        .unwrap();
+    let outcome = run.stop().await;
     redis.signal("CONT");
     match outcome {
         Err(worker::WorkerError::Unrecorded { unrecorded, .. }) => {
