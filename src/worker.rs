@@ -158,11 +158,8 @@ pub async fn run<S: Store, R: Source>(
             )
             .await
             {
-                let unread = batch.len() as u64
-                    + pending
-                        .iter()
-                        .filter(|f| matches!(f, Frame::Payload(_) | Frame::Oversized(_)))
-                        .count() as u64;
+                // Every frame is one message (a payload or an over-long line).
+                let unread = batch.len() as u64 + pending.len() as u64;
                 let queued = drain_count(&mut rx).await;
                 break Err(WorkerError::Unrecorded {
                     unrecorded: unrecorded + unread + queued,
