@@ -95,19 +95,17 @@ pub const MAX_HEADER_BYTES: usize = 16 * 1024;
 /// Largest declared request body accepted (no route reads a body).
 pub const MAX_BODY_BYTES: u64 = 64 * 1024;
 
+/// An error answer with `status` and `message`, in the error shape.
+fn reject(status: StatusCode, message: String) -> Response {
+    (status, Json(body(status, message))).into_response()
+}
+
 /// Rejects oversized requests before routing, in the error shape: 414, 431, 413.
 pub async fn guard(request: Request, next: Next) -> Response {
     let uri = request.uri().to_string().len();
     if uri > MAX_URI_BYTES {
-        let status = StatusCode::URI_TOO_LONG;
-        return (
-            status,
-            Json(body(
-                status,
-                format!("request target of {uri} bytes exceeds {MAX_URI_BYTES}"),
-            )),
-        )
-            .into_response();
+        let message = format!("request target of {uri} bytes exceeds {MAX_URI_BYTES}");
+        return reject(StatusCode::URI_TOO_LONG, message);
     }
     let headers: usize = request
         .headers()
@@ -115,15 +113,8 @@ pub async fn guard(request: Request, next: Next) -> Response {
         .map(|(k, v)| k.as_str().len() + v.len())
         .sum();
     if headers > MAX_HEADER_BYTES {
-        let status = StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE;
-        return (
-            status,
-            Json(body(
-                status,
-                format!("headers of {headers} bytes exceed {MAX_HEADER_BYTES}"),
-            )),
-        )
-            .into_response();
+        let message = format!("headers of {headers} bytes exceed {MAX_HEADER_BYTES}");
+        return reject(StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE, message);
     }
     let declared = request
         .headers()
@@ -131,15 +122,8 @@ pub async fn guard(request: Request, next: Next) -> Response {
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
     if declared.is_some_and(|n| n > MAX_BODY_BYTES) {
-        let status = StatusCode::PAYLOAD_TOO_LARGE;
-        return (
-            status,
-            Json(body(
-                status,
-                format!("request bodies are limited to {MAX_BODY_BYTES} bytes"),
-            )),
-        )
-            .into_response();
+        let message = format!("request bodies are limited to {MAX_BODY_BYTES} bytes");
+        return reject(StatusCode::PAYLOAD_TOO_LARGE, message);
     }
     next.run(request).await
 }

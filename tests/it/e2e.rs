@@ -55,6 +55,19 @@ async fn assert_api_reaches_fixture_answers(api: &TestApi) {
     }
 }
 
+/// A worker following `upstream` into a Redis of its own, and the API over that Redis.
+async fn follow(
+    upstream: &FakeUpstream,
+    read_timeout: Duration,
+) -> (TestRedis, TestApi, RunningWorker) {
+    let redis = TestRedis::start();
+    let store = redis.store();
+    let api = TestApi::spawn(store.clone()).await;
+    let source = http_source(upstream.url(), read_timeout);
+    let run = RunningWorker::spawn(store, source, worker_settings(), Arc::default());
+    (redis, api, run)
+}
+
 #[tokio::test]
 async fn an_upstream_that_closes_mid_stream_then_answers_4xx_and_5xx_loses_nothing() {
     let (first, second) = fixture_halves();
@@ -68,15 +81,7 @@ async fn an_upstream_that_closes_mid_stream_then_answers_4xx_and_5xx_loses_nothi
         Behaviour::SendThenStall(second),
     ])
     .await;
-    let redis = TestRedis::start();
-    let store = redis.store();
-    let api = TestApi::spawn(store.clone()).await;
-    let run = RunningWorker::spawn(
-        store,
-        http_source(upstream.url(), Duration::from_secs(10)),
-        worker_settings(),
-        Arc::default(),
-    );
+    let (_redis, api, run) = follow(&upstream, Duration::from_secs(10)).await;
 
     assert_api_reaches_fixture_answers(&api).await;
     assert!(upstream.connections.load(Ordering::SeqCst) >= 5);
@@ -102,15 +107,7 @@ async fn a_stalled_upstream_is_detected_and_replaced() {
         Behaviour::SendThenStall(second),
     ])
     .await;
-    let redis = TestRedis::start();
-    let store = redis.store();
-    let api = TestApi::spawn(store.clone()).await;
-    let run = RunningWorker::spawn(
-        store,
-        http_source(upstream.url(), Duration::from_millis(300)),
-        worker_settings(),
-        Arc::default(),
-    );
+    let (_redis, api, run) = follow(&upstream, Duration::from_millis(300)).await;
 
     assert_api_reaches_fixture_answers(&api).await;
     assert!(upstream.connections.load(Ordering::SeqCst) >= 2);
