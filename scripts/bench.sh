@@ -33,10 +33,8 @@ TS_WORKER_MSGS=4355
 TS_WORKER_RSS_MB=250
 TS_API_RPS=10500
 
-die() {
-  echo "bench.sh: error: $*" >&2
-  exit 1
-}
+# shellcheck source=scripts/bench_common.sh
+source "$ROOT/scripts/bench_common.sh"
 need() {
   command -v "$1" >/dev/null 2>&1 || die "'$1' not found: $2"
 }
@@ -68,9 +66,6 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-free_port() {
-  python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
-}
 # calc EXPR: a Python expression, printed.
 calc() {
   python3 -c "print($1)"
@@ -92,17 +87,7 @@ section "build (release)"
 if [[ ${BENCH_SKIP_BUILD:-0} != 1 ]]; then
   cargo build --release --bins
 fi
-E2E_BIN=$(cargo bench --bench e2e_latency --no-run --message-format=json 2>/dev/null |
-  python3 -c '
-import json, sys
-for line in sys.stdin:
-    try:
-        m = json.loads(line)
-    except ValueError:
-        continue
-    if m.get("reason") == "compiler-artifact" and m["target"]["name"] == "e2e_latency" and m.get("executable"):
-        print(m["executable"])
-')
+E2E_BIN=$(e2e_bench_binary)
 [[ -x $E2E_BIN ]] || die "could not build the e2e_latency bench (cargo bench --bench e2e_latency --no-run)"
 for b in chatstats-worker chatstats-api chatstats-sim; do
   [[ -x $BIN/$b ]] || die "$BIN/$b missing: cargo build --release --bins"

@@ -19,27 +19,15 @@ ROOT=$PWD
 BIN=$ROOT/target/release
 JEMALLOC=${JEMALLOC:-/usr/lib/x86_64-linux-gnu/libjemalloc.so.2}
 
-die() {
-  echo "bench_experiments.sh: error: $*" >&2
-  exit 1
-}
+# shellcheck source=scripts/bench_common.sh
+source "$ROOT/scripts/bench_common.sh"
 for b in chatstats-worker chatstats-api chatstats-sim; do
   [[ -x $BIN/$b ]] || die "$BIN/$b missing: cargo build --release --bins"
 done
 for c in redis-server redis-cli wrk python3; do
   command -v "$c" >/dev/null || die "$c not found"
 done
-E2E_BIN=$(cargo bench --bench e2e_latency --no-run --message-format=json 2>/dev/null |
-  python3 -c '
-import json, sys
-for line in sys.stdin:
-    try:
-        m = json.loads(line)
-    except ValueError:
-        continue
-    if m.get("reason") == "compiler-artifact" and m["target"]["name"] == "e2e_latency" and m.get("executable"):
-        print(m["executable"])
-')
+E2E_BIN=$(e2e_bench_binary)
 [[ -x $E2E_BIN ]] || die "cannot build the e2e_latency bench"
 
 DIR=$(mktemp -d "${TMPDIR:-/tmp}/chatstats-exp.XXXXXX")
@@ -54,9 +42,6 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-free_port() {
-  python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
-}
 calc() { python3 -c "print($1)"; }
 redis_cpu() {
   redis-cli -p "$PORT" INFO cpu | awk -F: '/^used_cpu_(user|sys):/ { s += $2 } END { printf "%.2f", s }'

@@ -1,0 +1,27 @@
+# Shared by scripts/bench.sh and scripts/bench_experiments.sh (sourced, not run).
+
+# die MESSAGE: print an error naming the script, exit 1.
+die() {
+  echo "$(basename "$0"): error: $*" >&2
+  exit 1
+}
+
+# free_port: a free TCP port on loopback.
+free_port() {
+  python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
+}
+
+# e2e_bench_binary: builds the e2e_latency bench and prints the path of its executable.
+e2e_bench_binary() {
+  cargo bench --bench e2e_latency --no-run --message-format=json 2>/dev/null |
+    python3 -c '
+import json, sys
+for line in sys.stdin:
+    try:
+        m = json.loads(line)
+    except ValueError:
+        continue
+    if m.get("reason") == "compiler-artifact" and m["target"]["name"] == "e2e_latency" and m.get("executable"):
+        print(m["executable"])
+'
+}
