@@ -95,15 +95,7 @@ done
 
 # --- 2. redis ------------------------------------------------------------------------------
 section "redis"
-PORT=$(free_port)
-redis-server --port "$PORT" --bind 127.0.0.1 --save "" --appendonly no --dir "$DIR" \
-  --logfile "$DIR/redis.log" --daemonize no &
-PIDS+=($!)
-for _ in $(seq 100); do
-  redis-cli -p "$PORT" ping >/dev/null 2>&1 && break
-  sleep 0.05
-done
-redis-cli -p "$PORT" ping >/dev/null 2>&1 || die "redis-server did not start on port $PORT ($(tail -3 "$DIR/redis.log"))"
+start_redis "$DIR"
 REDIS_URL=redis://127.0.0.1:$PORT
 REDIS_VERSION=$(redis-cli -p "$PORT" INFO server | sed -n 's/^redis_version:\(.*\)\r$/\1/p')
 echo "redis-server $REDIS_VERSION on 127.0.0.1:$PORT (no persistence), data in $DIR"

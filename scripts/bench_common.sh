@@ -25,3 +25,17 @@ for line in sys.stdin:
         print(m["executable"])
 '
 }
+
+# start_redis DIR: starts a private redis-server (loopback, no persistence, files in DIR) on a
+# free port; sets PORT and appends its pid to PIDS (the caller's cleanup kills PIDS).
+start_redis() {
+  PORT=$(free_port)
+  redis-server --port "$PORT" --bind 127.0.0.1 --save "" --appendonly no --dir "$1" \
+    --logfile "$1/redis.log" --daemonize no &
+  PIDS+=($!)
+  for _ in $(seq 100); do
+    redis-cli -p "$PORT" ping >/dev/null 2>&1 && return 0
+    sleep 0.05
+  done
+  die "redis-server did not start on port $PORT ($(tail -3 "$1/redis.log"))"
+}

@@ -47,15 +47,7 @@ redis_cpu() {
   redis-cli -p "$PORT" INFO cpu | awk -F: '/^used_cpu_(user|sys):/ { s += $2 } END { printf "%.2f", s }'
 }
 
-PORT=$(free_port)
-redis-server --port "$PORT" --bind 127.0.0.1 --save "" --appendonly no --dir "$DIR" \
-  --logfile "$DIR/redis.log" --daemonize no &
-PIDS+=($!)
-for _ in $(seq 100); do
-  redis-cli -p "$PORT" ping >/dev/null 2>&1 && break
-  sleep 0.05
-done
-redis-cli -p "$PORT" ping >/dev/null || die "redis-server did not start"
+start_redis "$DIR"
 REDIS_URL=redis://127.0.0.1:$PORT
 RUST_LOG=warn "$BIN/chatstats-sim" --count 200000 --seed 42 --out "$DIR/stream.txt"
 echo "machine: $(nproc) cores, load average $(cut -d' ' -f1-3 /proc/loadavg); redis on port $PORT"
