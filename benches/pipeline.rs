@@ -14,7 +14,7 @@ use chatstats::message::{Tally, TallyBuilder};
 use chatstats::sim::Generator;
 use chatstats::source::decode::{Decoder, Frame};
 use chatstats::store::Mark;
-use chatstats::store::redis::script_args;
+use chatstats::store::redis::script_call;
 use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
 
 const EVENTS: usize = 20_000;
@@ -125,8 +125,9 @@ fn redis_args(c: &mut Criterion) {
                 let mark = Mark {
                     writer: writer.clone(),
                     seq: seq as u64 + 1,
+                    window: 128,
                 };
-                black_box(script_args("chat-stats:", 300, 1000, tally, Some(&mark)));
+                black_box(script_call("chat-stats:", 300, 1000, tally, Some(&mark)));
             }
         })
     });
@@ -151,5 +152,27 @@ fn redis_args(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, pipeline, redis_args);
+/// The widest input the default caps allow: one 1 MiB line of distinct words, judged and cut
+/// into bounded store calls. Linear in its words (it was quadratic: ~20 s of CPU).
+fn widest_line(c: &mut Criterion) {
+    let mut body = String::new();
+    let mut i = 0u64;
+    while body.len() < (1 << 20) - 64 {
+        body.push_str(&format!("w{i:x} "));
+        i += 1;
+    }
+    let payload = Bytes::from(format!(r##"{{"room":"#r","nick":"n","body":"{body}"}}"##));
+    let mut group = c.benchmark_group("widest_line");
+    group.sample_size(10);
+    group.throughput(Throughput::Bytes(payload.len() as u64));
+    group.bench_function("one_1MiB_line_of_distinct_words", |b| {
+        b.iter(|| {
+            let tally = Tally::from_payload(black_box(&payload), SECOND, FAILED_MAX);
+            black_box(tally.split(4096))
+        })
+    });
+    group.finish();
+}
+
+criterion_group!(benches, pipeline, redis_args, widest_line);
 criterion_main!(benches);

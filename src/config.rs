@@ -1,16 +1,26 @@
 //! Settings: environment variables (also read from `.env`) and the equivalent flags.
 //!
-//! The variable names are the TypeScript service's, so its `.env` files keep working. Every
-//! value is validated once, at start; a bad one stops the process with one line naming the
-//! variable and what it expects.
+//! The variable names are the TypeScript service's, so its `.env` files keep working. Each flag
+//! is declared once, with `#[arg(long, env)]`: the variable's name is the field's name in
+//! capitals. Every value is validated once, at start; a bad one stops the process with one line
+//! naming the variable and what it expects (exit code 2). This module only assembles the
+//! settings types of each layer ([`HttpSettings`], [`RedisSettings`], [`WorkerSettings`],
+//! [`ApiSettings`]) from the flags.
 
+use std::process::ExitCode;
 use std::time::Duration;
 
+use clap::error::{ContextKind, ContextValue, ErrorKind};
 use clap::{Args, Parser, ValueEnum};
 
+use crate::api::ApiSettings;
 use crate::source::http::HttpSettings;
 use crate::store::redis::RedisSettings;
+use crate::telemetry::{LogFormat, SecretUrl};
 use crate::worker::WorkerSettings;
+
+/// Variables whose values may hold a secret: never repeated in an error message.
+const SECRET_VARIABLES: [&str; 2] = ["REDIS_URL", "CHAT_INTERFACE_URL"];
 
 /// How the upstream is read.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -21,206 +31,210 @@ pub enum StreamMode {
     Text,
 }
 
-/// Log output format.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum LogFormat {
-    /// Human-readable lines.
-    Pretty,
-    /// One JSON object per line.
-    Json,
+/// Settings every process has: logs and shutdown.
+#[derive(Clone, Args)]
+pub struct ProcessArgs {
+    /// Log format: `pretty` (coloured on a terminal) or `json`.
+    #[arg(long, env, default_value = "pretty", ignore_case = true)]
+    pub log_format: LogFormat,
+    /// After SIGTERM or SIGINT, the most milliseconds spent finishing work in progress
+    /// (recording what was read, answering open requests) before exiting.
+    #[arg(long, env, default_value_t = 8000, value_parser = clap::value_parser!(u64).range(0..=600_000))]
+    pub shutdown_timeout_ms: u64,
 }
 
-/// Logging settings (`RUST_LOG` sets the filter, default `info`).
-#[derive(Debug, Clone, Args)]
-pub struct LogArgs {
-    /// Log format.
-    #[arg(
-        long,
-        env = "LOG_FORMAT",
-        value_name = "LOG_FORMAT",
-        default_value = "pretty"
-    )]
-    pub log_format: LogFormat,
+impl ProcessArgs {
+    /// The shutdown timeout.
+    pub fn shutdown_timeout(&self) -> Duration {
+        Duration::from_millis(self.shutdown_timeout_ms)
+    }
 }
 
 /// Where Redis is and how data is kept there.
-#[derive(Debug, Clone, Args)]
+#[derive(Clone, Args)]
 pub struct RedisArgs {
     /// Redis URL (`redis://[user:password@]host:port[/db]`, `rediss://` for TLS); overrides
     /// REDIS_HOST and REDIS_PORT.
-    #[arg(long, env = "REDIS_URL", value_name = "REDIS_URL", value_parser = parse_redis_url)]
-    pub redis_url: Option<String>,
-    /// Redis host, used when REDIS_URL is not set.
-    #[arg(
-        long,
-        env = "REDIS_HOST",
-        value_name = "REDIS_HOST",
-        default_value = "localhost"
-    )]
-    pub redis_host: String,
-    /// Redis port, used when REDIS_URL is not set.
-    #[arg(
-        long,
-        env = "REDIS_PORT",
-        value_name = "REDIS_PORT",
-        default_value_t = 6379
-    )]
-    pub redis_port: u16,
+    #[arg(long, env, value_parser = parse_redis_url)]
+    pub redis_url: Option<SecretUrl>,
+    /// Redis host, when REDIS_URL is not set [default: localhost].
+    #[arg(long, env)]
+    pub redis_host: Option<String>,
+    /// Redis port, when REDIS_URL is not set [default: 6379].
+    #[arg(long, env)]
+    pub redis_port: Option<u16>,
     #[command(flatten)]
     pub data: DataArgs,
 }
 
 /// Settings shared by every store.
-#[derive(Debug, Clone, Args)]
+#[derive(Clone, Args)]
 pub struct DataArgs {
     /// Prefix of every Redis key.
-    #[arg(
-        long,
-        env = "REDIS_NAMESPACE",
-        value_name = "REDIS_NAMESPACE",
-        default_value = "chat-stats:"
-    )]
+    #[arg(long, env, default_value = "chat-stats:")]
     pub redis_namespace: String,
     /// Longest wait for a Redis reply, in milliseconds.
-    #[arg(long, env = "REDIS_TIMEOUT_MS", value_name = "REDIS_TIMEOUT_MS", default_value_t = 1000,
-          value_parser = clap::value_parser!(u64).range(1..=60_000))]
+    #[arg(long, env, default_value_t = 1000, value_parser = clap::value_parser!(u64).range(1..=60_000))]
     pub redis_timeout_ms: u64,
     /// Distinct failed payloads kept (the newest).
-    #[arg(long, env = "FAILED_MESSAGES_MAX", value_name = "FAILED_MESSAGES_MAX", default_value_t = 1000,
-          value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
+    #[arg(long, env, default_value_t = 1000, value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
     pub failed_messages_max: u64,
-}
-
-impl RedisArgs {
-    /// The effective Redis URL: REDIS_URL, or one built from REDIS_HOST and REDIS_PORT.
-    pub fn url(&self) -> String {
-        match &self.redis_url {
-            Some(url) => url.clone(),
-            None => format!("redis://{}:{}", self.redis_host, self.redis_port),
-        }
-    }
-
-    /// Settings of the Redis store.
-    pub fn settings(&self) -> RedisSettings {
-        self.data.redis_settings(self.url())
-    }
-}
-
-impl DataArgs {
-    /// Settings of a Redis store at `url`.
-    pub fn redis_settings(&self, url: String) -> RedisSettings {
-        RedisSettings {
-            url,
-            namespace: self.redis_namespace.clone(),
-            timeout: Duration::from_millis(self.redis_timeout_ms),
-            failed_cap: self.failed_messages_max as usize,
-            second_ttl: SECOND_TTL,
-        }
-    }
 }
 
 /// Seconds a per-second message counter is kept.
 pub const SECOND_TTL: u64 = 300;
 
+impl RedisArgs {
+    /// True when any of REDIS_URL, REDIS_HOST, REDIS_PORT is set.
+    pub fn is_set(&self) -> bool {
+        self.redis_url.is_some() || self.redis_host.is_some() || self.redis_port.is_some()
+    }
+
+    /// Which variables chose Redis, for the start line.
+    pub fn chosen_by(&self) -> &'static str {
+        if self.redis_url.is_some() {
+            "REDIS_URL is set"
+        } else {
+            "REDIS_HOST or REDIS_PORT is set"
+        }
+    }
+
+    /// The effective Redis URL: REDIS_URL, or one built from REDIS_HOST and REDIS_PORT.
+    pub fn url(&self) -> Result<SecretUrl, ConfigError> {
+        if let Some(url) = &self.redis_url {
+            return Ok(url.clone());
+        }
+        let host = self.redis_host.as_deref().unwrap_or("localhost").trim();
+        let port = self.redis_port.unwrap_or(6379);
+        let bracketed = if host.contains(':') && !host.starts_with('[') {
+            format!("[{host}]")
+        } else {
+            host.to_owned()
+        };
+        SecretUrl::parse(&format!("redis://{bracketed}:{port}"))
+            .ok()
+            .filter(|u| u.expose().host_str().is_some_and(|h| !h.is_empty()))
+            .ok_or_else(|| ConfigError::invalid("REDIS_HOST", host, "a host name or IP address"))
+    }
+
+    /// Settings of the Redis store.
+    pub fn settings(&self) -> Result<RedisSettings, ConfigError> {
+        Ok(RedisSettings {
+            url: self.url()?,
+            namespace: self.data.redis_namespace.clone(),
+            timeout: Duration::from_millis(self.data.redis_timeout_ms),
+            failed_cap: self.data.failed_messages_max as usize,
+            second_ttl: SECOND_TTL,
+        })
+    }
+}
+
 /// Where the API listens and how it answers.
-#[derive(Debug, Clone, Args)]
+#[derive(Clone, Args)]
 pub struct ApiArgs {
-    /// Address the API listens on.
-    #[arg(
-        long,
-        env = "NODE_HOST",
-        value_name = "NODE_HOST",
-        default_value = "0.0.0.0"
-    )]
-    pub node_host: std::net::IpAddr,
+    /// Address the API listens on: an IP address or a host name (`localhost`).
+    #[arg(long, env, default_value = "0.0.0.0")]
+    pub node_host: String,
     /// Port the API listens on.
-    #[arg(
-        long,
-        env = "NODE_PORT",
-        value_name = "NODE_PORT",
-        default_value_t = 3000
-    )]
+    #[arg(long, env, default_value_t = 3000)]
     pub node_port: u16,
     /// Allowed CORS origins, comma-separated; `*` allows any, empty turns CORS off.
-    #[arg(
-        long,
-        env = "CORS_ORIGIN",
-        value_name = "CORS_ORIGIN",
-        default_value = "*"
-    )]
+    #[arg(long, env, default_value = "*")]
     pub cors_origin: String,
     /// How long top lists are cached and shared between requests, in milliseconds (0: off).
-    #[arg(long, env = "STATS_CACHE_MS", value_name = "STATS_CACHE_MS", default_value_t = 0,
-          value_parser = clap::value_parser!(u64).range(0..=60_000))]
+    #[arg(long, env, default_value_t = 0, value_parser = clap::value_parser!(u64).range(0..=60_000))]
     pub stats_cache_ms: u64,
+    /// Milliseconds a connection may take to send a request's headers, and may stay idle
+    /// between requests, before it is closed.
+    #[arg(long, env, default_value_t = 10_000, value_parser = clap::value_parser!(u64).range(100..=3_600_000))]
+    pub http_idle_timeout_ms: u64,
+    /// Most open connections; past it, the longest-idle connection is closed for a new one.
+    /// Also kept below the process's open-file limit.
+    #[arg(long, env, default_value_t = 10_000, value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
+    pub max_connections: u64,
+}
+
+impl ApiArgs {
+    /// Settings of the API; `store_timeout` from the data settings.
+    pub fn settings(&self, data: &DataArgs, process: &ProcessArgs) -> ApiSettings {
+        ApiSettings {
+            cors_origin: self.cors_origin.clone(),
+            store_timeout: Duration::from_millis(data.redis_timeout_ms),
+            cache: Duration::from_millis(self.stats_cache_ms),
+            idle_timeout: Duration::from_millis(self.http_idle_timeout_ms),
+            max_connections: self.max_connections as usize,
+            shutdown_timeout: process.shutdown_timeout(),
+        }
+    }
+
+    /// The socket addresses NODE_HOST and NODE_PORT name (a host name may give several).
+    pub async fn addresses(&self) -> Result<Vec<std::net::SocketAddr>, ConfigError> {
+        let host = self.node_host.trim();
+        let host = host
+            .strip_prefix('[')
+            .and_then(|h| h.strip_suffix(']'))
+            .unwrap_or(host);
+        let expected = "an IP address or a host name that resolves";
+        match tokio::net::lookup_host((host, self.node_port)).await {
+            Ok(addresses) => {
+                let addresses: Vec<_> = addresses.collect();
+                if addresses.is_empty() {
+                    return Err(ConfigError::invalid("NODE_HOST", host, expected));
+                }
+                Ok(addresses)
+            }
+            Err(_) => Err(ConfigError::invalid("NODE_HOST", host, expected)),
+        }
+    }
 }
 
 /// Where the upstream is and how it is followed.
-#[derive(Debug, Clone, Args)]
+#[derive(Clone, Args)]
 pub struct SourceArgs {
     /// Upstream stream URL (http mode) or file path, `-` for stdin (text mode).
-    #[arg(long, env = "CHAT_INTERFACE_URL", value_name = "CHAT_INTERFACE_URL")]
+    #[arg(long, env)]
     pub chat_interface_url: Option<String>,
     /// `http` or `text`.
-    #[arg(
-        long,
-        env = "RESPONSE_STREAM_MODE",
-        value_name = "RESPONSE_STREAM_MODE",
-        default_value = "http",
-        ignore_case = true
-    )]
+    #[arg(long, env, default_value = "http", ignore_case = true)]
     pub response_stream_mode: StreamMode,
     /// Longest upstream line in bytes; a longer one becomes a failed message.
-    #[arg(long, env = "MAX_LINE_BYTES", value_name = "MAX_LINE_BYTES", default_value_t = 1 << 20,
-          value_parser = clap::value_parser!(u64).range(64..=(64 << 20)))]
+    #[arg(long, env, default_value_t = 1 << 20, value_parser = clap::value_parser!(u64).range(64..=(64 << 20)))]
     pub max_line_bytes: u64,
     /// Longest upstream silence before reconnecting, in milliseconds.
-    #[arg(long, env = "READ_TIMEOUT_MS", value_name = "READ_TIMEOUT_MS", default_value_t = 30_000,
-          value_parser = clap::value_parser!(u64).range(10..=3_600_000))]
+    #[arg(long, env, default_value_t = 30_000, value_parser = clap::value_parser!(u64).range(10..=3_600_000))]
     pub read_timeout_ms: u64,
     /// First reconnect delay in milliseconds (doubles per failure, with jitter).
-    #[arg(long, env = "RECONNECT_MIN_MS", value_name = "RECONNECT_MIN_MS", default_value_t = 250,
-          value_parser = clap::value_parser!(u64).range(1..=600_000))]
+    #[arg(long, env, default_value_t = 250, value_parser = clap::value_parser!(u64).range(1..=600_000))]
     pub reconnect_min_ms: u64,
     /// Longest reconnect delay in milliseconds.
-    #[arg(long, env = "RECONNECT_MAX_MS", value_name = "RECONNECT_MAX_MS", default_value_t = 30_000,
-          value_parser = clap::value_parser!(u64).range(1..=3_600_000))]
+    #[arg(long, env, default_value_t = 30_000, value_parser = clap::value_parser!(u64).range(1..=3_600_000))]
     pub reconnect_max_ms: u64,
 }
 
 /// How the worker records messages.
-#[derive(Debug, Clone, Args)]
+#[derive(Clone, Args)]
 pub struct WorkerArgs {
-    /// Store calls (one per message) in flight at most.
-    #[arg(long, env = "IN_FLIGHT", value_name = "IN_FLIGHT", default_value_t = 128,
-          value_parser = clap::value_parser!(u64).range(1..=65_536))]
+    /// Store calls in flight at once (one per message, or per merged batch).
+    #[arg(long, env, default_value_t = 128, value_parser = clap::value_parser!(u64).range(1..=8192))]
     pub in_flight: u64,
     /// Failed payloads are kept cut to this many bytes.
-    #[arg(long, env = "FAILED_PAYLOAD_MAX_BYTES", value_name = "FAILED_PAYLOAD_MAX_BYTES", default_value_t = 4096,
-          value_parser = clap::value_parser!(u64).range(16..=(1 << 20)))]
+    #[arg(long, env, default_value_t = 4096, value_parser = clap::value_parser!(u64).range(16..=(1 << 20)))]
     pub failed_payload_max_bytes: u64,
     /// Coalescing mode for backfills and firehoses: merge the counts of all messages read within
     /// this many milliseconds into one Redis call (0: off, one call per message). Exact either way.
-    #[arg(long, env = "FLUSH_INTERVAL_MS", value_name = "FLUSH_INTERVAL_MS", default_value_t = 0,
-          value_parser = clap::value_parser!(u64).range(0..=60_000))]
+    #[arg(long, env, default_value_t = 0, value_parser = clap::value_parser!(u64).range(0..=60_000))]
     pub flush_interval_ms: u64,
     /// Coalescing mode: a merged call carries at most this many messages.
-    #[arg(long, env = "FLUSH_MAX_MESSAGES", value_name = "FLUSH_MAX_MESSAGES", default_value_t = 10_000,
-          value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
+    #[arg(long, env, default_value_t = 10_000, value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
     pub flush_max_messages: u64,
     /// Seconds between progress log lines (0: none).
-    #[arg(
-        long,
-        env = "PROGRESS_INTERVAL_SECS",
-        value_name = "PROGRESS_INTERVAL_SECS",
-        default_value_t = 10
-    )]
+    #[arg(long, env, default_value_t = 10)]
     pub progress_interval_secs: u64,
 }
 
 impl WorkerArgs {
     /// The worker's settings.
-    pub fn settings(&self) -> WorkerSettings {
+    pub fn settings(&self, process: &ProcessArgs) -> WorkerSettings {
         WorkerSettings {
             window: self.in_flight as usize,
             failed_payload_max: self.failed_payload_max_bytes as usize,
@@ -228,6 +242,7 @@ impl WorkerArgs {
             flush_interval: (self.flush_interval_ms > 0)
                 .then(|| Duration::from_millis(self.flush_interval_ms)),
             flush_max_messages: self.flush_max_messages as usize,
+            shutdown_timeout: process.shutdown_timeout(),
             ..WorkerSettings::default()
         }
     }
@@ -247,6 +262,16 @@ pub enum Upstream {
     },
 }
 
+impl std::fmt::Display for Upstream {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Upstream::Http(http) => write!(f, "HTTP stream {}", http.url),
+            Upstream::Text { path, .. } if path == "-" => f.write_str("text mode, stdin"),
+            Upstream::Text { path, .. } => write!(f, "text mode, {path}"),
+        }
+    }
+}
+
 impl SourceArgs {
     /// The upstream, or `None` when CHAT_INTERFACE_URL is not set.
     pub fn upstream(&self) -> Result<Option<Upstream>, ConfigError> {
@@ -264,10 +289,10 @@ impl SourceArgs {
                 line_cap,
             },
             StreamMode::Http => {
-                let url = url::Url::parse(location)
+                let url = SecretUrl::parse(location)
                     .ok()
-                    .filter(|u| matches!(u.scheme(), "http" | "https"))
-                    .ok_or_else(|| ConfigError::invalid("CHAT_INTERFACE_URL", location, "an http:// or https:// URL (or set RESPONSE_STREAM_MODE=text for a file)"))?;
+                    .filter(|u| matches!(u.expose().scheme(), "http" | "https"))
+                    .ok_or_else(|| ConfigError::hidden("CHAT_INTERFACE_URL", "an http:// or https:// URL (or set RESPONSE_STREAM_MODE=text for a file)"))?;
                 if self.reconnect_min_ms > self.reconnect_max_ms {
                     return Err(ConfigError::invalid(
                         "RECONNECT_MIN_MS",
@@ -287,11 +312,13 @@ impl SourceArgs {
     }
 }
 
-/// A configuration error found after parsing (values that depend on each other).
+/// A configuration error found after parsing (values that depend on each other, names that
+/// must resolve).
 #[derive(Debug, thiserror::Error)]
-#[error("invalid {name}={value:?}: expected {expected}")]
+#[error("invalid {name}{value}: expected {expected}")]
 pub struct ConfigError {
     name: &'static str,
+    /// `="…"`, or empty when the value is not shown.
     value: String,
     expected: std::borrow::Cow<'static, str>,
 }
@@ -305,7 +332,19 @@ impl ConfigError {
     ) -> ConfigError {
         ConfigError {
             name,
-            value: mask_url(value),
+            value: format!("={value:?}"),
+            expected: expected.into(),
+        }
+    }
+
+    /// `name` is invalid and its value may hold a secret, so it is not shown.
+    pub fn hidden(
+        name: &'static str,
+        expected: impl Into<std::borrow::Cow<'static, str>>,
+    ) -> ConfigError {
+        ConfigError {
+            name,
+            value: " (value not shown: it may hold a secret)".to_owned(),
             expected: expected.into(),
         }
     }
@@ -314,17 +353,17 @@ impl ConfigError {
     pub fn missing(name: &'static str, expected: &'static str) -> ConfigError {
         ConfigError {
             name,
-            value: String::new(),
+            value: " (not set)".to_owned(),
             expected: expected.into(),
         }
     }
 }
 
-pub(crate) fn parse_redis_url(value: &str) -> Result<String, String> {
-    let url = url::Url::parse(value)
+fn parse_redis_url(value: &str) -> Result<SecretUrl, String> {
+    let url = SecretUrl::parse(value.trim())
         .map_err(|e| format!("not a URL ({e}); expected redis://[user:password@]host:port"))?;
-    match url.scheme() {
-        "redis" | "rediss" if url.host_str().is_some_and(|h| !h.is_empty()) => Ok(value.to_owned()),
+    match url.expose().scheme() {
+        "redis" | "rediss" if url.expose().host_str().is_some_and(|h| !h.is_empty()) => Ok(url),
         "redis" | "rediss" => Err("the URL has no host; expected redis://host:port".to_owned()),
         other => Err(format!(
             "scheme {other}:// is not supported; expected redis:// or rediss://"
@@ -342,74 +381,114 @@ pub fn parse_rate(text: &str) -> Result<f64, String> {
     }
 }
 
-/// `url` with any password replaced by `***`, for logs.
-/// Query values are masked too: upstream URLs often carry their key there.
-pub fn mask_url(url: &str) -> String {
-    let Ok(mut parsed) = url::Url::parse(url) else {
-        return url.to_owned();
+/// Loads `.env` from the working directory (a missing file is fine) and parses the command
+/// line and environment. `--help` and `--version` are printed; anything wrong is printed as
+/// one line. Either way the caller gets the exit code to stop with.
+pub fn load<T: Parser>() -> Result<T, ExitCode> {
+    if let Err(line) = load_dotenv(std::path::Path::new(".env")) {
+        eprintln!("{line}");
+        return Err(ExitCode::from(2));
+    }
+    T::try_parse().map_err(|err| match err.kind() {
+        ErrorKind::DisplayHelp | ErrorKind::DisplayVersion => {
+            let _ = err.print();
+            ExitCode::SUCCESS
+        }
+        _ => {
+            eprintln!("{}", one_line(&err));
+            ExitCode::from(2)
+        }
+    })
+}
+
+/// Applies a `.env` file: all of it, or — when any line is malformed — none of it, with one line
+/// naming the file and the line. The real environment wins over the file.
+pub fn load_dotenv(path: &std::path::Path) -> Result<(), String> {
+    let shown = path.display();
+    let items = match dotenvy::from_path_iter(path) {
+        Ok(items) => items,
+        Err(err) if err.not_found() => return Ok(()),
+        Err(err) => return Err(format!("cannot read {shown}: {err}")),
     };
-    if parsed.password().is_some() {
-        let _ = parsed.set_password(Some("***"));
+    let mut pairs = Vec::new();
+    for item in items {
+        match item {
+            Ok(pair) => pairs.push(pair),
+            Err(dotenvy::Error::LineParse(line, column)) => {
+                let text = std::fs::read_to_string(path).unwrap_or_default();
+                let number = text
+                    .find(line.as_str())
+                    .map(|at| text[..at].lines().count() + 1)
+                    .map_or_else(String::new, |n| format!(" line {n}"));
+                let name = line
+                    .split('=')
+                    .next()
+                    .map(str::trim)
+                    .filter(|n| !n.is_empty() && n.len() < 64)
+                    .map_or_else(String::new, |n| format!(" ({n})"));
+                return Err(format!(
+                    "{shown}{number}{name}: cannot parse this line (at character {}); nothing from the file was applied",
+                    column + 1
+                ));
+            }
+            Err(err) => return Err(format!("cannot read {shown}: {err}")),
+        }
     }
-    if parsed.query().is_some() {
-        let names: Vec<String> = parsed.query_pairs().map(|(k, _)| k.into_owned()).collect();
-        let masked: Vec<String> = names.iter().map(|k| format!("{k}=***")).collect();
-        parsed.set_query(Some(&masked.join("&")));
+    for (name, value) in pairs {
+        if std::env::var_os(&name).is_none() {
+            // SAFETY: called at start, before any other thread exists (the runtime is not
+            // built yet), so nothing reads the environment concurrently.
+            unsafe { std::env::set_var(name, value) };
+        }
     }
-    parsed.to_string()
+    Ok(())
 }
 
-/// Parses the command line and environment (after loading `.env`). `--help` and `--version`
-/// print and exit 0; any error prints one line naming the variable and exits 2.
-pub fn parse<T: Parser>() -> T {
-    // A missing .env is normal; a malformed one is worth saying, but not fatal.
-    if let Err(err) = dotenvy::dotenv()
-        && !err.not_found()
-    {
-        eprintln!("warning: .env ignored: {err}");
+/// A clap error as one line that names the variable: `invalid LOG_FORMAT="x": expected one of
+/// pretty|json`. Values of variables that may hold secrets are not repeated.
+fn one_line(err: &clap::Error) -> String {
+    let text = |kind| match err.get(kind) {
+        Some(ContextValue::String(s)) => Some(s.clone()),
+        _ => None,
+    };
+    let variable = text(ContextKind::InvalidArg).map(|arg| {
+        // `--log-format <LOG_FORMAT>` → LOG_FORMAT
+        arg.split_once('<')
+            .and_then(|(_, rest)| rest.split_once('>'))
+            .map_or(arg.clone(), |(name, _)| name.to_owned())
+    });
+    let value = text(ContextKind::InvalidValue);
+    let valid = match err.get(ContextKind::ValidValue) {
+        Some(ContextValue::Strings(values)) => Some(values.join("|")),
+        _ => None,
+    };
+    let secret = variable
+        .as_deref()
+        .is_some_and(|v| SECRET_VARIABLES.contains(&v));
+    let first_line = || {
+        let rendered = err.render().to_string();
+        let line = rendered
+            .lines()
+            .find(|l| !l.trim().is_empty())
+            .unwrap_or("invalid configuration")
+            .trim_start_matches("error: ")
+            .to_owned();
+        match (&value, secret) {
+            (Some(value), true) if !value.is_empty() => line.replace(value.as_str(), "***"),
+            _ => line,
+        }
+    };
+    match (&variable, &value, &valid) {
+        (Some(variable), Some(value), Some(valid)) => {
+            format!("invalid {variable}={value:?}: expected one of {valid} (any case)")
+        }
+        _ => first_line(),
     }
-    match T::try_parse() {
-        Ok(args) => args,
-        Err(err) => match err.kind() {
-            clap::error::ErrorKind::DisplayHelp | clap::error::ErrorKind::DisplayVersion => {
-                err.exit()
-            }
-            _ => {
-                let rendered = err.render().to_string();
-                let line = rendered
-                    .lines()
-                    .find(|l| !l.trim().is_empty())
-                    .unwrap_or("invalid configuration");
-                eprintln!("{}", line.trim_start_matches("error: "));
-                std::process::exit(2);
-            }
-        },
-    }
-}
-
-/// Prints a configuration error as one line and exits 2.
-pub fn fail(err: impl std::fmt::Display) -> ! {
-    eprintln!("{err}");
-    std::process::exit(2)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn passwords_are_masked() {
-        assert_eq!(
-            mask_url("redis://user:secret@host:6379/0"),
-            "redis://user:***@host:6379/0"
-        );
-        assert_eq!(mask_url("redis://host:6379"), "redis://host:6379");
-        assert_eq!(
-            mask_url("https://up.example/s?key=abc&x=1"),
-            "https://up.example/s?key=***&x=***"
-        );
-        assert_eq!(mask_url("stream.txt"), "stream.txt");
-    }
 
     #[test]
     fn redis_urls_are_checked() {
@@ -420,5 +499,23 @@ mod tests {
                 .contains("redis://")
         );
         assert!(parse_redis_url("nonsense").is_err());
+    }
+
+    #[test]
+    fn a_malformed_env_file_is_refused_whole_naming_its_line() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(".env");
+        std::fs::write(
+            &path,
+            "# comment\nCHATSTATS_TEST_FIRST=1\n\nCHATSTATS_TEST_BAD='unclosed\n",
+        )
+        .unwrap();
+        let err = load_dotenv(&path).unwrap_err();
+        assert!(err.contains(".env line 4"), "{err}");
+        assert!(err.contains("CHATSTATS_TEST_BAD"), "{err}");
+        assert!(
+            std::env::var_os("CHATSTATS_TEST_FIRST").is_none(),
+            "nothing applied"
+        );
     }
 }

@@ -23,6 +23,7 @@
 pub mod api;
 pub mod config;
 pub mod message;
+pub mod retry;
 pub mod shutdown;
 pub mod sim;
 pub mod source;

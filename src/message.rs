@@ -132,11 +132,50 @@ fn member(payload: &Bytes, text: &str) -> Bytes {
     }
 }
 
-/// Adds `by` to `member` in a short list of increments.
-fn bump(list: &mut Vec<(Bytes, u64)>, member: Bytes, by: u64) {
-    match list.iter_mut().find(|(m, _)| *m == member) {
-        Some((_, n)) => *n += by,
-        None => list.push((member, by)),
+/// Counts the occurrences of each word of one message in O(n): a chat line has a handful of
+/// words, which a scan of the short list finds fastest, but the caps allow a line of millions of
+/// distinct words, so past [`WordCounts::SCAN_LIMIT`] of them an index takes over.
+#[derive(Default)]
+struct WordCounts<'t> {
+    counts: Vec<(&'t str, u64)>,
+    index: HashMap<&'t str, usize>,
+}
+
+impl<'t> WordCounts<'t> {
+    /// Distinct words up to which a linear scan is used.
+    const SCAN_LIMIT: usize = 16;
+
+    fn add(&mut self, word: &'t str) {
+        if self.counts.len() < Self::SCAN_LIMIT {
+            match self.counts.iter_mut().find(|(w, _)| *w == word) {
+                Some((_, n)) => *n += 1,
+                None => self.counts.push((word, 1)),
+            }
+            return;
+        }
+        if self.index.is_empty() {
+            self.index = self
+                .counts
+                .iter()
+                .enumerate()
+                .map(|(i, (w, _))| (*w, i))
+                .collect();
+        }
+        match self.index.get(word) {
+            Some(&i) => self.counts[i].1 += 1,
+            None => {
+                self.index.insert(word, self.counts.len());
+                self.counts.push((word, 1));
+            }
+        }
+    }
+
+    /// The counts, as members of `payload`.
+    fn into_members(self, payload: &Bytes) -> Vec<(Bytes, u64)> {
+        self.counts
+            .into_iter()
+            .map(|(w, n)| (member(payload, w), n))
+            .collect()
     }
 }
 
@@ -169,9 +208,11 @@ impl Tally {
                 list.push((member(payload, text), 1));
             }
         }
+        let mut words = WordCounts::default();
         for word in parsed.body.0.split_whitespace() {
-            bump(&mut tally.words, member(payload, word), 1);
+            words.add(word);
         }
+        tally.words = words.into_members(payload);
         tally
     }
 
@@ -186,6 +227,48 @@ impl Tally {
     /// Messages counted (failed ones excluded).
     pub fn messages(&self) -> u64 {
         self.seconds.iter().map(|(_, n)| n).sum()
+    }
+
+    /// How many members (per-second counters, list increments, failed payloads) it writes: the
+    /// measure of a store call's work.
+    pub fn members(&self) -> usize {
+        self.seconds.len()
+            + self.words.len()
+            + self.nicks.len()
+            + self.rooms.len()
+            + self.failed.len()
+    }
+
+    /// The same increments cut into parts of at most `max` members each, in order, so that the
+    /// work of one store call stays bounded whatever one message (or batch) holds. The parts
+    /// add up to exactly this tally; the messages it counts are in the first part.
+    pub fn split(self, max: usize) -> Vec<Tally> {
+        let max = max.max(1);
+        if self.members() <= max {
+            return vec![self];
+        }
+        fn spread<T>(
+            items: Vec<T>,
+            parts: &mut Vec<Tally>,
+            max: usize,
+            field: fn(&mut Tally) -> &mut Vec<T>,
+        ) {
+            for item in items {
+                if parts.last().is_none_or(|p| p.members() >= max) {
+                    parts.push(Tally::default());
+                }
+                if let Some(part) = parts.last_mut() {
+                    field(part).push(item);
+                }
+            }
+        }
+        let mut parts = Vec::with_capacity(self.members() / max + 1);
+        spread(self.seconds, &mut parts, max, |t| &mut t.seconds);
+        spread(self.rooms, &mut parts, max, |t| &mut t.rooms);
+        spread(self.nicks, &mut parts, max, |t| &mut t.nicks);
+        spread(self.failed, &mut parts, max, |t| &mut t.failed);
+        spread(self.words, &mut parts, max, |t| &mut t.words);
+        parts
     }
 
     /// True when the tally changes nothing.
@@ -338,6 +421,40 @@ mod tests {
     fn failed_payloads_are_cut_to_the_configured_length() {
         let t = Tally::from_payload(&Bytes::from_static(b"not json at all"), 1, 3);
         assert_eq!(t.failed, vec![Bytes::from_static(b"not")]);
+    }
+
+    #[test]
+    fn a_line_of_many_distinct_words_is_counted_in_linear_time() {
+        // 200,000 distinct words: a quadratic count would take minutes, this takes milliseconds.
+        let body: Vec<String> = (0..200_000).map(|i| format!("w{i}")).collect();
+        let json = format!(r#"{{"body":"{} w7 w199999"}}"#, body.join(" "));
+        let started = std::time::Instant::now();
+        let t = tally(&json);
+        assert_eq!(t.words.len(), 200_000);
+        let count = |w: &str| {
+            t.words
+                .iter()
+                .find(|(m, _)| m == w.as_bytes())
+                .map(|(_, n)| *n)
+        };
+        assert_eq!(
+            (count("w7"), count("w199999"), count("w8")),
+            (Some(2), Some(2), Some(1))
+        );
+        assert!(started.elapsed() < std::time::Duration::from_secs(20));
+    }
+
+    #[test]
+    fn split_parts_are_bounded_and_add_up_to_the_whole() {
+        let t = tally(r##"{"room":"#r","nick":"n","body":"a b c d e f g"}"##);
+        let parts = t.clone().split(3);
+        assert!(parts.iter().all(|p| p.members() <= 3), "{parts:?}");
+        assert_eq!(parts.iter().map(Tally::members).sum::<usize>(), t.members());
+        assert_eq!(parts.iter().map(Tally::messages).sum::<u64>(), 1);
+        assert_eq!(parts[0].seconds, vec![(7, 1)]);
+        let words: Vec<_> = parts.iter().flat_map(|p| p.words.clone()).collect();
+        assert_eq!(words, t.words);
+        assert_eq!(t.clone().split(100), vec![t]);
     }
 
     #[test]

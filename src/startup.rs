@@ -1,27 +1,31 @@
-//! What each binary runs: its command line, and one function that runs it until stopped.
+//! What each binary runs: its command line, one function that runs it until stopped, and the
+//! [`main`] they share.
 //!
-//! The binaries in `src/bin/` only parse ([`crate::config::parse`]), start telemetry and call
-//! one of the `run_*` functions here, so tests drive exactly what production runs.
+//! The binaries in `src/bin/` are one line each: `startup::main(startup::run_worker)`. Tests
+//! call the `run_*` functions directly, so they drive exactly what production runs.
 
+use std::future::Future;
+use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 
 use clap::{Args, Parser};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
-use tracing::info;
+use tracing::{error, info};
 
-use crate::api::{self, ApiSettings, AppState};
+use crate::api::{self, AppState};
 use crate::config::{
-    ApiArgs, ConfigError, DataArgs, LogArgs, RedisArgs, SourceArgs, Upstream, WorkerArgs,
+    self, ApiArgs, ConfigError, ProcessArgs, RedisArgs, SourceArgs, Upstream, WorkerArgs,
 };
+use crate::sim::SimSource;
 use crate::source::file::FileSource;
 use crate::source::http::HttpSource;
-use crate::source::sim::SimSource;
 use crate::store::memory::MemoryStore;
 use crate::store::redis::RedisStore;
 use crate::store::{Store, StoreError};
-use crate::worker::{self, Progress, WorkerError};
+use crate::worker::{self, WorkerError, WorkerSettings};
+use crate::{shutdown, telemetry};
 
 /// Why a process stopped with an error.
 #[derive(Debug, thiserror::Error)]
@@ -43,12 +47,80 @@ pub enum AppError {
         /// The cause.
         source: std::io::Error,
     },
+    /// An output file could not be written.
+    #[error("cannot write {path}: {source}")]
+    Output {
+        /// The file.
+        path: String,
+        /// The cause.
+        source: std::io::Error,
+    },
+    /// A task stopped unexpectedly (it panicked).
+    #[error("the {task} stopped unexpectedly: {cause}")]
+    Task {
+        /// Which task.
+        task: &'static str,
+        /// The panic or cancellation.
+        cause: String,
+    },
 }
 
+/// A service's command line.
+pub trait Service: Parser {
+    /// The binary's name, for logs.
+    const NAME: &'static str;
+    /// Its logging and shutdown settings.
+    fn process(&self) -> &ProcessArgs;
+}
+
+/// The `main` of every service binary: loads `.env` and the settings (a bad value: one line,
+/// exit 2), starts telemetry, runs `run` until it ends or a signal stops it, and gives the exit
+/// code: 0, 1 for a failure, 2 for invalid configuration.
+pub fn main<C, F, Fut>(run: F) -> ExitCode
+where
+    C: Service,
+    F: FnOnce(C, CancellationToken) -> Fut,
+    Fut: Future<Output = Result<(), AppError>>,
+{
+    let cli = match config::load::<C>() {
+        Ok(cli) => cli,
+        Err(code) => return code,
+    };
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(err) => {
+            eprintln!("{}: cannot start the async runtime: {err}", C::NAME);
+            return ExitCode::FAILURE;
+        }
+    };
+    let code = runtime.block_on(async {
+        telemetry::init(cli.process().log_format);
+        match run(cli, shutdown::on_signal()).await {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(AppError::Config(err)) => {
+                eprintln!("{err}");
+                ExitCode::from(2)
+            }
+            Err(err) => {
+                error!(error = %err, "{} stopped", C::NAME);
+                ExitCode::FAILURE
+            }
+        }
+    });
+    // A blocking read of stdin cannot be interrupted; do not wait for it.
+    runtime.shutdown_timeout(Duration::from_millis(500));
+    code
+}
+
+const AFTER_HELP: &str =
+    "Every option can be set by the environment variable named in capitals, also from a .env file.";
+
 /// `chatstats-worker`: reads the upstream and records every message in Redis.
-#[derive(Debug, Clone, Parser)]
-#[command(name = "chatstats-worker", version, about, long_about = None,
-    after_help = "Every option can be set by the environment variable named in capitals, also from a .env file.")]
+#[derive(Clone, Parser)]
+#[command(name = "chatstats-worker", version, about, long_about = None, after_help = AFTER_HELP)]
 pub struct WorkerCli {
     #[command(flatten)]
     pub source: SourceArgs,
@@ -57,46 +129,41 @@ pub struct WorkerCli {
     #[command(flatten)]
     pub worker: WorkerArgs,
     #[command(flatten)]
-    pub log: LogArgs,
+    pub process: ProcessArgs,
 }
 
 /// `chatstats-api`: serves the HTTP API from Redis.
-#[derive(Debug, Clone, Parser)]
-#[command(name = "chatstats-api", version, about, long_about = None,
-    after_help = "Every option can be set by the environment variable named in capitals, also from a .env file.")]
+#[derive(Clone, Parser)]
+#[command(name = "chatstats-api", version, about, long_about = None, after_help = AFTER_HELP)]
 pub struct ApiCli {
     #[command(flatten)]
     pub api: ApiArgs,
     #[command(flatten)]
     pub redis: RedisArgs,
     #[command(flatten)]
-    pub log: LogArgs,
+    pub process: ProcessArgs,
 }
 
 /// The simulated stream of `chatstats` when no upstream is configured.
-#[derive(Debug, Clone, Args)]
+#[derive(Clone, Args)]
 pub struct SimArgs {
-    /// Simulated events per second when CHAT_INTERFACE_URL is not set.
-    #[arg(long, env = "SIM_RATE", value_name = "SIM_RATE", default_value_t = 200.0,
-          value_parser = crate::config::parse_rate, allow_hyphen_values = true)]
+    /// Simulated events per second when CHAT_INTERFACE_URL is not set (0: as fast as read).
+    #[arg(long, env, default_value_t = 200.0, value_parser = config::parse_rate, allow_hyphen_values = true)]
     pub sim_rate: f64,
     /// Seed of the simulated stream.
-    #[arg(long, env = "SIM_SEED", value_name = "SIM_SEED", default_value_t = 1)]
+    #[arg(long, env, default_value_t = 1)]
     pub sim_seed: u64,
 }
 
-/// `chatstats`: worker and API in one process; in-memory store without REDIS_URL, simulated
-/// stream without CHAT_INTERFACE_URL.
-#[derive(Debug, Clone, Parser)]
+/// `chatstats`: worker and API in one process; in-memory store unless Redis is configured,
+/// simulated stream without CHAT_INTERFACE_URL.
+#[derive(Clone, Parser)]
 #[command(name = "chatstats", version, about, long_about = None,
     after_help = "Every option can be set by the environment variable named in capitals, also from a .env file.\n\
-                  Without REDIS_URL the statistics are kept in memory; without CHAT_INTERFACE_URL a simulated stream is used.")]
+                  Without REDIS_URL, REDIS_HOST or REDIS_PORT the statistics are kept in memory; without CHAT_INTERFACE_URL a simulated stream is used.")]
 pub struct ChatstatsCli {
-    /// Redis URL; without it, statistics are kept in memory.
-    #[arg(long, env = "REDIS_URL", value_name = "REDIS_URL")]
-    pub redis_url: Option<String>,
     #[command(flatten)]
-    pub data: DataArgs,
+    pub redis: RedisArgs,
     #[command(flatten)]
     pub source: SourceArgs,
     #[command(flatten)]
@@ -106,45 +173,125 @@ pub struct ChatstatsCli {
     #[command(flatten)]
     pub worker: WorkerArgs,
     #[command(flatten)]
-    pub log: LogArgs,
+    pub process: ProcessArgs,
 }
 
-fn api_settings(api: &ApiArgs, data: &DataArgs) -> ApiSettings {
-    ApiSettings {
-        cors_origin: api.cors_origin.clone(),
-        store_timeout: Duration::from_millis(data.redis_timeout_ms),
-        cache: Duration::from_millis(api.stats_cache_ms),
+/// `chatstats-sim`: serves a simulated Twitch-like chat stream in the upstream's format
+/// (`GET /`, an endless `text/event-stream` body), or writes a fixed number of its events to a
+/// file.
+#[derive(Clone, Parser)]
+#[command(name = "chatstats-sim", version, about, long_about = None,
+    after_help = "Every option can be set by the environment variable named in capitals, also from a .env file.\n\
+                  The same seed always gives the same bytes; every HTTP client gets the stream from its start.")]
+pub struct SimCli {
+    /// Address to listen on. The default accepts local clients only; a container needs 0.0.0.0
+    /// (docker-compose.yml passes it).
+    #[arg(long = "host", env = "SIM_HOST", default_value = "127.0.0.1")]
+    pub sim_host: String,
+    /// Port to listen on.
+    #[arg(long = "port", env = "SIM_PORT", default_value_t = 7000)]
+    pub sim_port: u16,
+    /// Events per second per connection; 0 streams as fast as the client reads.
+    #[arg(long = "rate", env = "SIM_RATE", default_value_t = 200.0, value_parser = config::parse_rate, allow_hyphen_values = true)]
+    pub sim_rate: f64,
+    /// Seed of the stream.
+    #[arg(long = "seed", env = "SIM_SEED", default_value_t = 1)]
+    pub sim_seed: u64,
+    /// Write exactly this many framed events to --out and exit, instead of serving.
+    #[arg(long = "count", env = "SIM_COUNT")]
+    pub sim_count: Option<u64>,
+    /// File written with --count (`-` for stdout).
+    #[arg(long = "out", env = "SIM_OUT", default_value = "-")]
+    pub sim_out: String,
+    #[command(flatten)]
+    pub process: ProcessArgs,
+}
+
+impl Service for SimCli {
+    const NAME: &'static str = "chatstats-sim";
+    fn process(&self) -> &ProcessArgs {
+        &self.process
+    }
+}
+
+/// Runs `chatstats-sim`: writes `--count` events and returns, or serves until `shutdown`.
+pub async fn run_sim(cli: SimCli, shutdown: CancellationToken) -> Result<(), AppError> {
+    if let Some(count) = cli.sim_count {
+        let (out, seed) = (cli.sim_out.clone(), cli.sim_seed);
+        let written =
+            tokio::task::spawn_blocking(move || crate::sim::write_file(&out, count, seed)).await;
+        return match joined("writer", written)? {
+            Ok(()) => {
+                info!(count, seed, out = %cli.sim_out, "events written");
+                Ok(())
+            }
+            // A reader that stops early (`| head`) is not an error.
+            Err(err) if err.kind() == std::io::ErrorKind::BrokenPipe && cli.sim_out == "-" => {
+                Ok(())
+            }
+            Err(source) => Err(AppError::Output {
+                path: cli.sim_out,
+                source,
+            }),
+        };
+    }
+    let host = cli.sim_host.trim();
+    let address = format!("{host}:{}", cli.sim_port);
+    let listener = TcpListener::bind((host, cli.sim_port))
+        .await
+        .map_err(|source| AppError::Listen {
+            address: address.clone(),
+            source,
+        })?;
+    let settings = crate::sim::SimSettings {
+        rate: cli.sim_rate,
+        seed: cli.sim_seed,
+    };
+    crate::sim::serve(listener, settings, shutdown)
+        .await
+        .map_err(|source| AppError::Listen { address, source })
+}
+
+impl Service for WorkerCli {
+    const NAME: &'static str = "chatstats-worker";
+    fn process(&self) -> &ProcessArgs {
+        &self.process
+    }
+}
+
+impl Service for ApiCli {
+    const NAME: &'static str = "chatstats-api";
+    fn process(&self) -> &ProcessArgs {
+        &self.process
+    }
+}
+
+impl Service for ChatstatsCli {
+    const NAME: &'static str = "chatstats";
+    fn process(&self) -> &ProcessArgs {
+        &self.process
     }
 }
 
 async fn bind(api: &ApiArgs) -> Result<TcpListener, AppError> {
-    let address = std::net::SocketAddr::new(api.node_host, api.node_port);
-    TcpListener::bind(address)
+    let addresses = api.addresses().await?;
+    TcpListener::bind(&addresses[..])
         .await
         .map_err(|source| AppError::Listen {
-            address: address.to_string(),
+            address: format!("{}:{}", api.node_host, api.node_port),
             source,
         })
 }
 
-/// `args` for the start log line, with secrets masked.
-fn masked(args: impl std::fmt::Debug, secrets: &[Option<&String>]) -> String {
-    let mut shown = format!("{args:?}");
-    for secret in secrets.iter().flatten() {
-        shown = shown.replace(secret.as_str(), &crate::config::mask_url(secret));
-    }
-    shown
-}
-
 /// Runs the worker on `store` over `upstream` (the simulated stream when `None`).
-pub async fn drive<S: Store>(
+async fn drive<S: Store>(
     store: S,
     upstream: Option<Upstream>,
     sim: &SimArgs,
-    settings: worker::WorkerSettings,
-    progress: Arc<Progress>,
+    settings: WorkerSettings,
     shutdown: CancellationToken,
 ) -> Result<(), AppError> {
+    let progress = Arc::default();
     match upstream {
         Some(Upstream::Http(http)) => {
             worker::run(store, HttpSource::new(http), settings, progress, shutdown).await?;
@@ -171,36 +318,42 @@ pub async fn run_worker(cli: WorkerCli, shutdown: CancellationToken) -> Result<(
             "the upstream URL (or a file path, `-` for stdin, with RESPONSE_STREAM_MODE=text)",
         )
     })?;
-    let settings = cli.redis.settings();
-    info!(version = env!("CARGO_PKG_VERSION"), upstream = ?upstream_label(&upstream), redis = %crate::config::mask_url(&settings.url),
-          namespace = %settings.namespace, in_flight = cli.worker.in_flight,
-          config = %masked(&cli, &[cli.redis.redis_url.as_ref(), cli.source.chat_interface_url.as_ref()]), "chatstats-worker starting");
-    let store = RedisStore::connect(settings)?;
+    let store = RedisStore::connect(cli.redis.settings()?)?;
+    let settings = cli.worker.settings(&cli.process);
+    info!(
+        version = env!("CARGO_PKG_VERSION"),
+        upstream = %upstream,
+        store = %store.describe(),
+        in_flight = settings.window,
+        flush_interval_ms = cli.worker.flush_interval_ms,
+        max_line_bytes = cli.source.max_line_bytes,
+        read_timeout_ms = cli.source.read_timeout_ms,
+        shutdown_timeout_ms = cli.process.shutdown_timeout_ms,
+        "chatstats-worker starting"
+    );
     let sim = SimArgs {
         sim_rate: 0.0,
         sim_seed: 0,
     };
-    drive(
-        store,
-        Some(upstream),
-        &sim,
-        cli.worker.settings(),
-        Arc::default(),
-        shutdown,
-    )
-    .await
+    drive(store, Some(upstream), &sim, settings, shutdown).await
 }
 
 /// Runs `chatstats-api` until `shutdown` is cancelled.
 pub async fn run_api(cli: ApiCli, shutdown: CancellationToken) -> Result<(), AppError> {
-    let settings = cli.redis.settings();
-    info!(version = env!("CARGO_PKG_VERSION"), redis = %crate::config::mask_url(&settings.url), namespace = %settings.namespace,
-          host = %cli.api.node_host, port = cli.api.node_port, cors = %cli.api.cors_origin,
-          config = %masked(&cli, &[cli.redis.redis_url.as_ref()]), "chatstats-api starting");
-    let store = RedisStore::connect(settings)?;
+    let store = RedisStore::connect(cli.redis.settings()?)?;
     let listener = bind(&cli.api).await?;
-    let state = AppState::new(store, api_settings(&cli.api, &cli.redis.data));
-    api::serve(listener, state, shutdown)
+    let settings = cli.api.settings(&cli.redis.data, &cli.process);
+    info!(
+        version = env!("CARGO_PKG_VERSION"),
+        store = %store.describe(),
+        listen = %display_address(&listener),
+        cors = %cli.api.cors_origin,
+        stats_cache_ms = cli.api.stats_cache_ms,
+        http_idle_timeout_ms = cli.api.http_idle_timeout_ms,
+        max_connections = cli.api.max_connections,
+        "chatstats-api starting"
+    );
+    api::serve(listener, AppState::new(store, settings), shutdown)
         .await
         .map_err(|source| AppError::Listen {
             address: format!("{}:{}", cli.api.node_host, cli.api.node_port),
@@ -213,74 +366,94 @@ pub async fn run_api(cli: ApiCli, shutdown: CancellationToken) -> Result<(), App
 pub async fn run_chatstats(cli: ChatstatsCli, shutdown: CancellationToken) -> Result<(), AppError> {
     let upstream = cli.source.upstream()?;
     let listener = bind(&cli.api).await?;
-    let docs = format!("http://{}/documentation", display_address(&listener));
-    let settings = api_settings(&cli.api, &cli.data);
-    let source = match &upstream {
-        Some(u) => upstream_label(u),
-        None => format!(
-            "the built-in simulated stream ({} events/s, seed {})",
-            cli.sim.sim_rate, cli.sim.sim_seed
-        ),
-    };
-    match cli.redis_url.as_deref().filter(|u| !u.trim().is_empty()) {
-        Some(url) => {
-            let url = crate::config::parse_redis_url(url)
-                .map_err(|e| ConfigError::invalid("REDIS_URL", url, e))?;
-            let store = RedisStore::connect(cli.data.redis_settings(url))?;
-            info!(version = env!("CARGO_PKG_VERSION"), store = %store.describe(), %source, swagger_ui = %docs,
-                  config = %masked(&cli, &[cli.redis_url.as_ref(), cli.source.chat_interface_url.as_ref()]), "chatstats starting");
-            run_both(store, upstream, &cli, settings, listener, shutdown).await
-        }
-        None => {
-            let store = MemoryStore::new(
-                cli.data.failed_messages_max as usize,
-                crate::config::SECOND_TTL,
-            );
-            info!(version = env!("CARGO_PKG_VERSION"), store = %store.describe(), %source, swagger_ui = %docs,
-                  config = %masked(&cli, &[cli.redis_url.as_ref(), cli.source.chat_interface_url.as_ref()]), "chatstats starting");
-            run_both(store, upstream, &cli, settings, listener, shutdown).await
-        }
+    if cli.redis.is_set() {
+        let store = RedisStore::connect(cli.redis.settings()?)?;
+        run_both(
+            store,
+            cli.redis.chosen_by(),
+            upstream,
+            &cli,
+            listener,
+            shutdown,
+        )
+        .await
+    } else {
+        let store = MemoryStore::new(
+            cli.redis.data.failed_messages_max as usize,
+            config::SECOND_TTL,
+        );
+        let why = "none of REDIS_URL, REDIS_HOST, REDIS_PORT is set";
+        run_both(store, why, upstream, &cli, listener, shutdown).await
     }
 }
 
 async fn run_both<S: Store>(
     store: S,
+    store_chosen_because: &str,
     upstream: Option<Upstream>,
     cli: &ChatstatsCli,
-    settings: ApiSettings,
     listener: TcpListener,
     shutdown: CancellationToken,
 ) -> Result<(), AppError> {
+    let source = match &upstream {
+        Some(upstream) => upstream.to_string(),
+        None => format!(
+            "the built-in simulated stream ({} events/s, seed {})",
+            cli.sim.sim_rate, cli.sim.sim_seed
+        ),
+    };
+    let address = display_address(&listener);
+    info!(
+        version = env!("CARGO_PKG_VERSION"),
+        store = %store.describe(),
+        store_chosen_because,
+        source = %source,
+        api = %format!("http://{address}/"),
+        swagger_ui = %format!("http://{address}/documentation"),
+        "chatstats starting"
+    );
     let text_mode = matches!(upstream, Some(Upstream::Text { .. }));
-    let api = tokio::spawn(api::serve(
+    let api_settings = cli.api.settings(&cli.redis.data, &cli.process);
+    let mut api = tokio::spawn(api::serve(
         listener,
-        AppState::new(store.clone(), settings),
+        AppState::new(store.clone(), api_settings),
         shutdown.clone(),
     ));
-    let worked = drive(
-        store,
-        upstream,
-        &cli.sim,
-        cli.worker.settings(),
-        Arc::default(),
-        shutdown.clone(),
-    )
-    .await;
-    if worked.is_ok() && text_mode && !shutdown.is_cancelled() {
-        info!("input recorded; the API keeps serving the results until stopped (Ctrl-C)");
+    let (sim, settings) = (cli.sim.clone(), cli.worker.settings(&cli.process));
+    let stop = shutdown.clone();
+    let mut worker =
+        tokio::spawn(async move { drive(store, upstream, &sim, settings, stop).await });
+    // Whichever stops first decides: a failed worker stops the API, and the other way round.
+    let listen_error = |source| AppError::Listen {
+        address: address.clone(),
+        source,
+    };
+    let worked = tokio::select! {
+        worked = &mut worker => joined("worker", worked).and_then(|r| r),
+        served = &mut api => {
+            shutdown.cancel();
+            let served = joined("API", served).and_then(|r| r.map_err(listen_error));
+            let worked = joined("worker", worker.await).and_then(|r| r);
+            return served.and(worked);
+        }
+    };
+    match &worked {
+        Ok(()) if text_mode && !shutdown.is_cancelled() => {
+            info!("input recorded; the API keeps serving the results until stopped (Ctrl-C)");
+        }
+        Ok(()) => {}
+        Err(_) => shutdown.cancel(),
     }
-    if worked.is_err() {
-        shutdown.cancel();
-    }
-    let served = api.await;
-    worked?;
-    match served {
-        Ok(Err(source)) => Err(AppError::Listen {
-            address: "the API".to_owned(),
-            source,
-        }),
-        _ => Ok(()),
-    }
+    let served = joined("API", api.await).and_then(|r| r.map_err(listen_error));
+    worked.and(served)
+}
+
+/// The result of a joined task, a panic becoming an [`AppError::Task`].
+fn joined<T>(task: &'static str, joined: Result<T, tokio::task::JoinError>) -> Result<T, AppError> {
+    joined.map_err(|err| AppError::Task {
+        task,
+        cause: err.to_string(),
+    })
 }
 
 fn display_address(listener: &TcpListener) -> String {
@@ -288,16 +461,5 @@ fn display_address(listener: &TcpListener) -> String {
         Ok(addr) if addr.ip().is_unspecified() => format!("localhost:{}", addr.port()),
         Ok(addr) => addr.to_string(),
         Err(_) => "?".to_owned(),
-    }
-}
-
-fn upstream_label(upstream: &Upstream) -> String {
-    match upstream {
-        Upstream::Http(http) => {
-            format!("HTTP stream {}", crate::config::mask_url(http.url.as_str()))
-        }
-        Upstream::Text { path, .. } => {
-            format!("text mode, {}", if path == "-" { "stdin" } else { path })
-        }
     }
 }

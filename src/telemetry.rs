@@ -1,17 +1,219 @@
-//! Logging: `tracing` with an `RUST_LOG` filter (default `info`), pretty or JSON lines.
+//! Logging: `tracing` with a `RUST_LOG` filter (default `info`), pretty or JSON lines, and the
+//! guarantee that no secret reaches a log line.
+//!
+//! Secrets enter the process in URLs (`CHAT_INTERFACE_URL` may carry its key in the query,
+//! `REDIS_URL` a password). They are held by [`SecretUrl`], which only ever displays itself
+//! masked, so no log line written by chatstats can show them. Dependencies log too (reqwest,
+//! hyper and fred at `debug`), and their messages may embed a URL; so every secret a
+//! [`SecretUrl`] holds is also registered with the log writer, which masks it in every line
+//! before the line is written, whatever its level or format.
 
+use std::fmt;
+use std::io::{IsTerminal, Write};
+use std::sync::{Mutex, PoisonError, RwLock};
+
+use clap::ValueEnum;
 use tracing_subscriber::EnvFilter;
+use tracing_subscriber::fmt::MakeWriter;
 
-use crate::config::LogFormat;
+/// Log output format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    /// Human-readable lines (coloured on a terminal only).
+    Pretty,
+    /// One JSON object per line.
+    Json,
+}
 
 /// Installs the global subscriber. Safe to call more than once (later calls do nothing).
 pub fn init(format: LogFormat) {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+        .with_writer(RedactingStderr);
     let _ = match format {
-        LogFormat::Pretty => builder.try_init(),
+        LogFormat::Pretty => builder
+            .with_ansi(std::io::stderr().is_terminal())
+            .try_init(),
         LogFormat::Json => builder.json().flatten_event(true).try_init(),
     };
+}
+
+/// The text that replaces a secret in logs.
+pub const MASK: &str = "***";
+
+/// Secrets shorter than this are not masked in free text: masking every `a` of a log line
+/// would make it unreadable while protecting nothing worth protecting.
+const MIN_SECRET_LEN: usize = 3;
+
+/// Every secret seen so far, longest first, so that a secret containing another is masked whole.
+static SECRETS: RwLock<Vec<String>> = RwLock::new(Vec::new());
+
+/// Registers `secret` so that the log writer masks it wherever it appears.
+fn register(secret: &str) {
+    if secret.len() < MIN_SECRET_LEN {
+        return;
+    }
+    let mut secrets = SECRETS.write().unwrap_or_else(PoisonError::into_inner);
+    if !secrets.iter().any(|s| s == secret) {
+        secrets.push(secret.to_owned());
+        secrets.sort_by_key(|s| std::cmp::Reverse(s.len()));
+    }
+}
+
+/// `text` with every registered secret replaced by [`MASK`].
+pub fn redact(text: &str) -> std::borrow::Cow<'_, str> {
+    let secrets = SECRETS.read().unwrap_or_else(PoisonError::into_inner);
+    let mut out = std::borrow::Cow::Borrowed(text);
+    for secret in secrets.iter() {
+        if out.contains(secret.as_str()) {
+            out = std::borrow::Cow::Owned(out.replace(secret.as_str(), MASK));
+        }
+    }
+    out
+}
+
+/// A URL that may carry secrets: a password, or a key in its query string. It displays (and
+/// debug-prints) itself masked — `https://up.example/s?key=***`, `redis://user:***@host:6379` —
+/// and gives the real URL only through [`SecretUrl::expose`], for the one call that connects.
+#[derive(Clone, PartialEq, Eq)]
+pub struct SecretUrl {
+    url: url::Url,
+    masked: String,
+}
+
+impl SecretUrl {
+    /// Wraps `url` and registers its secrets with the log writer.
+    pub fn new(url: url::Url) -> SecretUrl {
+        if let Some(password) = url.password() {
+            register(password);
+            register(&percent_decoded(password));
+        }
+        for (_, value) in url.query_pairs() {
+            register(&value);
+        }
+        if let Some(query) = url.query() {
+            for pair in query.split('&') {
+                register(pair.split_once('=').map_or(pair, |(_, v)| v));
+            }
+        }
+        let masked = mask(&url);
+        SecretUrl { url, masked }
+    }
+
+    /// Parses `text` as a URL.
+    pub fn parse(text: &str) -> Result<SecretUrl, url::ParseError> {
+        url::Url::parse(text).map(SecretUrl::new)
+    }
+
+    /// The real URL, secrets included: only for the call that connects, never for a message.
+    pub fn expose(&self) -> &url::Url {
+        &self.url
+    }
+}
+
+fn percent_decoded(text: &str) -> String {
+    url::form_urlencoded::parse(format!("x={text}").as_bytes())
+        .next()
+        .map(|(_, v)| v.into_owned())
+        .unwrap_or_default()
+}
+
+/// `url` with its password and every query value replaced by [`MASK`].
+fn mask(url: &url::Url) -> String {
+    let mut masked = url.clone();
+    if masked.password().is_some() {
+        let _ = masked.set_password(Some(MASK));
+    }
+    if masked.query().is_some() {
+        let names: Vec<String> = masked
+            .query_pairs()
+            .map(|(k, _)| format!("{k}={MASK}"))
+            .collect();
+        masked.set_query(Some(&names.join("&")));
+    }
+    masked.to_string()
+}
+
+impl fmt::Display for SecretUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.masked)
+    }
+}
+
+impl fmt::Debug for SecretUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "SecretUrl({})", self.masked)
+    }
+}
+
+/// The log writer: standard error, each line passed through [`redact`] first.
+struct RedactingStderr;
+
+/// One log record being formatted; written (redacted) when dropped, in one `write` call so that
+/// lines of concurrent tasks do not interleave.
+struct RedactingLine {
+    buf: Vec<u8>,
+}
+
+impl Write for RedactingLine {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        self.buf.extend_from_slice(bytes);
+        Ok(bytes.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Drop for RedactingLine {
+    fn drop(&mut self) {
+        let text = String::from_utf8_lossy(&self.buf);
+        let line = redact(&text);
+        static STDERR: Mutex<()> = Mutex::new(());
+        let _one_at_a_time = STDERR.lock().unwrap_or_else(PoisonError::into_inner);
+        let _ = std::io::stderr().lock().write_all(line.as_bytes());
+    }
+}
+
+impl<'a> MakeWriter<'a> for RedactingStderr {
+    type Writer = RedactingLine;
+
+    fn make_writer(&'a self) -> Self::Writer {
+        RedactingLine {
+            buf: Vec::with_capacity(256),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_secret_url_shows_only_its_masked_form() {
+        let url = SecretUrl::parse("https://up.example/s?key=abc123&x=1").unwrap();
+        assert_eq!(url.to_string(), "https://up.example/s?key=***&x=***");
+        assert!(!format!("{url:?}").contains("abc123"));
+        assert_eq!(url.expose().query(), Some("key=abc123&x=1"));
+        let redis = SecretUrl::parse("redis://user:s3cr%40t@host:6379/0").unwrap();
+        assert_eq!(redis.to_string(), "redis://user:***@host:6379/0");
+        let plain = SecretUrl::parse("redis://host:6379").unwrap();
+        assert_eq!(plain.to_string(), "redis://host:6379");
+    }
+
+    #[test]
+    fn registered_secrets_are_masked_in_any_text() {
+        let _ = SecretUrl::parse("http://h/?token=tok-9f8e7d&a=b").unwrap();
+        let _ = SecretUrl::parse("redis://u:pa%24%24word@h").unwrap();
+        assert_eq!(
+            redact("GET http://h/?token=tok-9f8e7d failed"),
+            "GET http://h/?token=*** failed"
+        );
+        assert_eq!(redact("auth pa$$word"), "auth ***");
+        assert_eq!(redact("auth pa%24%24word"), "auth ***");
+        // One-letter values are not masked in free text.
+        assert_eq!(redact("a b"), "a b");
+    }
 }

@@ -1,17 +1,26 @@
 //! The worker: drives a [`Source`] into a [`Store`], exactly once per message.
 //!
-//! A reader task pulls frames from the source into a small bounded queue; the worker judges
-//! each frame ([`Tally::from_payload`]) and applies it with one store call, keeping up to
-//! `window` calls in flight instead of awaiting each reply. When the window and the queue are
-//! full, the reader stops reading: that is the backpressure that bounds memory while the store is
-//! slow or away.
+//! A reader task pulls frames from the source into a small bounded queue. The worker judges
+//! each frame ([`Tally::from_payload`]), cuts what it adds into parts of bounded size
+//! ([`Tally::split`]) and applies each part with one store call, keeping a [`Window`] of calls
+//! in flight instead of awaiting each reply. When the window and the queue are full, the reader
+//! stops reading: that is the backpressure that bounds memory while the store is slow or away.
 //!
-//! Every tally carries a [`Mark`] (this worker's id and an increasing sequence number). When a
-//! call fails, the worker stops taking input, lets the window settle, and re-applies the failed
-//! tallies one by one in sequence order until they succeed; the store skips any whose first
-//! attempt had in fact been applied. On shutdown the reader stops, everything already read is
-//! recorded, and anything that could not be recorded is reported, never silently dropped.
+//! Every call carries a [`Mark`]: this worker's id and an increasing sequence number. The window
+//! never spans more than `window` sequence numbers between the oldest call not yet acknowledged
+//! and the newest, which is what lets the store recognise retries with fixed-size state. When a
+//! call fails, the worker stops sending, lets the window settle, and re-applies the failed calls
+//! one by one in sequence order ([`Retries`]) until they succeed; the store skips any whose first
+//! attempt had in fact been applied. In coalescing mode a [`Coalescer`] merges the tallies read
+//! within an interval into one.
+//!
+//! On shutdown the reader stops, and everything already read is recorded within
+//! `shutdown_timeout`; what could not be recorded by then is counted and reported, never
+//! silently dropped.
 
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -19,17 +28,19 @@ use std::time::{Duration, Instant};
 use futures::StreamExt;
 use futures::stream::FuturesUnordered;
 use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
-use tracing::{debug, error, info, warn};
+use tracing::{debug, info, warn};
 
 use crate::message::{Tally, TallyBuilder};
+use crate::retry::backoff;
 use crate::source::{Frame, Source, SourceError};
 use crate::store::{Mark, Store, StoreError, unix_now};
 
 /// How the worker runs.
 #[derive(Debug, Clone)]
 pub struct WorkerSettings {
-    /// Store calls in flight at most.
+    /// Store calls in flight at most, and the most sequence numbers they may span.
     pub window: usize,
     /// Chunks of frames read ahead of the store at most.
     pub queue: usize,
@@ -46,6 +57,10 @@ pub struct WorkerSettings {
     pub flush_interval: Option<Duration>,
     /// Coalescing: a merged tally is sent once it holds this many messages, even early.
     pub flush_max_messages: usize,
+    /// Most members one store call writes; a bigger tally is applied in several calls.
+    pub call_members_max: usize,
+    /// After shutdown, how long the worker may take to record what it has read.
+    pub shutdown_timeout: Duration,
 }
 
 impl Default for WorkerSettings {
@@ -59,6 +74,8 @@ impl Default for WorkerSettings {
             retry_max: Duration::from_secs(5),
             flush_interval: None,
             flush_max_messages: 10_000,
+            call_members_max: 4096,
+            shutdown_timeout: Duration::from_secs(8),
         }
     }
 }
@@ -69,14 +86,18 @@ pub enum WorkerError {
     /// The source failed for good (text mode only; a URL source never gives up).
     #[error(transparent)]
     Source(#[from] SourceError),
-    /// Shutdown came while the store was unreachable: these messages were read, not recorded.
-    #[error("{unrecorded} messages were read but could not be recorded before shutdown ({cause})")]
+    /// Shutdown came while messages were still unrecorded (the store unreachable, or more read
+    /// than it could take within the shutdown timeout).
+    #[error("{unrecorded} messages were read but not confirmed recorded before shutdown ({cause})")]
     Unrecorded {
-        /// Messages (payloads) not recorded.
+        /// Messages (and failed payloads) read and not confirmed recorded.
         unrecorded: u64,
-        /// The last store error.
+        /// Why: the last store error, or the timeout.
         cause: String,
     },
+    /// The task reading the source panicked.
+    #[error("the upstream reader stopped unexpectedly: {0}")]
+    Reader(String),
 }
 
 /// Counters of one worker run, readable while it runs.
@@ -103,21 +124,31 @@ impl Progress {
         let elapsed = since.0.elapsed().as_secs_f64().max(1e-3);
         let rate = (recorded - since.1) as f64 / elapsed;
         *since = (Instant::now(), recorded);
+        let rtt_ms = self.rtt_micros.load(Ordering::Relaxed) as f64 / calls as f64 / 1000.0;
         info!(
             messages = recorded,
-            rate = format!("{rate:.0}/s"),
+            rate_per_sec = rate.round(),
             failed = self.failed.load(Ordering::Relaxed),
-            store_rtt_ms = format!(
-                "{:.2}",
-                self.rtt_micros.load(Ordering::Relaxed) as f64 / calls as f64 / 1000.0
-            ),
+            store_rtt_ms = (rtt_ms * 100.0).round() / 100.0,
             retries = self.retries.load(Ordering::Relaxed),
             "worker progress"
         );
     }
+
+    fn record(&self, tally: &Tally, rtt: Duration) {
+        self.recorded.fetch_add(tally.messages(), Ordering::Relaxed);
+        self.failed
+            .fetch_add(tally.failed.len() as u64, Ordering::Relaxed);
+        self.calls.fetch_add(1, Ordering::Relaxed);
+        self.rtt_micros
+            .fetch_add(rtt.as_micros() as u64, Ordering::Relaxed);
+    }
 }
 
-type Done = (u64, Tally, Result<bool, StoreError>, Duration);
+/// Messages (and failed payloads) a tally records.
+fn weight(tally: &Tally) -> u64 {
+    tally.messages() + tally.failed.len() as u64
+}
 
 /// Runs the worker until the source ends (text mode) or `shutdown` is cancelled, then records
 /// everything already read and returns the run's counters.
@@ -131,212 +162,392 @@ pub async fn run<S: Store, R: Source>(
     let started = Instant::now();
     let writer: Arc<str> = format!("{:016x}", rand::random::<u64>()).into();
     info!(source = %source.describe(), store = %store.describe(), %writer, window = settings.window, "worker started");
-    let (tx, mut rx) = mpsc::channel::<Vec<Frame>>(settings.queue.max(1));
+    let (tx, rx) = mpsc::channel::<Vec<Frame>>(settings.queue.max(1));
     let reader = tokio::spawn(read_source(source, tx, shutdown.clone()));
     let ticker = spawn_progress(progress.clone(), settings.progress_interval);
-
-    let mut in_flight = FuturesUnordered::new();
-    let mut to_retry: Vec<(u64, Tally)> = Vec::new();
-    let mut last_error = String::new();
-    let mut pending: std::collections::VecDeque<Frame> = Default::default();
-    let mut second = 0;
-    let mut seq = 0u64;
-    let mut input_open = true;
-    let mut batch = TallyBuilder::default();
-    let mut flush_at: Option<tokio::time::Instant> = None;
-
-    let result = loop {
-        if !to_retry.is_empty() && in_flight.is_empty() {
-            if let Err(unrecorded) = retry_in_order(
-                &store,
-                &writer,
-                &mut to_retry,
-                &settings,
-                &progress,
-                &shutdown,
-                &mut last_error,
-            )
-            .await
-            {
-                // Every frame is one message (a payload or an over-long line).
-                let unread = batch.len() as u64 + pending.len() as u64;
-                let queued = drain_count(&mut rx).await;
-                break Err(WorkerError::Unrecorded {
-                    unrecorded: unrecorded + unread + queued,
-                    cause: last_error.clone(),
-                });
-            }
-        }
-        let accepting = to_retry.is_empty() && in_flight.len() < settings.window.max(1);
-        if accepting && let Some(frame) = pending.pop_front() {
-            let tally = match frame {
-                Frame::Payload(payload) => {
-                    Tally::from_payload(&payload, second, settings.failed_payload_max)
-                }
-                Frame::Oversized(prefix) => {
-                    warn!(
-                        kept_bytes = prefix.len(),
-                        "line over the length cap: recorded as a failed message"
-                    );
-                    Tally::failed(&prefix, settings.failed_payload_max)
-                }
-            };
-            if !tally.failed.is_empty() {
-                debug!(payload = %String::from_utf8_lossy(&tally.failed[0]), "failed message");
-            }
-            progress.read.fetch_add(1, Ordering::Relaxed);
-            match settings.flush_interval {
-                None => {
-                    seq += 1;
-                    in_flight.push(apply(store.clone(), writer.clone(), seq, tally));
-                }
-                Some(interval) => {
-                    batch.add(tally);
-                    if batch.len() >= settings.flush_max_messages.max(1) {
-                        seq += 1;
-                        in_flight.push(apply(store.clone(), writer.clone(), seq, batch.take()));
-                        flush_at = None;
-                    } else if flush_at.is_none() {
-                        flush_at = Some(tokio::time::Instant::now() + interval);
-                    }
-                }
-            }
-            continue;
-        }
-        // A partial merged tally goes out when its interval ends, or at once when input ended.
-        let due = flush_at.is_some_and(|at| at <= tokio::time::Instant::now())
-            || (!input_open && pending.is_empty());
-        if accepting && !batch.is_empty() && due {
-            seq += 1;
-            in_flight.push(apply(store.clone(), writer.clone(), seq, batch.take()));
-            flush_at = None;
-            continue;
-        }
-        if !input_open
-            && pending.is_empty()
-            && in_flight.is_empty()
-            && to_retry.is_empty()
-            && batch.is_empty()
-        {
-            break Ok(());
-        }
-        tokio::select! {
-            Some((seq, tally, outcome, rtt)) = in_flight.next(), if !in_flight.is_empty() => {
-                match outcome {
-                    Ok(_) => record(&progress, &tally, rtt),
-                    Err(err) => {
-                        if to_retry.is_empty() {
-                            warn!(error = %err, "store call failed: pausing input to retry in order");
-                        }
-                        last_error = err.to_string();
-                        progress.retries.fetch_add(1, Ordering::Relaxed);
-                        to_retry.push((seq, tally));
-                    }
-                }
-            }
-            frames = rx.recv(), if accepting && input_open => match frames {
-                Some(frames) => {
-                    second = unix_now();
-                    pending.extend(frames);
-                }
-                None => input_open = false,
-            },
-            _ = tokio::time::sleep_until(flush_at.unwrap_or_else(tokio::time::Instant::now)), if flush_at.is_some() && accepting => {}
-        }
-    };
+    let result = Worker::new(store, writer, settings, progress.clone())
+        .drive(rx, &shutdown)
+        .await;
     ticker.abort();
     progress.log_line(&mut (started, 0));
+    let read = reader.await;
     result?;
-    match reader.await {
+    match read {
+        Ok(Ok(())) => Ok(progress),
         Ok(Err(err)) => Err(err.into()),
-        _ => Ok(progress),
+        Err(err) => Err(WorkerError::Reader(err.to_string())),
     }
 }
 
-fn record(progress: &Progress, tally: &Tally, rtt: Duration) {
-    progress
-        .recorded
-        .fetch_add(tally.messages(), Ordering::Relaxed);
-    progress
-        .failed
-        .fetch_add(tally.failed.len() as u64, Ordering::Relaxed);
-    progress.calls.fetch_add(1, Ordering::Relaxed);
-    progress
-        .rtt_micros
-        .fetch_add(rtt.as_micros() as u64, Ordering::Relaxed);
+/// A call's outcome: its sequence number, the tally, the result and the round-trip time.
+type Done = (u64, Tally, Result<bool, StoreError>, Duration);
+
+/// The store calls in flight, and the sequence numbers they span.
+struct Window<S> {
+    store: S,
+    writer: Arc<str>,
+    span: u64,
+    next_seq: u64,
+    /// Sent and not yet acknowledged: in flight or waiting to be retried.
+    unfinished: BTreeSet<u64>,
+    /// Messages (and failed payloads) carried by the calls in flight.
+    in_flight_weight: u64,
+    in_flight: FuturesUnordered<Pin<Box<dyn Future<Output = Done> + Send>>>,
 }
 
-async fn apply<S: Store>(store: S, writer: Arc<str>, seq: u64, tally: Tally) -> Done {
-    let started = Instant::now();
-    let outcome = store.apply(&tally, Some(&Mark { writer, seq })).await;
-    (seq, tally, outcome, started.elapsed())
+impl<S: Store> Window<S> {
+    fn new(store: S, writer: Arc<str>, span: usize) -> Self {
+        Window {
+            store,
+            writer,
+            span: span.max(1) as u64,
+            next_seq: 1,
+            unfinished: BTreeSet::new(),
+            in_flight_weight: 0,
+            in_flight: FuturesUnordered::new(),
+        }
+    }
+
+    /// True when a new call keeps the window within its span.
+    fn has_room(&self) -> bool {
+        let oldest = self.unfinished.first().copied().unwrap_or(self.next_seq);
+        self.next_seq - oldest < self.span
+    }
+
+    fn mark(&self, seq: u64) -> Mark {
+        Mark {
+            writer: self.writer.clone(),
+            seq,
+            window: self.span,
+        }
+    }
+
+    /// Sends `tally` as the next call.
+    fn send(&mut self, tally: Tally) {
+        let seq = self.next_seq;
+        self.next_seq += 1;
+        self.unfinished.insert(seq);
+        self.in_flight_weight += weight(&tally);
+        let (store, mark) = (self.store.clone(), self.mark(seq));
+        self.in_flight.push(Box::pin(async move {
+            let started = Instant::now();
+            let outcome = store.apply(&tally, Some(&mark)).await;
+            (seq, tally, outcome, started.elapsed())
+        }));
+    }
+
+    fn acknowledge(&mut self, seq: u64) {
+        self.unfinished.remove(&seq);
+    }
 }
 
-/// Re-applies failed tallies one at a time in sequence order until all succeed, waiting (with
-/// backoff) only after a failed attempt. On shutdown, makes one last attempt; if the store still
-/// fails, gives up and returns how many messages stay unrecorded.
-async fn retry_in_order<S: Store>(
-    store: &S,
-    writer: &Arc<str>,
-    to_retry: &mut Vec<(u64, Tally)>,
-    settings: &WorkerSettings,
-    progress: &Progress,
-    shutdown: &CancellationToken,
-    last_error: &mut String,
-) -> Result<(), u64> {
-    to_retry.sort_by_key(|(seq, _)| *seq);
-    let mut failures = 0;
-    while let Some((seq, tally)) = to_retry.first() {
-        if failures > 0 {
-            if shutdown.is_cancelled() {
-                let unrecorded = to_retry
-                    .iter()
-                    .map(|(_, t)| t.messages() + t.failed.len() as u64)
-                    .sum();
-                error!(unrecorded, error = %last_error, "shutdown while the store is unreachable");
-                return Err(unrecorded);
-            }
-            let delay =
-                crate::source::http::backoff(failures, settings.retry_min, settings.retry_max);
-            tokio::select! {
-                _ = tokio::time::sleep(delay) => {}
-                _ = shutdown.cancelled() => {}
-            }
+/// Failed calls waiting to be re-applied, in sequence order, one at a time.
+#[derive(Default)]
+struct Retries {
+    waiting: BTreeMap<u64, Tally>,
+    /// Failed attempts since the last success.
+    failures: u32,
+    last_error: String,
+}
+
+impl Retries {
+    fn add(&mut self, seq: u64, tally: Tally, err: &StoreError) {
+        if self.waiting.is_empty() {
+            warn!(error = %err, "store call failed: pausing input to retry in order");
+        }
+        self.last_error = err.to_string();
+        self.waiting.insert(seq, tally);
+    }
+
+    /// Re-applies the oldest waiting call once, after a backoff delay if the last attempt
+    /// failed.
+    async fn retry_oldest<S: Store>(
+        &mut self,
+        window: &mut Window<S>,
+        settings: &WorkerSettings,
+        progress: &Progress,
+    ) {
+        let Some((&seq, tally)) = self.waiting.first_key_value() else {
+            return;
+        };
+        if self.failures > 0 {
+            tokio::time::sleep(backoff(
+                self.failures,
+                settings.retry_min,
+                settings.retry_max,
+            ))
+            .await;
         }
         let started = Instant::now();
-        let mark = Mark {
-            writer: writer.clone(),
-            seq: *seq,
-        };
-        match store.apply(tally, Some(&mark)).await {
+        match window.store.apply(tally, Some(&window.mark(seq))).await {
             Ok(_) => {
-                record(progress, tally, started.elapsed());
-                to_retry.remove(0);
-                failures = 0;
-                if to_retry.is_empty() {
+                progress.record(tally, started.elapsed());
+                window.acknowledge(seq);
+                self.waiting.remove(&seq);
+                self.failures = 0;
+                if self.waiting.is_empty() {
                     info!("store reachable again: resuming input");
                 }
             }
             Err(err) => {
-                failures += 1;
+                self.failures += 1;
                 progress.retries.fetch_add(1, Ordering::Relaxed);
-                if failures % 10 == 1 {
-                    warn!(error = %err, attempt = failures, waiting = to_retry.len(), "store still failing: retrying");
+                if self.failures % 10 == 1 {
+                    warn!(error = %err, attempt = self.failures, waiting = self.waiting.len(), "store still failing: retrying");
                 }
-                *last_error = err.to_string();
+                self.last_error = err.to_string();
             }
         }
     }
-    Ok(())
 }
 
-/// Counts (and drops) the payloads still queued; used only when giving up at shutdown.
-async fn drain_count(rx: &mut mpsc::Receiver<Vec<Frame>>) -> u64 {
-    let mut n = 0;
-    while let Some(batch) = rx.recv().await {
-        n += batch.len() as u64;
+/// Coalescing mode: the tallies read within one interval, merged.
+struct Coalescer {
+    batch: TallyBuilder,
+    interval: Duration,
+    max_messages: usize,
+    flush_at: Option<tokio::time::Instant>,
+}
+
+impl Coalescer {
+    /// Adds `tally`; returns the merged tally when the batch is full.
+    fn add(&mut self, tally: Tally) -> Option<Tally> {
+        self.batch.add(tally);
+        if self.batch.len() >= self.max_messages.max(1) {
+            return self.take();
+        }
+        self.flush_at
+            .get_or_insert_with(|| tokio::time::Instant::now() + self.interval);
+        None
     }
-    n
+
+    /// The merged tally, when it is due (its interval ended, or `now` is asked for).
+    fn take_due(&mut self, now: bool) -> Option<Tally> {
+        let due = self
+            .flush_at
+            .is_some_and(|at| at <= tokio::time::Instant::now());
+        (due || now).then(|| self.take()).flatten()
+    }
+
+    fn take(&mut self) -> Option<Tally> {
+        self.flush_at = None;
+        (!self.batch.is_empty()).then(|| self.batch.take())
+    }
+}
+
+/// The state of one worker run.
+struct Worker<S> {
+    settings: WorkerSettings,
+    progress: Arc<Progress>,
+    window: Window<S>,
+    retries: Retries,
+    coalescer: Option<Coalescer>,
+    /// Frames read and not judged yet.
+    pending: VecDeque<Frame>,
+    /// Parts judged (and merged, when coalescing) waiting for room in the window.
+    ready: VecDeque<Tally>,
+    /// The Unix second the frames being judged were read in.
+    second: u64,
+    input_open: bool,
+}
+
+impl<S: Store> Worker<S> {
+    fn new(store: S, writer: Arc<str>, settings: WorkerSettings, progress: Arc<Progress>) -> Self {
+        let coalescer = settings.flush_interval.map(|interval| Coalescer {
+            batch: TallyBuilder::default(),
+            interval,
+            max_messages: settings.flush_max_messages,
+            flush_at: None,
+        });
+        Worker {
+            window: Window::new(store, writer, settings.window),
+            settings,
+            progress,
+            retries: Retries::default(),
+            coalescer,
+            pending: VecDeque::new(),
+            ready: VecDeque::new(),
+            second: 0,
+            input_open: true,
+        }
+    }
+
+    /// Runs until the input ended and everything is recorded, or until the shutdown timeout.
+    async fn drive(
+        &mut self,
+        mut input: mpsc::Receiver<Vec<Frame>>,
+        shutdown: &CancellationToken,
+    ) -> Result<(), WorkerError> {
+        let mut deadline: Option<tokio::time::Instant> = None;
+        loop {
+            if deadline.is_some_and(|d| d <= tokio::time::Instant::now()) {
+                return Err(self.give_up(&mut input).await);
+            }
+            if !self.retries.waiting.is_empty() {
+                if self.window.in_flight.is_empty() {
+                    let retry =
+                        self.retries
+                            .retry_oldest(&mut self.window, &self.settings, &self.progress);
+                    tokio::select! {
+                        _ = retry => {}
+                        _ = shutdown.cancelled(), if deadline.is_none() => {
+                            deadline = Some(self.deadline());
+                        }
+                        _ = sleep_until(deadline) => {}
+                    }
+                    continue;
+                }
+            } else if self.step() {
+                continue;
+            }
+            if self.is_done() {
+                return Ok(());
+            }
+            let accepting = self.accepting();
+            let flush_at = self.coalescer.as_ref().and_then(|c| c.flush_at);
+            tokio::select! {
+                Some(done) = self.window.in_flight.next(), if !self.window.in_flight.is_empty() => {
+                    self.complete(done);
+                }
+                frames = input.recv(), if accepting && self.input_open => match frames {
+                    Some(frames) => {
+                        self.second = unix_now();
+                        self.pending.extend(frames);
+                    }
+                    None => self.input_open = false,
+                },
+                _ = sleep_until(flush_at), if flush_at.is_some() => {}
+                _ = shutdown.cancelled(), if deadline.is_none() => {
+                    deadline = Some(self.deadline());
+                }
+                _ = sleep_until(deadline) => {}
+            }
+        }
+    }
+
+    fn deadline(&self) -> tokio::time::Instant {
+        tokio::time::Instant::now() + self.settings.shutdown_timeout
+    }
+
+    /// True when more input may be taken: nothing waits for a retry and little waits to be sent.
+    fn accepting(&self) -> bool {
+        self.retries.waiting.is_empty() && self.pending.is_empty() && self.ready.is_empty()
+    }
+
+    fn is_done(&self) -> bool {
+        !self.input_open
+            && self.pending.is_empty()
+            && self.ready.is_empty()
+            && self.window.in_flight.is_empty()
+            && self.retries.waiting.is_empty()
+            && self.coalescer.as_ref().is_none_or(|c| c.batch.is_empty())
+    }
+
+    /// Does one piece of work that needs no waiting; false when there is none.
+    fn step(&mut self) -> bool {
+        if !self.ready.is_empty() && self.window.has_room() {
+            if let Some(part) = self.ready.pop_front() {
+                self.window.send(part);
+            }
+            return true;
+        }
+        if !self.ready.is_empty() {
+            return false;
+        }
+        if let Some(frame) = self.pending.pop_front() {
+            let tally = self.judge(frame);
+            match self.coalescer.as_mut() {
+                None => self.queue(tally),
+                Some(coalescer) => {
+                    if let Some(merged) = coalescer.add(tally) {
+                        self.queue(merged);
+                    }
+                }
+            }
+            return true;
+        }
+        let input_ended = !self.input_open;
+        if let Some(merged) = self
+            .coalescer
+            .as_mut()
+            .and_then(|c| c.take_due(input_ended))
+        {
+            self.queue(merged);
+            return true;
+        }
+        false
+    }
+
+    fn queue(&mut self, tally: Tally) {
+        self.ready
+            .extend(tally.split(self.settings.call_members_max));
+    }
+
+    /// What one frame adds to the statistics.
+    fn judge(&self, frame: Frame) -> Tally {
+        self.progress.read.fetch_add(1, Ordering::Relaxed);
+        let max = self.settings.failed_payload_max;
+        let tally = match frame {
+            Frame::Payload(payload) => Tally::from_payload(&payload, self.second, max),
+            Frame::Oversized(prefix) => {
+                warn!(
+                    kept_bytes = prefix.len().min(max),
+                    "line over the length cap: recorded as a failed message"
+                );
+                Tally::failed(&prefix, max)
+            }
+        };
+        if let Some(failed) = tally.failed.first() {
+            debug!(payload = %String::from_utf8_lossy(failed), "failed message");
+        }
+        tally
+    }
+
+    fn complete(&mut self, (seq, tally, outcome, rtt): Done) {
+        self.window.in_flight_weight -= weight(&tally);
+        match outcome {
+            Ok(_) => {
+                self.progress.record(&tally, rtt);
+                self.window.acknowledge(seq);
+            }
+            Err(err) => {
+                self.progress.retries.fetch_add(1, Ordering::Relaxed);
+                self.retries.add(seq, tally, &err);
+            }
+        }
+    }
+
+    /// Stops at the shutdown deadline: counts what was read and not confirmed recorded.
+    async fn give_up(&mut self, input: &mut mpsc::Receiver<Vec<Frame>>) -> WorkerError {
+        let mut unrecorded = self.pending.len() as u64;
+        unrecorded += self.ready.iter().map(weight).sum::<u64>();
+        unrecorded += self.retries.waiting.values().map(weight).sum::<u64>();
+        if let Some(coalescer) = self.coalescer.as_ref() {
+            unrecorded += coalescer.batch.len() as u64;
+        }
+        // Calls still in flight may yet be applied, but nothing confirms it.
+        unrecorded += self.window.in_flight_weight;
+        // The reader stops at shutdown; what it had queued was read and is not recorded.
+        while let Some(frames) = input.recv().await {
+            unrecorded += frames.len() as u64;
+        }
+        let cause = if self.retries.waiting.is_empty() {
+            format!(
+                "not done within the shutdown timeout of {} ms",
+                self.settings.shutdown_timeout.as_millis()
+            )
+        } else {
+            self.retries.last_error.clone()
+        };
+        WorkerError::Unrecorded { unrecorded, cause }
+    }
+}
+
+async fn sleep_until(deadline: Option<tokio::time::Instant>) {
+    match deadline {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
 }
 
 async fn read_source<R: Source>(
@@ -350,6 +561,7 @@ async fn read_source<R: Source>(
             _ = shutdown.cancelled() => return Ok(()),
             more = source.read(&mut batch) => more?,
         };
+        // Not cancelled by shutdown: what was read is handed over, to be recorded or counted.
         if !batch.is_empty() && tx.send(batch).await.is_err() {
             return Ok(());
         }
@@ -359,7 +571,7 @@ async fn read_source<R: Source>(
     }
 }
 
-fn spawn_progress(progress: Arc<Progress>, every: Duration) -> tokio::task::JoinHandle<()> {
+fn spawn_progress(progress: Arc<Progress>, every: Duration) -> JoinHandle<()> {
     tokio::spawn(async move {
         if every.is_zero() {
             return;

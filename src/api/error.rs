@@ -71,14 +71,21 @@ pub fn body(status: StatusCode, message: String) -> ErrorBody {
     }
 }
 
+/// The cause of a 503, carried from the handler to [`guard`], which logs it with the route.
+#[derive(Debug, Clone)]
+struct StoreFailure(String);
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let status = self.status();
-        if let ApiError::Store(cause) = &self {
-            // The cause is logged, not shown: clients get a stable message.
-            tracing::warn!(error = %cause, "store unavailable for a request");
-        }
         let mut response = (status, Json(body(status, self.to_string()))).into_response();
+        if let ApiError::Store(cause) = &self {
+            // The cause is logged (by `guard`, which knows the route), not shown: clients get a
+            // stable message.
+            response
+                .extensions_mut()
+                .insert(StoreFailure(cause.to_string()));
+        }
         if status == StatusCode::METHOD_NOT_ALLOWED {
             response
                 .headers_mut()
@@ -100,12 +107,49 @@ fn reject(status: StatusCode, message: String) -> Response {
     (status, Json(body(status, message))).into_response()
 }
 
-/// Rejects oversized requests before routing, in the error shape: 414, 431, 413.
+/// A 503 answer of any data route, written once for the OpenAPI document.
+#[derive(utoipa::IntoResponses)]
+pub enum StoreUnavailable {
+    /// The store is unreachable or slower than REDIS_TIMEOUT_MS.
+    #[response(status = 503, example = json!({"statusCode": 503, "error": "Service Unavailable", "message": "statistics are unavailable: the store did not answer"}))]
+    Unavailable(ErrorBody),
+}
+
+/// Rejects oversized requests before routing, in the error shape (414, 431, 413), and logs
+/// every answer that failed for want of the store, naming its route.
 pub async fn guard(request: Request, next: Next) -> Response {
+    let route = format!("{} {}", request.method(), request.uri().path());
+    if let Some(rejected) = oversized(&request) {
+        return rejected;
+    }
+    let response = next.run(request).await;
+    if let Some(StoreFailure(cause)) = response.extensions().get::<StoreFailure>() {
+        tracing::warn!(%route, error = %cause, "store unavailable for a request");
+    }
+    response
+}
+
+/// Answers a 404 that has no body (the Swagger UI's unknown files) in the error shape.
+pub async fn json_not_found(request: Request, next: Next) -> Response {
+    let (method, path) = (
+        request.method().to_string(),
+        request.uri().path().to_owned(),
+    );
+    let response = next.run(request).await;
+    if response.status() == StatusCode::NOT_FOUND
+        && response.headers().get(header::CONTENT_TYPE).is_none()
+    {
+        return ApiError::NotFound { method, path }.into_response();
+    }
+    response
+}
+
+/// The 414, 431 or 413 answer for an oversized request, if it is one.
+fn oversized(request: &Request) -> Option<Response> {
     let uri = request.uri().to_string().len();
     if uri > MAX_URI_BYTES {
         let message = format!("request target of {uri} bytes exceeds {MAX_URI_BYTES}");
-        return reject(StatusCode::URI_TOO_LONG, message);
+        return Some(reject(StatusCode::URI_TOO_LONG, message));
     }
     let headers: usize = request
         .headers()
@@ -114,7 +158,7 @@ pub async fn guard(request: Request, next: Next) -> Response {
         .sum();
     if headers > MAX_HEADER_BYTES {
         let message = format!("headers of {headers} bytes exceed {MAX_HEADER_BYTES}");
-        return reject(StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE, message);
+        return Some(reject(StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE, message));
     }
     let declared = request
         .headers()
@@ -123,7 +167,7 @@ pub async fn guard(request: Request, next: Next) -> Response {
         .and_then(|v| v.parse::<u64>().ok());
     if declared.is_some_and(|n| n > MAX_BODY_BYTES) {
         let message = format!("request bodies are limited to {MAX_BODY_BYTES} bytes");
-        return reject(StatusCode::PAYLOAD_TOO_LARGE, message);
+        return Some(reject(StatusCode::PAYLOAD_TOO_LARGE, message));
     }
-    next.run(request).await
+    None
 }

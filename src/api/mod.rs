@@ -1,10 +1,12 @@
 //! The HTTP API: the TypeScript service's routes and shapes, documented by OpenAPI.
 //!
 //! [`router`] builds the whole application so tests can call it without a socket; [`serve`]
-//! runs it on a listener until shutdown, draining open requests.
+//! runs it on a listener until shutdown with timeouts, a connection cap and a bounded drain
+//! ([`server`]).
 
 pub mod error;
 pub mod routes;
+mod server;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -42,6 +44,12 @@ pub struct ApiSettings {
     pub store_timeout: Duration,
     /// How long top lists are cached between requests (zero: off).
     pub cache: Duration,
+    /// How long a connection may take to send a request's headers, or stay idle.
+    pub idle_timeout: Duration,
+    /// Most connections open at once.
+    pub max_connections: usize,
+    /// After shutdown, how long open requests may take to finish.
+    pub shutdown_timeout: Duration,
 }
 
 /// Shared state of the handlers.
@@ -127,6 +135,7 @@ fn cors(origins: &str) -> Option<CorsLayer> {
 /// The whole application: routes, documentation, 404s, CORS, limits.
 pub fn router<S: Store>(state: AppState<S>) -> Router {
     let cors = cors(&state.settings.cors_origin);
+    let docs = SwaggerUi::new("/documentation").url("/documentation/json", ApiDoc::openapi());
     let api = Router::new()
         .route("/", get(routes::root))
         .route("/healthcheck", get(routes::healthcheck::<S>))
@@ -136,7 +145,7 @@ pub fn router<S: Store>(state: AppState<S>) -> Router {
         .route("/stats/rooms", get(routes::rooms::<S>))
         .route("/stats/failedMessages", get(routes::failed_messages::<S>))
         .with_state(state)
-        .merge(SwaggerUi::new("/documentation").url("/documentation/json", ApiDoc::openapi()))
+        .merge(Router::from(docs).layer(axum::middleware::from_fn(error::json_not_found)))
         .fallback(routes::not_found)
         .method_not_allowed_fallback(routes::method_not_allowed)
         .layer(axum::middleware::from_fn(error::guard))
@@ -147,7 +156,8 @@ pub fn router<S: Store>(state: AppState<S>) -> Router {
     }
 }
 
-/// Serves the API on `listener` until `shutdown` is cancelled, then drains open requests.
+/// Serves the API on `listener` until `shutdown` is cancelled, then drains open requests
+/// within the shutdown timeout.
 pub async fn serve<S: Store>(
     listener: TcpListener,
     state: AppState<S>,
@@ -155,11 +165,11 @@ pub async fn serve<S: Store>(
 ) -> std::io::Result<()> {
     let address = listener.local_addr()?;
     tracing::info!(%address, docs = %format!("http://{address}/documentation"), "API listening");
-    // Answers are small; TCP_NODELAY sends them without Nagle's delay.
-    let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
-        let _ = tcp.set_nodelay(true);
-    });
-    axum::serve(listener, router(state))
-        .with_graceful_shutdown(shutdown.cancelled_owned())
-        .await
+    let settings = &state.settings;
+    let limits = server::Limits {
+        idle_timeout: settings.idle_timeout,
+        max_connections: settings.max_connections,
+        shutdown_timeout: settings.shutdown_timeout,
+    };
+    server::serve(listener, router(state), limits, shutdown).await
 }

@@ -10,7 +10,7 @@ use serde::Serialize;
 use utoipa::{IntoParams, ToSchema};
 
 use super::AppState;
-use super::error::{ApiError, ErrorBody};
+use super::error::{ApiError, ErrorBody, StoreUnavailable};
 use crate::message::TopList;
 use crate::store::{Entry, Store, unix_now};
 
@@ -65,14 +65,15 @@ pub struct LimitQuery {
     pub limit: Option<u32>,
 }
 
-/// Reads `?limit=`, answering in Fastify's validation wording when it is invalid.
-fn limit(query: Option<&str>) -> Result<usize, ApiError> {
+/// Reads `?limit=` (`None` when absent), answering in Fastify's validation wording when it is
+/// invalid.
+fn limit(query: Option<&str>) -> Result<Option<usize>, ApiError> {
     let raw = url::form_urlencoded::parse(query.unwrap_or("").as_bytes())
         .filter(|(k, _)| k == "limit")
         .last()
         .map(|(_, v)| v.into_owned());
     let Some(raw) = raw else {
-        return Ok(DEFAULT_LIMIT);
+        return Ok(None);
     };
     let n: i128 = raw
         .trim()
@@ -88,7 +89,7 @@ fn limit(query: Option<&str>) -> Result<usize, ApiError> {
             "querystring/limit must be <= {MAX_LIMIT}"
         )));
     }
-    Ok(n as usize)
+    Ok(Some(n as usize))
 }
 
 /// A top list as the TypeScript service answered it: an array of one-key objects. Serialized
@@ -122,67 +123,54 @@ async fn top<S: Store>(
     list: TopList,
     query: Option<String>,
 ) -> Result<Json<TopBody>, ApiError> {
-    let limit = limit(query.as_deref())?;
+    let limit = limit(query.as_deref())?.unwrap_or(DEFAULT_LIMIT);
     Ok(Json(TopBody(state.top(list, limit).await?)))
 }
 
-/// The most used words.
-#[utoipa::path(get, path = "/stats/words", tag = "stats", params(LimitQuery),
-    responses(
-        (status = 200, description = "Top words, highest count first; equal counts in descending byte order", body = [TopEntry],
-            example = json!([{"Kappa": 161706}, {"LUL": 77443}])),
-        (status = 400, description = "Invalid limit", body = ErrorBody,
-            example = json!({"statusCode": 400, "error": "Bad Request", "message": "querystring/limit must be <= 1000"})),
-        (status = 503, description = "The store is unreachable", body = ErrorBody,
-            example = json!({"statusCode": 503, "error": "Service Unavailable", "message": "statistics are unavailable: the store did not answer"})),
-    ))]
-pub async fn words<S: Store>(
-    State(state): State<AppState<S>>,
-    RawQuery(q): RawQuery,
-) -> Result<Json<TopBody>, ApiError> {
-    top(&state, TopList::Words, q).await
+/// A 400 for a bad `?limit=`, written once for the OpenAPI document.
+#[derive(utoipa::IntoResponses)]
+pub enum BadLimit {
+    /// The limit is not an integer in 1..=1000.
+    #[response(status = 400, example = json!({"statusCode": 400, "error": "Bad Request", "message": "querystring/limit must be <= 1000"}))]
+    Invalid(ErrorBody),
 }
 
-/// The most active nicks.
-#[utoipa::path(get, path = "/stats/nicks", tag = "stats", params(LimitQuery),
-    responses(
-        (status = 200, description = "Top nicks, highest count first; equal counts in descending byte order", body = [TopEntry],
-            example = json!([{"slicyyyy": 3}, {"moczark": 2}])),
-        (status = 400, description = "Invalid limit", body = ErrorBody,
-            example = json!({"statusCode": 400, "error": "Bad Request", "message": "querystring/limit must be >= 1"})),
-        (status = 503, description = "The store is unreachable", body = ErrorBody,
-            example = json!({"statusCode": 503, "error": "Service Unavailable", "message": "statistics are unavailable: the store did not answer"})),
-    ))]
-pub async fn nicks<S: Store>(
-    State(state): State<AppState<S>>,
-    RawQuery(q): RawQuery,
-) -> Result<Json<TopBody>, ApiError> {
-    top(&state, TopList::Nicks, q).await
+/// Declares the handler of one top-list route and its OpenAPI description.
+macro_rules! top_list_route {
+    ($(#[doc = $doc:literal])* $name:ident, $path:literal, $list:expr, $example:expr) => {
+        $(#[doc = $doc])*
+        #[utoipa::path(get, path = $path, tag = "stats", params(LimitQuery),
+            responses(
+                (status = 200, description = "Highest count first; equal counts in descending byte order", body = [TopEntry], example = $example),
+                BadLimit, StoreUnavailable,
+            ))]
+        pub async fn $name<S: Store>(
+            State(state): State<AppState<S>>,
+            RawQuery(q): RawQuery,
+        ) -> Result<Json<TopBody>, ApiError> {
+            top(&state, $list, q).await
+        }
+    };
 }
 
-/// The most active rooms.
-#[utoipa::path(get, path = "/stats/rooms", tag = "stats", params(LimitQuery),
-    responses(
-        (status = 200, description = "Top rooms, highest count first; equal counts in descending byte order", body = [TopEntry],
-            example = json!([{"#slicyyyon60fps": 3}, {"#sadparu": 2}])),
-        (status = 400, description = "Invalid limit", body = ErrorBody,
-            example = json!({"statusCode": 400, "error": "Bad Request", "message": "querystring/limit must be integer"})),
-        (status = 503, description = "The store is unreachable", body = ErrorBody,
-            example = json!({"statusCode": 503, "error": "Service Unavailable", "message": "statistics are unavailable: the store did not answer"})),
-    ))]
-pub async fn rooms<S: Store>(
-    State(state): State<AppState<S>>,
-    RawQuery(q): RawQuery,
-) -> Result<Json<TopBody>, ApiError> {
-    top(&state, TopList::Rooms, q).await
-}
+top_list_route!(
+    /// The most used words.
+    words, "/stats/words", TopList::Words, json!([{"Kappa": 161706}, {"LUL": 77443}])
+);
+top_list_route!(
+    /// The most active nicks.
+    nicks, "/stats/nicks", TopList::Nicks, json!([{"slicyyyy": 3}, {"moczark": 2}])
+);
+top_list_route!(
+    /// The most active rooms.
+    rooms, "/stats/rooms", TopList::Rooms, json!([{"#slicyyyon60fps": 3}, {"#sadparu": 2}])
+);
 
 /// Messages per second.
 #[utoipa::path(get, path = "/stats", tag = "stats",
     responses(
         (status = 200, description = "Messages recorded in the last complete second, by all workers", body = StatsBody),
-        (status = 503, description = "The store is unreachable", body = ErrorBody,
-            example = json!({"statusCode": 503, "error": "Service Unavailable", "message": "statistics are unavailable: the store did not answer"})),
+        StoreUnavailable,
     ))]
 pub async fn stats<S: Store>(
     State(state): State<AppState<S>>,
@@ -199,18 +187,28 @@ pub async fn stats<S: Store>(
     }))
 }
 
+/// Query of `/stats/failedMessages`.
+#[derive(Debug, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct FailedQuery {
+    /// How many payloads to answer, newest first (default: all that are kept).
+    #[param(minimum = 1, maximum = 1000, example = 50)]
+    pub limit: Option<u32>,
+}
+
 /// The failed messages.
-#[utoipa::path(get, path = "/stats/failedMessages", tag = "stats",
+#[utoipa::path(get, path = "/stats/failedMessages", tag = "stats", params(FailedQuery),
     responses(
         (status = 200, description = "Raw payloads that could not be processed, unique, newest first (the newest FAILED_MESSAGES_MAX are kept)",
             body = [String], example = json!(["{\"room\":\"99\",\"body\":<you actually hear", "not json"])),
-        (status = 503, description = "The store is unreachable", body = ErrorBody,
-            example = json!({"statusCode": 503, "error": "Service Unavailable", "message": "statistics are unavailable: the store did not answer"})),
+        BadLimit, StoreUnavailable,
     ))]
 pub async fn failed_messages<S: Store>(
     State(state): State<AppState<S>>,
+    RawQuery(q): RawQuery,
 ) -> Result<Json<Vec<String>>, ApiError> {
-    Ok(Json(state.timed(state.store.failed_messages()).await?))
+    let limit = limit(q.as_deref())?;
+    Ok(Json(state.timed(state.store.failed_messages(limit)).await?))
 }
 
 /// Health of the service and its store.
@@ -269,9 +267,9 @@ mod tests {
 
     #[test]
     fn limits_are_validated_in_fastify_words() {
-        assert_eq!(limit(None).unwrap(), 10);
-        assert_eq!(limit(Some("limit=1000")).unwrap(), 1000);
-        assert_eq!(limit(Some("x=1&limit=%203")).unwrap(), 3);
+        assert_eq!(limit(None).unwrap(), None);
+        assert_eq!(limit(Some("limit=1000")).unwrap(), Some(1000));
+        assert_eq!(limit(Some("x=1&limit=%203")).unwrap(), Some(3));
         let msg = |q: &str| limit(Some(q)).unwrap_err().to_string();
         assert_eq!(msg("limit=0"), "querystring/limit must be >= 1");
         assert_eq!(msg("limit=1001"), "querystring/limit must be <= 1000");

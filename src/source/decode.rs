@@ -3,8 +3,10 @@
 //! Lines end with LF or CRLF. `se-data:` and `data:` lines carry a payload (one optional space
 //! after the colon is dropped, as in SSE); a line that starts with `{` is a bare NDJSON payload;
 //! `:` lines are comments; blank lines and other fields (`event:`, `id:`, `retry:`) carry nothing.
-//! A line longer than the cap is not buffered: its first `cap` bytes become an
-//! [`Frame::Oversized`] and the rest of it is skipped, so memory stays bounded whatever arrives.
+//! A line longer than the cap is not buffered: its first `cap` bytes are kept and the rest of it
+//! is skipped, so memory stays bounded whatever arrives; when its line end comes, it becomes one
+//! [`Frame::Oversized`]. A line cut off by a disconnect ([`Decoder::reset`]) yields nothing, however
+//! long: the upstream resends what it resends, and a partial line is not a message.
 
 use bytes::{Buf, Bytes, BytesMut};
 
@@ -22,8 +24,8 @@ pub enum Frame {
 pub struct Decoder {
     buf: BytesMut,
     cap: usize,
-    /// True while skipping the rest of an over-long line.
-    skipping: bool,
+    /// While skipping the rest of an over-long line: its first `cap` bytes.
+    oversized: Option<Bytes>,
     /// Bytes of `buf` already searched for a line end.
     scanned: usize,
 }
@@ -34,7 +36,7 @@ impl Decoder {
         Decoder {
             buf: BytesMut::new(),
             cap: cap.max(1),
-            skipping: false,
+            oversized: None,
             scanned: 0,
         }
     }
@@ -42,10 +44,12 @@ impl Decoder {
     /// Feeds one chunk and hands every frame it completes to `out`, in order.
     pub fn push(&mut self, mut chunk: &[u8], mut out: impl FnMut(Frame)) {
         while !chunk.is_empty() {
-            if self.skipping {
+            if self.oversized.is_some() {
                 match memchr::memchr(b'\n', chunk) {
                     Some(i) => {
-                        self.skipping = false;
+                        if let Some(prefix) = self.oversized.take() {
+                            out(Frame::Oversized(prefix));
+                        }
                         chunk = &chunk[i + 1..];
                     }
                     None => return,
@@ -59,19 +63,21 @@ impl Decoder {
             chunk = &chunk[take..];
             self.drain_lines(&mut out);
             if self.buf.len() > self.cap + 1 {
-                // No line end within the cap: the line is oversized.
+                // No line end within the cap: the line is oversized; skip to its end.
                 let prefix = self.buf.split_to(self.cap).freeze();
                 self.buf.clear();
                 self.scanned = 0;
-                self.skipping = true;
-                out(Frame::Oversized(prefix));
+                self.oversized = Some(prefix);
             }
         }
     }
 
-    /// Ends the stream: a last line without a line end is decoded as if it had one.
-    pub fn finish(&mut self, out: impl FnMut(Frame)) {
-        if !self.buf.is_empty() && !self.skipping {
+    /// Ends a finite stream (a file): a last line without a line end is decoded as if it had
+    /// one.
+    pub fn finish(&mut self, mut out: impl FnMut(Frame)) {
+        if let Some(prefix) = self.oversized.take() {
+            out(Frame::Oversized(prefix));
+        } else if !self.buf.is_empty() {
             let line = self.buf.split().freeze();
             decode_line(line, self.cap, out);
         }
@@ -80,14 +86,14 @@ impl Decoder {
 
     /// Bytes of an unfinished line held now (a partial line at a disconnect is dropped).
     pub fn pending(&self) -> usize {
-        self.buf.len()
+        self.buf.len() + self.oversized.as_ref().map_or(0, Bytes::len)
     }
 
     /// Forgets any unfinished line, e.g. when a connection drops mid-line.
     pub fn reset(&mut self) {
         self.buf.clear();
         self.scanned = 0;
-        self.skipping = false;
+        self.oversized = None;
     }
 
     fn drain_lines(&mut self, out: &mut impl FnMut(Frame)) {
@@ -183,6 +189,27 @@ mod tests {
     }
 
     #[test]
+    fn an_over_long_line_cut_off_by_a_disconnect_yields_nothing() {
+        let mut d = Decoder::new(16);
+        let mut frames = Vec::new();
+        d.push(format!("data: {}", "x".repeat(100)).as_bytes(), |f| {
+            frames.push(f)
+        });
+        d.reset();
+        d.push(b"data: ok\n", |f| frames.push(f));
+        assert_eq!(frames, vec![payload("ok")]);
+    }
+
+    #[test]
+    fn an_over_long_last_line_of_a_file_is_one_oversized_frame() {
+        let frames = decode_chunks(&[format!("data: {}", "x".repeat(100)).as_bytes()], 16);
+        assert_eq!(
+            frames,
+            vec![Frame::Oversized(Bytes::from("data: xxxxxxxxxx"))]
+        );
+    }
+
+    #[test]
     fn a_line_of_exactly_the_cap_is_kept() {
         let line = format!("data: {}\n", "y".repeat(10));
         assert_eq!(
@@ -205,7 +232,8 @@ mod tests {
             d.push(&chunk, |_| n += 1);
             assert!(d.pending() <= 1002);
         }
-        assert_eq!(n, 1);
+        d.push(b"\n", |_| n += 1);
+        assert_eq!(n, 1, "one oversized frame, once its line ended");
     }
 
     fn arb_stream() -> impl Strategy<Value = Vec<u8>> {

@@ -1,17 +1,30 @@
 //! The live upstream: an endless HTTP body, followed across any number of reconnects.
+//!
+//! Every failure is logged with its reason and followed by a reconnect after an exponential,
+//! jittered, capped delay ([`crate::retry::backoff`]). The delay goes back to its minimum only
+//! once a connection has delivered a real event (a JSON payload): an upstream that answers 200
+//! with something else — a maintenance page, a body in an encoding we cannot read — is retried
+//! ever more slowly instead of several times a second. Compressed bodies (`gzip`, `br`,
+//! `deflate`) are decoded; an HTML page or an unknown `Content-Encoding` is refused with
+//! a reason that says so. The URL may carry a key: it is a [`SecretUrl`], and reqwest's errors
+//! are stripped of it before they are shown.
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use rand::Rng;
+use reqwest::header::{CONTENT_ENCODING, CONTENT_TYPE};
 use tracing::{info, warn};
 
 use super::{Decoder, Frame, Source, SourceError};
+use crate::retry::backoff;
+use crate::telemetry::SecretUrl;
 
 /// How to follow the upstream.
 #[derive(Debug, Clone)]
 pub struct HttpSettings {
     /// The stream's URL.
-    pub url: url::Url,
+    pub url: SecretUrl,
     /// Longest silence before the connection is considered stalled and replaced.
     pub read_timeout: Duration,
     /// First reconnect delay; doubles per failed attempt.
@@ -22,29 +35,16 @@ pub struct HttpSettings {
     pub line_cap: usize,
 }
 
-/// An endless source over HTTP. It never ends by itself: every failure is logged with its
-/// reason and followed by a reconnect after an exponential, jittered, capped delay.
+/// An endless source over HTTP. It never ends by itself.
 pub struct HttpSource {
     client: reqwest::Client,
     settings: HttpSettings,
     response: Option<reqwest::Response>,
     decoder: Decoder,
-    /// Connection attempts since data last arrived.
+    /// Connection attempts since a connection last delivered an event.
     attempt: u32,
     /// Connection attempts ever made, readable from outside.
-    attempts: std::sync::Arc<std::sync::atomic::AtomicU64>,
-}
-
-/// The delay before reconnect attempt `attempt` (1-based): `min * 2^(attempt-1)`, capped at
-/// `max`, then drawn uniformly from its upper half so that many workers do not reconnect in step.
-pub fn backoff(attempt: u32, min: Duration, max: Duration) -> Duration {
-    let exp = min.saturating_mul(1u32 << attempt.saturating_sub(1).min(20));
-    let ceiling = exp.min(max);
-    let floor = ceiling / 2;
-    if ceiling <= floor {
-        return ceiling;
-    }
-    rand::rng().random_range(floor..=ceiling)
+    attempts: Arc<AtomicU64>,
 }
 
 impl HttpSource {
@@ -61,12 +61,12 @@ impl HttpSource {
             settings,
             response: None,
             attempt: 0,
-            attempts: Default::default(),
+            attempts: Arc::default(),
         }
     }
 
     /// A counter of the connection attempts this source has made (for monitoring and tests).
-    pub fn attempts(&self) -> std::sync::Arc<std::sync::atomic::AtomicU64> {
+    pub fn attempts(&self) -> Arc<AtomicU64> {
         self.attempts.clone()
     }
 
@@ -85,18 +85,17 @@ impl HttpSource {
             tokio::time::sleep(delay).await;
         }
         self.attempt = self.attempt.saturating_add(1);
-        self.attempts
-            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let request = self.client.get(self.settings.url.clone()).send();
+        self.attempts.fetch_add(1, Ordering::Relaxed);
+        let request = self.client.get(self.settings.url.expose().clone()).send();
         match tokio::time::timeout(self.settings.read_timeout, request).await {
-            Ok(Ok(response)) if response.status().is_success() => {
-                info!(url = %self.settings.url, status = response.status().as_u16(), "connected to the upstream");
-                self.response = Some(response);
-            }
-            Ok(Ok(response)) => {
-                self.lost(format!("the upstream answered {}", response.status()));
-            }
-            Ok(Err(err)) => self.lost(format!("cannot connect: {}", error_chain(&err))),
+            Ok(Ok(response)) => match refusal(&response) {
+                None => {
+                    info!(url = %self.settings.url, status = response.status().as_u16(), "connected to the upstream");
+                    self.response = Some(response);
+                }
+                Some(reason) => self.lost(reason),
+            },
+            Ok(Err(err)) => self.lost(format!("cannot connect: {}", error_chain(err))),
             Err(_) => self.lost(format!(
                 "no answer within {} ms",
                 self.settings.read_timeout.as_millis()
@@ -112,16 +111,52 @@ impl HttpSource {
     }
 }
 
-/// An error and its causes on one line.
-fn error_chain(err: &dyn std::error::Error) -> String {
+/// Why an answer is not the stream, if it is not.
+fn refusal(response: &reqwest::Response) -> Option<String> {
+    let status = response.status();
+    if !status.is_success() {
+        return Some(format!("the upstream answered {status}"));
+    }
+    let header = |name| {
+        response
+            .headers()
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(|v| v.trim().to_ascii_lowercase())
+    };
+    // reqwest removes the header of every encoding it decodes; any left is one it cannot.
+    if let Some(encoding) = header(CONTENT_ENCODING).filter(|e| !e.is_empty() && e != "identity") {
+        return Some(format!(
+            "the upstream answered {status} with Content-Encoding {encoding}, which cannot be decoded"
+        ));
+    }
+    if let Some(kind) = header(CONTENT_TYPE).filter(|t| t.starts_with("text/html")) {
+        return Some(format!(
+            "the upstream answered {status} with an HTML page ({kind}), not an event stream"
+        ));
+    }
+    None
+}
+
+/// A reqwest error and its causes on one line, without the request URL (it may hold a key).
+fn error_chain(err: reqwest::Error) -> String {
+    let err = err.without_url();
     let mut text = err.to_string();
-    let mut cause = err.source();
+    let mut cause = std::error::Error::source(&err);
     while let Some(c) = cause {
         text.push_str(": ");
         text.push_str(&c.to_string());
         cause = c.source();
     }
     text
+}
+
+/// True when `frames` hold a real event: a payload that is a JSON object (or starts like one).
+fn has_event(frames: &[Frame]) -> bool {
+    frames.iter().any(|f| match f {
+        Frame::Payload(p) => p.trim_ascii_start().first() == Some(&b'{'),
+        Frame::Oversized(_) => false,
+    })
 }
 
 impl Source for HttpSource {
@@ -133,14 +168,18 @@ impl Source for HttpSource {
             };
             match tokio::time::timeout(self.settings.read_timeout, response.chunk()).await {
                 Ok(Ok(Some(chunk))) => {
-                    self.attempt = 1;
+                    let before = out.len();
                     self.decoder.push(&chunk, |f| out.push(f));
+                    if has_event(&out[before..]) {
+                        // Events flow: the next reconnect waits only the minimum delay.
+                        self.attempt = 1;
+                    }
                     if !out.is_empty() {
                         return Ok(true);
                     }
                 }
                 Ok(Ok(None)) => self.lost("the upstream closed the stream".to_owned()),
-                Ok(Err(err)) => self.lost(format!("read failed: {}", error_chain(&err))),
+                Ok(Err(err)) => self.lost(format!("read failed: {}", error_chain(err))),
                 Err(_) => self.lost(format!(
                     "stalled: no data for {} ms",
                     self.settings.read_timeout.as_millis()
@@ -150,27 +189,6 @@ impl Source for HttpSource {
     }
 
     fn describe(&self) -> String {
-        format!(
-            "HTTP stream {}",
-            crate::config::mask_url(self.settings.url.as_str())
-        )
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn backoff_doubles_and_is_capped_with_jitter_in_the_upper_half() {
-        let (min, max) = (Duration::from_millis(100), Duration::from_millis(1000));
-        for _ in 0..100 {
-            let first = backoff(1, min, max);
-            assert!(first >= Duration::from_millis(50) && first <= min);
-            let third = backoff(3, min, max);
-            assert!(third >= Duration::from_millis(200) && third <= Duration::from_millis(400));
-            let late = backoff(40, min, max);
-            assert!(late >= max / 2 && late <= max);
-        }
+        format!("HTTP stream {}", self.settings.url)
     }
 }

@@ -2,12 +2,11 @@
 //!
 //! A [`Source`] hands out frames a chunk at a time. [`file::FileSource`] reads a file or stdin to
 //! its end (text mode); [`http::HttpSource`] follows an endless HTTP body and reconnects whenever
-//! it breaks; [`sim::SimSource`] generates the simulated stream in process.
+//! it breaks; [`crate::sim::SimSource`] generates the simulated stream in process.
 
 pub mod decode;
 pub mod file;
 pub mod http;
-pub mod sim;
 
 use std::future::Future;
 

@@ -71,15 +71,50 @@ impl Failures {
     }
 }
 
-/// One writer's applied sequence numbers: a watermark (all up to it) and those above it.
-type Applied = (u64, BTreeSet<u64>);
+/// One writer's applied sequence numbers, by the rule of `lua/apply.lua`: the highest, and which
+/// of the `window` numbers below it are applied (a ring of bits indexed by `seq % window`).
+#[derive(Debug, Default)]
+struct Applied {
+    highest: u64,
+    ring: Vec<bool>,
+}
+
+impl Applied {
+    /// Records `seq`; false when it was applied before.
+    fn admit(&mut self, seq: u64, window: u64) -> bool {
+        let window = window.max(1);
+        if self.ring.len() as u64 != window {
+            *self = Applied {
+                highest: 0,
+                ring: vec![false; window as usize],
+            };
+        }
+        let slot = |s: u64| (s % window) as usize;
+        if seq + window <= self.highest {
+            return false;
+        }
+        if seq <= self.highest {
+            return !std::mem::replace(&mut self.ring[slot(seq)], true);
+        }
+        if self.highest == 0 || seq - self.highest >= window {
+            self.ring.fill(false);
+        } else {
+            for skipped in self.highest + 1..seq {
+                self.ring[slot(skipped)] = false;
+            }
+        }
+        self.highest = seq;
+        self.ring[slot(seq)] = true;
+        true
+    }
+}
 
 #[derive(Debug, Default)]
 struct Inner {
     rankings: [Mutex<Ranking>; 3],
     seconds: Mutex<BTreeMap<u64, u64>>,
     failures: Mutex<Failures>,
-    /// Per writer: the watermark (every seq up to it applied) and the applied seqs above it.
+    /// Per writer: its applied sequence numbers.
     writers: Mutex<HashMap<Arc<str>, Applied>>,
     /// Serialises whole applications, so a reader never sees half a tally.
     apply: Mutex<()>,
@@ -157,17 +192,9 @@ impl Store for MemoryStore {
     async fn apply(&self, tally: &Tally, mark: Option<&Mark>) -> Result<bool, StoreError> {
         if let Some(mark) = mark {
             let mut writers = lock(&self.inner.writers);
-            let (watermark, above) = writers.entry(mark.writer.clone()).or_default();
-            if mark.seq <= *watermark || above.contains(&mark.seq) {
+            let applied = writers.entry(mark.writer.clone()).or_default();
+            if !applied.admit(mark.seq, mark.window) {
                 return Ok(false);
-            }
-            if mark.seq == *watermark + 1 {
-                *watermark = mark.seq;
-                while above.remove(&(*watermark + 1)) {
-                    *watermark += 1;
-                }
-            } else {
-                above.insert(mark.seq);
             }
         }
         self.apply_now(tally);
@@ -182,12 +209,13 @@ impl Store for MemoryStore {
         Ok(lock(&self.inner.seconds).get(&second).copied().unwrap_or(0))
     }
 
-    async fn failed_messages(&self) -> Result<Vec<String>, StoreError> {
+    async fn failed_messages(&self, limit: Option<usize>) -> Result<Vec<String>, StoreError> {
         let failures = lock(&self.inner.failures);
         Ok(failures
             .by_order
             .values()
             .rev()
+            .take(limit.unwrap_or(usize::MAX))
             .map(|p| String::from_utf8_lossy(p).into_owned())
             .collect())
     }

@@ -5,7 +5,7 @@
 //! semantics and the same top-list order, for the one-command demo and for tests. The contract
 //! test suite runs the same test bodies against both.
 
-pub mod keys;
+mod keys;
 pub mod memory;
 pub mod redis;
 
@@ -18,21 +18,31 @@ use crate::message::{Tally, TopList};
 pub type Entry = (String, u64);
 
 /// Identifies one application of a tally, so that a retried one is recognised and applied once.
+///
+/// A writer promises never to have a call in flight `window` or more sequence numbers below its
+/// newest one; the store then needs only the highest applied number and a `window`-bit map
+/// below it to recognise every retry (see `lua/apply.lua`), a fixed size whatever happens.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Mark {
     /// The writer (one per worker process).
     pub writer: Arc<str>,
-    /// Increasing sequence number of the tally within that writer.
+    /// Increasing sequence number of the tally within that writer, from 1.
     pub seq: u64,
+    /// The writer's window: the most sequence numbers it spans with calls in flight.
+    pub window: u64,
 }
 
 /// Why a store call failed.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
-    /// The store did not answer in time.
+    /// The store did not answer in time, though it is connected.
     #[error("the store did not answer within {0} ms")]
     Timeout(u64),
-    /// The store is unreachable or answered with an error.
+    /// The store cannot be reached; the cause is the last connection error (refused, wrong
+    /// password, unknown host…).
+    #[error("cannot reach redis: {0}")]
+    Unreachable(String),
+    /// The store answered with an error.
     #[error("redis: {0}")]
     Redis(#[from] fred::error::Error),
     /// The store holds data of an unexpected shape.
@@ -66,8 +76,11 @@ pub trait Store: Clone + Send + Sync + 'static {
         second: u64,
     ) -> impl Future<Output = Result<u64, StoreError>> + Send;
 
-    /// The kept failed payloads, newest first.
-    fn failed_messages(&self) -> impl Future<Output = Result<Vec<String>, StoreError>> + Send;
+    /// The kept failed payloads, newest first; at most `limit` of them (`None`: all).
+    fn failed_messages(
+        &self,
+        limit: Option<usize>,
+    ) -> impl Future<Output = Result<Vec<String>, StoreError>> + Send;
 
     /// How many failed messages were ever recorded (duplicates included).
     fn failed_total(&self) -> impl Future<Output = Result<u64, StoreError>> + Send;

@@ -131,7 +131,7 @@ async fn words_keep_case_punctuation_and_any_script<S: Store>(new: impl Fn() -> 
 async fn failed_payloads_are_kept_once_and_all_are_counted<S: Store>(new: impl Fn() -> S) {
     let store = new();
     record_bytes(&store, b"data: nope\ndata: nope\ndata: [1]\ndata: nope\n").await;
-    let mut failed = store.failed_messages().await.unwrap();
+    let mut failed = store.failed_messages(None).await.unwrap();
     failed.sort();
     assert_eq!(failed, vec!["[1]", "nope"]);
     assert_eq!(store.failed_total().await.unwrap(), 4);
@@ -147,7 +147,7 @@ async fn only_the_newest_failed_payloads_are_kept<S: Store>(new: impl Fn() -> S)
     let store = new();
     let input: String = (0..1010).map(|i| format!("data: bad {i}\n")).collect();
     record_bytes(&store, input.as_bytes()).await;
-    let failed = store.failed_messages().await.unwrap();
+    let failed = store.failed_messages(None).await.unwrap();
     assert_eq!(failed.len(), 1000);
     assert_eq!(failed[0], "bad 1009", "newest first");
     assert!(!failed.contains(&"bad 9".to_owned()) && failed.contains(&"bad 10".to_owned()));
@@ -194,6 +194,7 @@ async fn concurrent_writers_add_up_exactly<S: Store>(new: impl Fn() -> S) {
                         Some(&Mark {
                             writer: writer.clone(),
                             seq,
+                            window: 128,
                         }),
                     )
                     .await
@@ -221,6 +222,7 @@ async fn a_retried_tally_is_applied_once<S: Store>(new: impl Fn() -> S) {
     let mark = |seq| Mark {
         writer: "w".into(),
         seq,
+        window: 128,
     };
     assert!(store.apply(&tally, Some(&mark(1))).await.unwrap());
     assert!(!store.apply(&tally, Some(&mark(1))).await.unwrap());
@@ -229,6 +231,7 @@ async fn a_retried_tally_is_applied_once<S: Store>(new: impl Fn() -> S) {
     let other = Mark {
         writer: "other".into(),
         seq: 1,
+        window: 128,
     };
     assert!(store.apply(&tally, Some(&other)).await.unwrap());
     assert_eq!(
@@ -281,6 +284,7 @@ async fn retries_arriving_out_of_order_are_each_applied_once<S: Store>(new: impl
     let mark = |seq| Mark {
         writer: "w".into(),
         seq,
+        window: 128,
     };
     // 1 applied, 2 lost, 3 and 4 applied on a new connection, then 2 retried, 3 retried.
     for (seq, applied) in [

@@ -11,9 +11,11 @@ use axum::response::Response;
 use bytes::Bytes;
 use chatstats::api::{self, ApiSettings, AppState};
 use chatstats::source::file::FileSource;
+use chatstats::source::http::{HttpSettings, HttpSource};
 use chatstats::store::Store;
 use chatstats::store::memory::MemoryStore;
 use chatstats::store::redis::{RedisSettings, RedisStore};
+use chatstats::telemetry::SecretUrl;
 use chatstats::worker::{self, Progress, WorkerSettings};
 use tokio_util::sync::CancellationToken;
 
@@ -24,13 +26,6 @@ pub struct TestRedis {
     pub port: u16,
     extra: Vec<String>,
     dir: tempfile::TempDir,
-}
-
-fn free_port() -> u16 {
-    StdListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("no free port on loopback")
 }
 
 fn spawn_server(port: u16, dir: &Path, extra: &[String]) -> Child {
@@ -111,7 +106,11 @@ impl TestRedis {
             if let Ok(Some(_)) = self.child.lock().unwrap().try_wait() {
                 return false;
             }
-            if self.cli(&["PING"]).is_some_and(|r| r.trim() == "PONG") {
+            // A server with a password answers NOAUTH: it is up.
+            if self
+                .cli(&["PING"])
+                .is_some_and(|r| r.trim() == "PONG" || r.contains("NOAUTH"))
+            {
                 return true;
             }
             std::thread::sleep(Duration::from_millis(20));
@@ -144,11 +143,8 @@ impl TestRedis {
     /// A Redis store on this server under `ns`.
     pub fn store_in(&self, ns: &str) -> RedisStore {
         RedisStore::connect(RedisSettings {
-            url: self.url(),
             namespace: ns.to_owned(),
-            timeout: Duration::from_millis(1000),
-            failed_cap: 1000,
-            second_ttl: 300,
+            ..redis_settings(self)
         })
         .expect("redis store")
     }
@@ -176,6 +172,17 @@ impl Drop for TestRedis {
     }
 }
 
+/// Settings of a store on `redis` under a namespace of its own.
+pub fn redis_settings(redis: &TestRedis) -> RedisSettings {
+    RedisSettings {
+        url: SecretUrl::parse(&redis.url()).expect("url"),
+        namespace: namespace(),
+        timeout: Duration::from_millis(1000),
+        failed_cap: 1000,
+        second_ttl: 300,
+    }
+}
+
 /// A namespace no other test uses.
 pub fn namespace() -> String {
     format!("test:{:016x}:", rand::random::<u64>())
@@ -192,6 +199,7 @@ pub fn worker_settings() -> WorkerSettings {
         progress_interval: Duration::ZERO,
         retry_min: Duration::from_millis(20),
         retry_max: Duration::from_millis(200),
+        shutdown_timeout: Duration::from_secs(3),
         ..WorkerSettings::default()
     }
 }
@@ -224,6 +232,9 @@ pub fn api_settings() -> ApiSettings {
         cors_origin: "*".to_owned(),
         store_timeout: Duration::from_millis(1000),
         cache: Duration::ZERO,
+        idle_timeout: Duration::from_secs(10),
+        max_connections: 1000,
+        shutdown_timeout: Duration::from_secs(5),
     }
 }
 
@@ -236,6 +247,13 @@ pub struct TestApi {
 
 impl TestApi {
     pub async fn spawn<S: Store>(store: S) -> TestApi {
+        TestApi::spawn_with(store, |_| {}).await
+    }
+
+    /// The API with settings changed by `adjust`.
+    pub async fn spawn_with<S: Store>(store: S, adjust: impl FnOnce(&mut ApiSettings)) -> TestApi {
+        let mut settings = api_settings();
+        adjust(&mut settings);
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind");
@@ -243,7 +261,7 @@ impl TestApi {
         let stop = CancellationToken::new();
         tokio::spawn(api::serve(
             listener,
-            AppState::new(store, api_settings()),
+            AppState::new(store, settings),
             stop.clone(),
         ));
         TestApi {
@@ -305,6 +323,10 @@ pub enum Behaviour {
     SendThenClose(Bytes),
     /// Send these bytes, then keep the connection open without sending anything.
     SendThenStall(Bytes),
+    /// Answer 200 with these headers and this body, then close.
+    Respond(Vec<(&'static str, &'static str)>, Bytes),
+    /// Send these bytes again and again, as fast as the client reads, forever.
+    Endless(Bytes),
 }
 
 /// A local upstream that misbehaves on purpose: connection `i` gets `script[i]` (the last one
@@ -333,6 +355,19 @@ impl FakeUpstream {
                             .body(Body::empty())
                             .unwrap_or_default(),
                         Behaviour::SendThenClose(bytes) => Response::new(Body::from(bytes)),
+                        Behaviour::Respond(headers, bytes) => {
+                            let mut response = Response::builder();
+                            for (name, value) in headers {
+                                response = response.header(name, value);
+                            }
+                            response.body(Body::from(bytes)).unwrap_or_default()
+                        }
+                        Behaviour::Endless(bytes) => {
+                            let stream = futures::stream::repeat_with(move || {
+                                Ok::<_, std::io::Error>(bytes.clone())
+                            });
+                            Response::new(Body::from_stream(stream))
+                        }
                         Behaviour::SendThenStall(bytes) => {
                             let stream =
                                 futures::stream::once(
@@ -376,15 +411,20 @@ impl Drop for FakeUpstream {
 
 use futures::StreamExt as _;
 
-/// An HTTP source with test-speed reconnects (10–100 ms) and the given read timeout.
-pub fn http_source(url: url::Url, read_timeout: Duration) -> chatstats::source::http::HttpSource {
-    chatstats::source::http::HttpSource::new(chatstats::source::http::HttpSettings {
-        url,
+/// HTTP source settings with test-speed reconnects (10–100 ms) and the given read timeout.
+pub fn http_settings(url: url::Url, read_timeout: Duration) -> HttpSettings {
+    HttpSettings {
+        url: SecretUrl::new(url),
         read_timeout,
         backoff_min: Duration::from_millis(10),
         backoff_max: Duration::from_millis(100),
         line_cap: 1 << 20,
-    })
+    }
+}
+
+/// An HTTP source with test-speed reconnects (10–100 ms) and the given read timeout.
+pub fn http_source(url: url::Url, read_timeout: Duration) -> HttpSource {
+    HttpSource::new(http_settings(url, read_timeout))
 }
 
 /// A worker running in a task of its own.
@@ -419,4 +459,72 @@ impl RunningWorker {
             .expect("the worker stops within 10 s of shutdown")
             .expect("the worker task does not panic")
     }
+}
+
+/// A command for one of the binaries (or any program), run outside the repository so that no
+/// `.env` is picked up, with no Redis or upstream from the caller's environment.
+pub fn bin(name: &str) -> Command {
+    let path = match name {
+        "chatstats" => env!("CARGO_BIN_EXE_chatstats"),
+        "chatstats-worker" => env!("CARGO_BIN_EXE_chatstats-worker"),
+        "chatstats-api" => env!("CARGO_BIN_EXE_chatstats-api"),
+        "chatstats-sim" => env!("CARGO_BIN_EXE_chatstats-sim"),
+        other => other,
+    };
+    let mut command = Command::new(path);
+    command
+        .current_dir(std::env::temp_dir())
+        .env("RUST_LOG", "warn")
+        .env_remove("REDIS_URL")
+        .env_remove("REDIS_HOST")
+        .env_remove("REDIS_PORT")
+        .env_remove("CHAT_INTERFACE_URL")
+        .env_remove("LOG_FORMAT");
+    command
+}
+
+/// Waits for `child` to exit; kills it and panics after `limit`.
+pub fn wait_with_deadline(child: &mut Child, limit: Duration) -> std::process::ExitStatus {
+    let deadline = Instant::now() + limit;
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            return status;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("process did not exit within {limit:?}");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Sends a signal (`TERM`, `INT`…) to a child process.
+pub fn signal(child: &Child, name: &str) {
+    let status = Command::new("kill")
+        .args([&format!("-{name}"), &child.id().to_string()])
+        .status();
+    assert!(status.is_ok_and(|s| s.success()), "kill -{name} failed");
+}
+
+/// A free TCP port on loopback.
+pub fn free_port() -> u16 {
+    StdListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("no free port on loopback")
+}
+
+/// A child process killed on drop, so a failed assertion leaves no process behind.
+pub struct Running(pub Child);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// GET `url` as JSON; `None` on any failure.
+pub async fn get_json(url: &str) -> Option<serde_json::Value> {
+    reqwest::get(url).await.ok()?.json().await.ok()
 }

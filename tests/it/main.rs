@@ -6,5 +6,7 @@ mod contract;
 mod e2e;
 mod fuzz;
 mod helpers;
+mod hostile;
+mod operations;
 mod redis_only;
 mod worker;

@@ -75,7 +75,7 @@ async fn data_written_by_the_typescript_service_is_read_and_kept() {
         .cli(&["SADD", &format!("{ns}failedMessages"), "old one", "old two"])
         .unwrap();
     let store = redis.store_in(&ns);
-    let mut failed = store.failed_messages().await.unwrap();
+    let mut failed = store.failed_messages(None).await.unwrap();
     failed.sort();
     assert_eq!(failed, vec!["old one", "old two"]);
     record_bytes(&store, b"data: {\"body\":\"Kappa\"}\ndata: new bad\n").await;
@@ -83,7 +83,7 @@ async fn data_written_by_the_typescript_service_is_read_and_kept() {
         store.top(TopList::Words, 10).await.unwrap(),
         vec![("Kappa".to_owned(), 6)]
     );
-    let failed = store.failed_messages().await.unwrap();
+    let failed = store.failed_messages(None).await.unwrap();
     assert_eq!(failed[0], "new bad");
     assert_eq!(failed.len(), 3);
 }
@@ -177,7 +177,8 @@ async fn the_api_starts_and_answers_503_when_redis_was_never_there() {
     };
     let store =
         chatstats::store::redis::RedisStore::connect(chatstats::store::redis::RedisSettings {
-            url: format!("redis://127.0.0.1:{port}"),
+            url: chatstats::telemetry::SecretUrl::parse(&format!("redis://127.0.0.1:{port}"))
+                .unwrap(),
             namespace: namespace(),
             timeout: Duration::from_millis(500),
             failed_cap: 1000,

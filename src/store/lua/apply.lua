@@ -1,47 +1,53 @@
--- chatstats: applies one tally atomically (see src/store/redis.rs for the argument layout).
-local ns = ARGV[1]
-local writer = ARGV[2]
-if writer ~= '' then
-  -- Exactly once per (writer, seq), whatever order retries arrive in: `wkey` holds the
-  -- watermark W (every seq <= W is applied), `gkey` the applied seqs above W. `wkey` ends with
-  -- '+' while `gkey` has members, so the usual in-order call (seq = W + 1, no gaps) costs one
-  -- GET and one SET.
-  local wkey = ns .. 'writer:' .. writer
-  local gkey = wkey .. ':above'
-  local seq = tonumber(ARGV[3])
-  local state = redis.call('GET', wkey) or '0'
-  local w = tonumber(string.match(state, '^%d+'))
-  local gaps = string.sub(state, -1) == '+'
-  if seq <= w then
+-- chatstats: applies one tally atomically, at most once per (writer, sequence number).
+-- Layout (built by src/store/redis.rs, key names by src/store/keys.rs):
+--   KEYS: writer, words, nicks, rooms, failedMessages, failedMessages:total, then one
+--         messagesPerSecond key per counted second
+--   ARGV: seq (0: no mark), window, second-ttl, failed-cap, #rooms, #nicks, #failed, then one
+--         count per second key, `n, room` pairs, `n, nick` pairs, failed payloads, and
+--         `n, word` pairs to the end
+local seq = tonumber(ARGV[1])
+if seq > 0 then
+  -- The writer key holds the highest applied sequence number H (a 64-bit integer at bit 0)
+  -- and a ring of `window` bits from bit 64: bit 64 + s % window is set once s is applied, for
+  -- H - window < s <= H. The worker never has a call in flight more than `window` numbers
+  -- below its newest, so any s <= H - window was acknowledged before H was sent: it is a
+  -- duplicate. The key has a fixed size in every state. When it is lost (Redis lost data, or
+  -- it expired after a quiet day), the next call starts it afresh with the same rule.
+  local wkey = KEYS[1]
+  local window = tonumber(ARGV[2])
+  local h = redis.call('BITFIELD', wkey, 'GET', 'i64', 0)[1]
+  local bit = 64 + seq % window
+  if seq <= h - window then
     return 0
-  end
-  if seq == w + 1 then
-    if gaps then
-      while redis.call('ZSCORE', gkey, seq + 1) do
-        redis.call('ZREM', gkey, seq + 1)
-        seq = seq + 1
-      end
-      gaps = redis.call('EXISTS', gkey) == 1
-    end
-    redis.call('SET', wkey, gaps and (seq .. '+') or seq, 'EX', 86400)
-  else
-    if gaps and redis.call('ZSCORE', gkey, seq) then
+  elseif seq <= h then
+    if redis.call('GETBIT', wkey, bit) == 1 then
       return 0
     end
-    redis.call('ZADD', gkey, seq, seq)
-    redis.call('EXPIRE', gkey, 86400)
-    redis.call('SET', wkey, w .. '+', 'EX', 86400)
+    redis.call('SETBIT', wkey, bit, 1)
+  else
+    local fresh = h <= 0 or seq - h >= window
+    if fresh then
+      redis.call('DEL', wkey)
+    else
+      -- Positions of the skipped numbers (h, seq) now stand for calls not applied yet.
+      for s = h + 1, seq - 1 do
+        redis.call('SETBIT', wkey, 64 + s % window, 0)
+      end
+    end
+    redis.call('BITFIELD', wkey, 'SET', 'i64', 0, seq, 'SET', 'u1', bit, 1)
+    if fresh or math.floor(seq / 1024) ~= math.floor(h / 1024) then
+      redis.call('EXPIRE', wkey, 86400)
+    end
   end
 end
-local ttl = ARGV[4]
-local cap = tonumber(ARGV[5])
-local i = 10
-for _ = 1, tonumber(ARGV[6]) do
-  local key = ns .. 'messagesPerSecond:' .. ARGV[i]
-  if redis.call('INCRBY', key, ARGV[i + 1]) == tonumber(ARGV[i + 1]) then
-    redis.call('EXPIRE', key, ttl)
+local ttl = ARGV[3]
+local cap = tonumber(ARGV[4])
+local i = 8
+for k = 7, #KEYS do
+  if redis.call('INCRBY', KEYS[k], ARGV[i]) == tonumber(ARGV[i]) then
+    redis.call('EXPIRE', KEYS[k], ttl)
   end
-  i = i + 2
+  i = i + 1
 end
 local function increment(key, pairs)
   for _ = 1, pairs do
@@ -49,11 +55,11 @@ local function increment(key, pairs)
     i = i + 2
   end
 end
-increment(ns .. 'rooms', tonumber(ARGV[7]))
-increment(ns .. 'nicks', tonumber(ARGV[8]))
-local failed = tonumber(ARGV[9])
+increment(KEYS[4], tonumber(ARGV[5]))
+increment(KEYS[3], tonumber(ARGV[6]))
+local failed = tonumber(ARGV[7])
 if failed > 0 then
-  local fkey = ns .. 'failedMessages'
+  local fkey = KEYS[5]
   if redis.call('TYPE', fkey).ok == 'set' then
     -- Written by the TypeScript service: keep its members, as the oldest.
     local old = redis.call('SMEMBERS', fkey)
@@ -63,7 +69,7 @@ if failed > 0 then
     end
   end
   for _ = 1, failed do
-    local order = redis.call('INCR', ns .. 'failedMessages:total')
+    local order = redis.call('INCR', KEYS[6])
     redis.call('ZADD', fkey, order, ARGV[i])
     i = i + 1
   end
@@ -72,5 +78,5 @@ if failed > 0 then
     redis.call('ZREMRANGEBYRANK', fkey, 0, excess - 1)
   end
 end
-increment(ns .. 'words', (#ARGV - i + 1) / 2)
+increment(KEYS[2], (#ARGV - i + 1) / 2)
 return 1

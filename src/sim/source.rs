@@ -1,7 +1,9 @@
-//! The simulated stream, generated in process (see [`crate::sim`]).
+//! The simulated stream as a [`Source`], generated in process: the worker reads the same events
+//! as from `chatstats-sim`, without a server or the network in between.
 
-use super::{Frame, Source, SourceError};
-use crate::sim::{Generator, MAX_BATCH, Pacer};
+use super::generator::Generator;
+use super::pacing::{MAX_BATCH, Pacer};
+use crate::source::{Frame, Source, SourceError};
 
 /// An endless source of simulated chat events, paced at a fixed rate.
 ///

@@ -1,0 +1,258 @@
+//! Serving the router over TCP, with bounds that no client can lift.
+//!
+//! - **Timeouts.** A connection has `idle_timeout` to send a request's headers, counted from the
+//!   moment the server waits for them, which is also how long a kept-alive connection may stay
+//!   idle (hyper's header read timeout). A client that sends half a request, or nothing, is
+//!   closed.
+//! - **A connection cap.** At most `max_connections` are open, kept below the open-file limit
+//!   (raised to its hard limit at start). At the cap a new connection closes the longest-idle
+//!   one (no request in progress): silent sockets cannot starve `/healthcheck`. When none is
+//!   idle, the new connection is refused.
+//! - **A bounded drain.** On shutdown the listener closes, idle connections close at once, open
+//!   requests get `shutdown_timeout` to finish, and whatever remains is dropped.
+//!
+//! HTTP/1.1 only, as the TypeScript (Fastify) service served it.
+
+use std::collections::BTreeMap;
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use axum::Router;
+use axum::body::Body;
+use axum::extract::ConnectInfo;
+use axum::http::Request;
+use hyper::body::{Frame, Incoming, SizeHint};
+use hyper_util::rt::{TokioIo, TokioTimer};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+use tower::ServiceExt;
+use tracing::{debug, info, warn};
+
+/// Limits of the HTTP server.
+#[derive(Debug, Clone)]
+pub(crate) struct Limits {
+    pub(crate) idle_timeout: Duration,
+    pub(crate) max_connections: usize,
+    pub(crate) shutdown_timeout: Duration,
+}
+
+/// File descriptors kept free for everything but client connections (Redis, logs, accept).
+const RESERVED_FILES: u64 = 64;
+
+/// The effective connection cap: `wanted`, kept below the open-file limit, which is first
+/// raised to its hard limit.
+fn connection_cap(wanted: usize) -> usize {
+    let files = rlimit::increase_nofile_limit(u64::MAX)
+        .or_else(|_| rlimit::getrlimit(rlimit::Resource::NOFILE).map(|(soft, _)| soft))
+        .unwrap_or(1024);
+    let cap = files.saturating_sub(RESERVED_FILES).max(1);
+    wanted
+        .min(usize::try_from(cap).unwrap_or(usize::MAX))
+        .max(1)
+}
+
+/// One open connection, as the cap sees it.
+struct Open {
+    /// Requests in progress (a response body still being sent counts).
+    busy: Arc<AtomicUsize>,
+    /// Closes the connection.
+    close: CancellationToken,
+}
+
+/// The open connections, oldest first.
+#[derive(Default)]
+struct Registry {
+    open: Mutex<BTreeMap<u64, Open>>,
+}
+
+impl Registry {
+    fn lock(&self) -> std::sync::MutexGuard<'_, BTreeMap<u64, Open>> {
+        self.open.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Closes the longest-idle connection; false when every connection is busy.
+    fn evict_idle(&self) -> bool {
+        let mut open = self.lock();
+        let idle = open
+            .iter()
+            .find(|(_, c)| c.busy.load(Ordering::Acquire) == 0)
+            .map(|(id, _)| *id);
+        match idle.and_then(|id| open.remove(&id)) {
+            Some(connection) => {
+                connection.close.cancel();
+                true
+            }
+            None => false,
+        }
+    }
+}
+
+/// Serves `app` on `listener` until `shutdown` is cancelled, then drains within the limits.
+pub(crate) async fn serve(
+    listener: TcpListener,
+    app: Router,
+    limits: Limits,
+    shutdown: CancellationToken,
+) -> std::io::Result<()> {
+    let cap = connection_cap(limits.max_connections);
+    if cap < limits.max_connections {
+        info!(
+            max_connections = cap,
+            "connection cap lowered to fit the open-file limit"
+        );
+    }
+    let registry = Arc::new(Registry::default());
+    let mut connections = JoinSet::new();
+    let closing = CancellationToken::new();
+    let mut next_id = 0u64;
+    loop {
+        let accepted = tokio::select! {
+            _ = shutdown.cancelled() => break,
+            Some(_) = connections.join_next(), if !connections.is_empty() => continue,
+            accepted = listener.accept() => accepted,
+        };
+        let (tcp, peer) = match accepted {
+            Ok(pair) => pair,
+            Err(err) => {
+                // Out of file descriptors (or a connection reset before accept): make room.
+                warn!(error = %err, "cannot accept a connection");
+                if !registry.evict_idle() {
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                }
+                continue;
+            }
+        };
+        if registry.lock().len() >= cap && !registry.evict_idle() {
+            debug!(%peer, "connection refused: every connection is busy");
+            drop(tcp);
+            continue;
+        }
+        next_id += 1;
+        let open = Open {
+            busy: Arc::default(),
+            close: closing.child_token(),
+        };
+        let (busy, close) = (open.busy.clone(), open.close.clone());
+        registry.lock().insert(next_id, open);
+        let (registry, app) = (registry.clone(), app.clone());
+        let (idle_timeout, id, stop) = (limits.idle_timeout, next_id, shutdown.clone());
+        connections.spawn(async move {
+            serve_connection(tcp, peer, app, busy, close, stop, idle_timeout).await;
+            registry.lock().remove(&id);
+        });
+    }
+    drop(listener);
+    let open = connections.len();
+    if open > 0 {
+        info!(
+            open,
+            timeout_ms = limits.shutdown_timeout.as_millis() as u64,
+            "draining open connections"
+        );
+    }
+    let drained = tokio::time::timeout(limits.shutdown_timeout, async {
+        while connections.join_next().await.is_some() {}
+    })
+    .await;
+    if drained.is_err() {
+        warn!(
+            left = connections.len(),
+            "connections still open at the shutdown timeout: closed"
+        );
+        closing.cancel();
+        connections.shutdown().await;
+    }
+    Ok(())
+}
+
+async fn serve_connection(
+    tcp: TcpStream,
+    peer: SocketAddr,
+    app: Router,
+    busy: Arc<AtomicUsize>,
+    close: CancellationToken,
+    shutdown: CancellationToken,
+    idle_timeout: Duration,
+) {
+    // Answers are small; TCP_NODELAY sends them without Nagle's delay.
+    let _ = tcp.set_nodelay(true);
+    let service = hyper::service::service_fn(move |mut request: Request<Incoming>| {
+        request.extensions_mut().insert(ConnectInfo(peer));
+        let guard = Busy::enter(&busy);
+        let app = app.clone();
+        async move {
+            let response = app.oneshot(request.map(Body::new)).await?;
+            Ok::<_, Infallible>(response.map(|body| {
+                Body::new(Tracked {
+                    body,
+                    _guard: guard,
+                })
+            }))
+        }
+    });
+    let mut http = hyper::server::conn::http1::Builder::new();
+    http.timer(TokioTimer::new())
+        .header_read_timeout(idle_timeout)
+        .max_buf_size(64 * 1024);
+    let connection = http
+        .serve_connection(TokioIo::new(tcp), service)
+        .with_upgrades();
+    tokio::pin!(connection);
+    tokio::select! {
+        _ = connection.as_mut() => return,
+        _ = close.cancelled() => return,
+        _ = shutdown.cancelled() => connection.as_mut().graceful_shutdown(),
+    }
+    tokio::select! {
+        _ = connection.as_mut() => {}
+        _ = close.cancelled() => {}
+    }
+}
+
+/// Counts a request in progress until its response body is sent (or dropped).
+struct Busy(Arc<AtomicUsize>);
+
+impl Busy {
+    fn enter(count: &Arc<AtomicUsize>) -> Busy {
+        count.fetch_add(1, Ordering::AcqRel);
+        Busy(count.clone())
+    }
+}
+
+impl Drop for Busy {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+/// A response body that keeps its connection counted as busy while it is being sent.
+struct Tracked {
+    body: Body,
+    _guard: Busy,
+}
+
+impl hyper::body::Body for Tracked {
+    type Data = bytes::Bytes;
+    type Error = axum::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Self::Data>, Self::Error>>> {
+        Pin::new(&mut self.body).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.body.size_hint()
+    }
+}
