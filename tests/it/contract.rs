@@ -39,6 +39,7 @@ contract!(
     words_keep_case_punctuation_and_any_script,
     failed_payloads_are_kept_once_and_all_are_counted,
     only_the_newest_failed_payloads_are_kept,
+    failed_messages_honour_a_limit_newest_first,
     messages_per_second_is_the_last_complete_second,
     concurrent_writers_add_up_exactly,
     a_retried_tally_is_applied_once,
@@ -152,6 +153,18 @@ async fn only_the_newest_failed_payloads_are_kept<S: Store>(new: impl Fn() -> S)
     assert_eq!(failed[0], "bad 1009", "newest first");
     assert!(!failed.contains(&"bad 9".to_owned()) && failed.contains(&"bad 10".to_owned()));
     assert_eq!(store.failed_total().await.unwrap(), 1010);
+}
+
+async fn failed_messages_honour_a_limit_newest_first<S: Store>(new: impl Fn() -> S) {
+    let store = new();
+    record_bytes(&store, b"data: bad 1\ndata: bad 2\ndata: bad 3\n").await;
+    let api = TestApi::spawn(store).await;
+    let (status, body) = api.get("/stats/failedMessages?limit=2").await;
+    assert_eq!((status, body), (200, json!(["bad 3", "bad 2"])));
+    let (_, body) = api.get("/stats/failedMessages").await;
+    assert_eq!(body, json!(["bad 3", "bad 2", "bad 1"]));
+    let (status, body) = api.get("/stats/failedMessages?limit=0").await;
+    assert_eq!(status, 400, "{body}");
 }
 
 async fn messages_per_second_is_the_last_complete_second<S: Store>(new: impl Fn() -> S) {
