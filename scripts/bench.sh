@@ -186,11 +186,7 @@ api_load() {
     STATS_CACHE_MS="$cache" RUST_LOG=warn "$BIN/chatstats-api" &
   pid=$!
   PIDS+=("$pid")
-  for _ in $(seq 100); do
-    curl -fsS "http://127.0.0.1:$aport/healthcheck" >/dev/null 2>&1 && break
-    sleep 0.05
-  done
-  curl -fsS "http://127.0.0.1:$aport/healthcheck" >/dev/null || die "chatstats-api did not become healthy on port $aport"
+  wait_healthy "$aport"
   echo "sample /stats/words: $(curl -fsS "http://127.0.0.1:$aport/stats/words?limit=3")"
   for route in /stats/words /stats; do
     local api0 api1 wrk_user wrk_sys result

@@ -39,3 +39,12 @@ start_redis() {
   done
   die "redis-server did not start on port $PORT ($(tail -3 "$1/redis.log"))"
 }
+
+# wait_healthy PORT: waits (5 s at most) until the API on PORT answers /healthcheck.
+wait_healthy() {
+  for _ in $(seq 100); do
+    curl -fsS "http://127.0.0.1:$1/healthcheck" >/dev/null 2>&1 && return 0
+    sleep 0.05
+  done
+  die "the API did not become healthy on port $1"
+}

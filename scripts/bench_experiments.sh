@@ -94,10 +94,7 @@ if [[ -f $JEMALLOC ]]; then
       REDIS_NAMESPACE=a128: STATS_CACHE_MS=0 RUST_LOG=warn "$BIN/chatstats-api" &
     pid=$!
     PIDS+=("$pid")
-    for _ in $(seq 100); do
-      curl -fsS "http://127.0.0.1:$aport/healthcheck" >/dev/null 2>&1 && break
-      sleep 0.05
-    done
+    wait_healthy "$aport"
     wrk -t2 -c64 -d8s --latency "http://127.0.0.1:$aport/stats/words" >"$DIR/wrk.txt" 2>&1
     printf '  %-8s %s  peak RSS %s KB\n' "$label" \
       "$(python3 "$ROOT/scripts/bench_parse.py" wrk "$DIR/wrk.txt")" \

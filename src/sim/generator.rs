@@ -136,10 +136,7 @@ impl Generator {
         let first_message = self.rng.random_bool(0.01);
         let id = (self.rng.random::<u64>(), self.rng.random::<u64>());
         let tags = &mut self.tags;
-        tags.clear();
-        tags.push_str(&nick.head);
-        tags.push_str("emotes=");
-        push_emotes(tags, &mut self.emote_spans);
+        start_tags(tags, &nick.head, &mut self.emote_spans);
         tags.push_str(if first_message {
             ";first-msg=1;flags=;id="
         } else {
@@ -239,10 +236,7 @@ impl Generator {
         let viewers = self.rng.random_range(2..5000u64);
         let id = (self.rng.random::<u64>(), self.rng.random::<u64>());
         let tags = &mut self.tags;
-        tags.clear();
-        tags.push_str(&nick.head);
-        tags.push_str("emotes=");
-        push_emotes(tags, &mut self.emote_spans);
+        start_tags(tags, &nick.head, &mut self.emote_spans);
         tags.push_str(";flags=;id=");
         push_uuid(tags, id);
         tags.push_str(";login=");
@@ -416,6 +410,15 @@ fn write_json(out: &mut Vec<u8>, event: &Event<'_>) {
         // Unreachable: a Vec accepts every write and every field is a string.
         debug_assert!(false, "cannot serialize an event: {err}");
     }
+}
+
+/// Starts an event's tags: the nick's own (badges, colour, display name…), then the emote
+/// ranges of the body just built.
+fn start_tags(tags: &mut String, head: &str, spans: &mut Vec<(u32, u32, u32)>) {
+    tags.clear();
+    tags.push_str(head);
+    tags.push_str("emotes=");
+    push_emotes(tags, spans);
 }
 
 /// Appends the `emotes` tag value, `id:start-end,start-end/id:start-end`, grouped by emote in

@@ -110,17 +110,7 @@ async fn sigterm_stops_an_http_worker_cleanly_with_exit_0() {
         .spawn()
         .unwrap();
     let store = redis.store_in(&ns);
-    eventually(
-        Duration::from_secs(15),
-        "the message to be recorded",
-        || async {
-            store
-                .top(TopList::Words, 10)
-                .await
-                .is_ok_and(|w| w.len() == 3)
-        },
-    )
-    .await;
+    until_members(&store, TopList::Words, 3).await;
     let started = Instant::now();
     assert!(
         Command::new("kill")

@@ -183,6 +183,28 @@ pub fn redis_settings(redis: &TestRedis) -> RedisSettings {
     }
 }
 
+/// A Redis store pointed at a port where nothing listens, answering within `timeout`.
+pub fn unreachable_store(timeout: Duration) -> RedisStore {
+    RedisStore::connect(RedisSettings {
+        url: SecretUrl::parse(&format!("redis://127.0.0.1:{}", free_port())).expect("url"),
+        namespace: namespace(),
+        timeout,
+        failed_cap: 1000,
+        second_ttl: 300,
+    })
+    .expect("redis store")
+}
+
+/// Waits until `list` of `store` has `n` members.
+pub async fn until_members<S: Store>(store: &S, list: chatstats::message::TopList, n: usize) {
+    eventually(
+        Duration::from_secs(15),
+        "the messages to be recorded",
+        || async { store.top(list, 1000).await.is_ok_and(|w| w.len() == n) },
+    )
+    .await;
+}
+
 /// A namespace no other test uses.
 pub fn namespace() -> String {
     format!("test:{:016x}:", rand::random::<u64>())

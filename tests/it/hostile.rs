@@ -362,17 +362,7 @@ async fn a_wrong_redis_password_is_reported_as_such() {
 
 #[tokio::test]
 async fn a_refused_redis_connection_is_reported_as_refused() {
-    let closed = free_port();
-    let store =
-        chatstats::store::redis::RedisStore::connect(chatstats::store::redis::RedisSettings {
-            url: chatstats::telemetry::SecretUrl::parse(&format!("redis://127.0.0.1:{closed}"))
-                .unwrap(),
-            namespace: namespace(),
-            timeout: Duration::from_millis(500),
-            failed_cap: 1000,
-            second_ttl: 300,
-        })
-        .unwrap();
+    let store = unreachable_store(Duration::from_millis(500));
     let api = TestApi::spawn(store).await;
     eventually(Duration::from_secs(10), "a 503 saying refused", || async {
         let (status, body) = api.get("/healthcheck").await;

@@ -171,20 +171,7 @@ async fn the_api_comes_back_within_2_s_of_a_redis_restart() {
 
 #[tokio::test]
 async fn the_api_starts_and_answers_503_when_redis_was_never_there() {
-    let port = {
-        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        l.local_addr().unwrap().port()
-    };
-    let store =
-        chatstats::store::redis::RedisStore::connect(chatstats::store::redis::RedisSettings {
-            url: chatstats::telemetry::SecretUrl::parse(&format!("redis://127.0.0.1:{port}"))
-                .unwrap(),
-            namespace: namespace(),
-            timeout: Duration::from_millis(500),
-            failed_cap: 1000,
-            second_ttl: 300,
-        })
-        .unwrap();
+    let store = unreachable_store(Duration::from_millis(500));
     let api = TestApi::spawn(store).await;
     let (status, body) = api.get("/stats/words").await;
     assert_eq!(status, 503, "{body}");

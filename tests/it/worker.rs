@@ -203,17 +203,7 @@ async fn hostile_upstream_bytes_are_survived_and_complete_payloads_counted_exact
         worker_settings(),
         Arc::default(),
     );
-    eventually(
-        Duration::from_secs(15),
-        "all complete payloads to be recorded",
-        || async {
-            store
-                .top(TopList::Words, 10)
-                .await
-                .is_ok_and(|w| w.len() == 3)
-        },
-    )
-    .await;
+    until_members(&store, TopList::Words, 3).await;
     let progress = run.stop().await.unwrap();
     let mut words = store.top(TopList::Words, 10).await.unwrap();
     words.sort();
