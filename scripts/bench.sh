@@ -28,7 +28,7 @@ E2E_SECONDS=${BENCH_E2E_SECONDS:-20}
 E2E_RATE=${BENCH_E2E_RATE:-5000}
 API_SECONDS=${BENCH_API_SECONDS:-10}
 API_CONNECTIONS=${BENCH_API_CONNECTIONS:-64}
-# The TypeScript service's published figures (the issue).
+# The TypeScript service's published figures (measured on this machine kind: BENCHMARKS.md).
 TS_WORKER_MSGS=4355
 TS_WORKER_RSS_MB=250
 TS_API_RPS=10500

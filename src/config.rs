@@ -24,7 +24,7 @@ const SECRET_VARIABLES: [&str; 2] = ["REDIS_URL", "CHAT_INTERFACE_URL"];
 
 /// How the upstream is read.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum StreamMode {
+pub(crate) enum StreamMode {
     /// `CHAT_INTERFACE_URL` is an endless HTTP stream, followed across reconnects.
     Http,
     /// `CHAT_INTERFACE_URL` is a file path (or `-` for stdin), processed to its end.
@@ -36,62 +36,62 @@ pub enum StreamMode {
 pub struct ProcessArgs {
     /// Log format: `pretty` (coloured on a terminal) or `json`.
     #[arg(long, env, default_value = "pretty", ignore_case = true)]
-    pub log_format: LogFormat,
+    pub(crate) log_format: LogFormat,
     /// After SIGTERM or SIGINT, the most milliseconds spent finishing work in progress
     /// (recording what was read, answering open requests) before exiting.
     #[arg(long, env, default_value_t = 8000, value_parser = clap::value_parser!(u64).range(0..=600_000))]
-    pub shutdown_timeout_ms: u64,
+    pub(crate) shutdown_timeout_ms: u64,
 }
 
 impl ProcessArgs {
     /// The shutdown timeout.
-    pub fn shutdown_timeout(&self) -> Duration {
+    pub(crate) fn shutdown_timeout(&self) -> Duration {
         Duration::from_millis(self.shutdown_timeout_ms)
     }
 }
 
 /// Where Redis is and how data is kept there.
 #[derive(Clone, Args)]
-pub struct RedisArgs {
+pub(crate) struct RedisArgs {
     /// Redis URL (`redis://[user:password@]host:port[/db]`, `rediss://` for TLS); overrides
     /// REDIS_HOST and REDIS_PORT.
     #[arg(long, env, value_parser = parse_redis_url)]
-    pub redis_url: Option<SecretUrl>,
+    pub(crate) redis_url: Option<SecretUrl>,
     /// Redis host, when REDIS_URL is not set [default: localhost].
     #[arg(long, env)]
-    pub redis_host: Option<String>,
+    pub(crate) redis_host: Option<String>,
     /// Redis port, when REDIS_URL is not set [default: 6379].
     #[arg(long, env)]
-    pub redis_port: Option<u16>,
+    pub(crate) redis_port: Option<u16>,
     #[command(flatten)]
-    pub data: DataArgs,
+    pub(crate) data: DataArgs,
 }
 
 /// Settings shared by every store.
 #[derive(Clone, Args)]
-pub struct DataArgs {
+pub(crate) struct DataArgs {
     /// Prefix of every Redis key.
     #[arg(long, env, default_value = "chat-stats:")]
-    pub redis_namespace: String,
+    pub(crate) redis_namespace: String,
     /// Longest wait for a Redis reply, in milliseconds.
     #[arg(long, env, default_value_t = 1000, value_parser = clap::value_parser!(u64).range(1..=60_000))]
-    pub redis_timeout_ms: u64,
+    pub(crate) redis_timeout_ms: u64,
     /// Distinct failed payloads kept (the newest).
     #[arg(long, env, default_value_t = 1000, value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
-    pub failed_messages_max: u64,
+    pub(crate) failed_messages_max: u64,
 }
 
 /// Seconds a per-second message counter is kept.
-pub const SECOND_TTL: u64 = 300;
+pub(crate) const SECOND_TTL: u64 = 300;
 
 impl RedisArgs {
     /// True when any of REDIS_URL, REDIS_HOST, REDIS_PORT is set.
-    pub fn is_set(&self) -> bool {
+    pub(crate) fn is_set(&self) -> bool {
         self.redis_url.is_some() || self.redis_host.is_some() || self.redis_port.is_some()
     }
 
     /// Which variables chose Redis, for the start line.
-    pub fn chosen_by(&self) -> &'static str {
+    pub(crate) fn chosen_by(&self) -> &'static str {
         if self.redis_url.is_some() {
             "REDIS_URL is set"
         } else {
@@ -100,7 +100,7 @@ impl RedisArgs {
     }
 
     /// The effective Redis URL: REDIS_URL, or one built from REDIS_HOST and REDIS_PORT.
-    pub fn url(&self) -> Result<SecretUrl, ConfigError> {
+    pub(crate) fn url(&self) -> Result<SecretUrl, ConfigError> {
         if let Some(url) = &self.redis_url {
             return Ok(url.clone());
         }
@@ -118,7 +118,7 @@ impl RedisArgs {
     }
 
     /// Settings of the Redis store.
-    pub fn settings(&self) -> Result<RedisSettings, ConfigError> {
+    pub(crate) fn settings(&self) -> Result<RedisSettings, ConfigError> {
         Ok(RedisSettings {
             url: self.url()?,
             namespace: self.data.redis_namespace.clone(),
@@ -131,32 +131,32 @@ impl RedisArgs {
 
 /// Where the API listens and how it answers.
 #[derive(Clone, Args)]
-pub struct ApiArgs {
+pub(crate) struct ApiArgs {
     /// Address the API listens on: an IP address or a host name (`localhost`).
     #[arg(long, env, default_value = "0.0.0.0")]
-    pub node_host: String,
+    pub(crate) node_host: String,
     /// Port the API listens on.
     #[arg(long, env, default_value_t = 3000)]
-    pub node_port: u16,
+    pub(crate) node_port: u16,
     /// Allowed CORS origins, comma-separated; `*` allows any, empty turns CORS off.
     #[arg(long, env, default_value = "*")]
-    pub cors_origin: String,
+    pub(crate) cors_origin: String,
     /// How long top lists are cached and shared between requests, in milliseconds (0: off).
     #[arg(long, env, default_value_t = 0, value_parser = clap::value_parser!(u64).range(0..=60_000))]
-    pub stats_cache_ms: u64,
+    pub(crate) stats_cache_ms: u64,
     /// Milliseconds a connection may take to send a request's headers, and may stay idle
     /// between requests, before it is closed.
     #[arg(long, env, default_value_t = 10_000, value_parser = clap::value_parser!(u64).range(100..=3_600_000))]
-    pub http_idle_timeout_ms: u64,
+    pub(crate) http_idle_timeout_ms: u64,
     /// Most open connections; past it, the longest-idle connection is closed for a new one.
     /// Also kept below the process's open-file limit.
     #[arg(long, env, default_value_t = 10_000, value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
-    pub max_connections: u64,
+    pub(crate) max_connections: u64,
 }
 
 impl ApiArgs {
     /// Settings of the API; `store_timeout` from the data settings.
-    pub fn settings(&self, data: &DataArgs, process: &ProcessArgs) -> ApiSettings {
+    pub(crate) fn settings(&self, data: &DataArgs, process: &ProcessArgs) -> ApiSettings {
         ApiSettings {
             cors_origin: self.cors_origin.clone(),
             store_timeout: Duration::from_millis(data.redis_timeout_ms),
@@ -168,7 +168,7 @@ impl ApiArgs {
     }
 
     /// The socket addresses NODE_HOST and NODE_PORT name (a host name may give several).
-    pub async fn addresses(&self) -> Result<Vec<std::net::SocketAddr>, ConfigError> {
+    pub(crate) async fn addresses(&self) -> Result<Vec<std::net::SocketAddr>, ConfigError> {
         let host = self.node_host.trim();
         let host = host
             .strip_prefix('[')
@@ -190,51 +190,51 @@ impl ApiArgs {
 
 /// Where the upstream is and how it is followed.
 #[derive(Clone, Args)]
-pub struct SourceArgs {
+pub(crate) struct SourceArgs {
     /// Upstream stream URL (http mode) or file path, `-` for stdin (text mode).
     #[arg(long, env)]
-    pub chat_interface_url: Option<String>,
+    pub(crate) chat_interface_url: Option<String>,
     /// `http` or `text`.
     #[arg(long, env, default_value = "http", ignore_case = true)]
-    pub response_stream_mode: StreamMode,
+    pub(crate) response_stream_mode: StreamMode,
     /// Longest upstream line in bytes; a longer one becomes a failed message.
     #[arg(long, env, default_value_t = 1 << 20, value_parser = clap::value_parser!(u64).range(64..=(64 << 20)))]
-    pub max_line_bytes: u64,
+    pub(crate) max_line_bytes: u64,
     /// Longest upstream silence before reconnecting, in milliseconds.
     #[arg(long, env, default_value_t = 30_000, value_parser = clap::value_parser!(u64).range(10..=3_600_000))]
-    pub read_timeout_ms: u64,
+    pub(crate) read_timeout_ms: u64,
     /// First reconnect delay in milliseconds (doubles per failure, with jitter).
     #[arg(long, env, default_value_t = 250, value_parser = clap::value_parser!(u64).range(1..=600_000))]
-    pub reconnect_min_ms: u64,
+    pub(crate) reconnect_min_ms: u64,
     /// Longest reconnect delay in milliseconds.
     #[arg(long, env, default_value_t = 30_000, value_parser = clap::value_parser!(u64).range(1..=3_600_000))]
-    pub reconnect_max_ms: u64,
+    pub(crate) reconnect_max_ms: u64,
 }
 
 /// How the worker records messages.
 #[derive(Clone, Args)]
-pub struct WorkerArgs {
+pub(crate) struct WorkerArgs {
     /// Store calls in flight at once (one per message, or per merged batch).
     #[arg(long, env, default_value_t = 128, value_parser = clap::value_parser!(u64).range(1..=8192))]
-    pub in_flight: u64,
+    pub(crate) in_flight: u64,
     /// Failed payloads are kept cut to this many bytes.
     #[arg(long, env, default_value_t = 4096, value_parser = clap::value_parser!(u64).range(16..=(1 << 20)))]
-    pub failed_payload_max_bytes: u64,
+    pub(crate) failed_payload_max_bytes: u64,
     /// Coalescing mode for backfills and firehoses: merge the counts of all messages read within
     /// this many milliseconds into one Redis call (0: off, one call per message). Exact either way.
     #[arg(long, env, default_value_t = 0, value_parser = clap::value_parser!(u64).range(0..=60_000))]
-    pub flush_interval_ms: u64,
+    pub(crate) flush_interval_ms: u64,
     /// Coalescing mode: a merged call carries at most this many messages.
     #[arg(long, env, default_value_t = 10_000, value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
-    pub flush_max_messages: u64,
+    pub(crate) flush_max_messages: u64,
     /// Seconds between progress log lines (0: none).
     #[arg(long, env, default_value_t = 10)]
-    pub progress_interval_secs: u64,
+    pub(crate) progress_interval_secs: u64,
 }
 
 impl WorkerArgs {
     /// The worker's settings.
-    pub fn settings(&self, process: &ProcessArgs) -> WorkerSettings {
+    pub(crate) fn settings(&self, process: &ProcessArgs) -> WorkerSettings {
         WorkerSettings {
             window: self.in_flight as usize,
             failed_payload_max: self.failed_payload_max_bytes as usize,
@@ -250,7 +250,7 @@ impl WorkerArgs {
 
 /// Where the stream comes from, validated.
 #[derive(Debug, Clone)]
-pub enum Upstream {
+pub(crate) enum Upstream {
     /// An endless HTTP stream.
     Http(HttpSettings),
     /// A file path or `-`, read to its end.
@@ -274,7 +274,7 @@ impl std::fmt::Display for Upstream {
 
 impl SourceArgs {
     /// The upstream, or `None` when CHAT_INTERFACE_URL is not set.
-    pub fn upstream(&self) -> Result<Option<Upstream>, ConfigError> {
+    pub(crate) fn upstream(&self) -> Result<Option<Upstream>, ConfigError> {
         let Some(location) = self
             .chat_interface_url
             .as_deref()
@@ -325,7 +325,7 @@ pub struct ConfigError {
 
 impl ConfigError {
     /// `name` holds `value`, which is not `expected`.
-    pub fn invalid(
+    pub(crate) fn invalid(
         name: &'static str,
         value: &str,
         expected: impl Into<std::borrow::Cow<'static, str>>,
@@ -338,7 +338,7 @@ impl ConfigError {
     }
 
     /// `name` is invalid and its value may hold a secret, so it is not shown.
-    pub fn hidden(
+    pub(crate) fn hidden(
         name: &'static str,
         expected: impl Into<std::borrow::Cow<'static, str>>,
     ) -> ConfigError {
@@ -350,7 +350,7 @@ impl ConfigError {
     }
 
     /// A required variable is missing.
-    pub fn missing(name: &'static str, expected: &'static str) -> ConfigError {
+    pub(crate) fn missing(name: &'static str, expected: &'static str) -> ConfigError {
         ConfigError {
             name,
             value: " (not set)".to_owned(),
@@ -372,7 +372,7 @@ fn parse_redis_url(value: &str) -> Result<SecretUrl, String> {
 }
 
 /// Parses an event rate: a finite number of events per second, 0 or more (0: unpaced).
-pub fn parse_rate(text: &str) -> Result<f64, String> {
+pub(crate) fn parse_rate(text: &str) -> Result<f64, String> {
     match text.trim().parse::<f64>() {
         Ok(rate) if rate.is_finite() && rate >= 0.0 => Ok(rate),
         _ => Err(format!(
@@ -403,7 +403,7 @@ pub fn load<T: Parser>() -> Result<T, ExitCode> {
 
 /// Applies a `.env` file: all of it, or — when any line is malformed — none of it, with one line
 /// naming the file and the line. The real environment wins over the file.
-pub fn load_dotenv(path: &std::path::Path) -> Result<(), String> {
+pub(crate) fn load_dotenv(path: &std::path::Path) -> Result<(), String> {
     let shown = path.display();
     let items = match dotenvy::from_path_iter(path) {
         Ok(items) => items,

@@ -7,24 +7,28 @@
 //! ```text
 //!  upstream bytes ──► source::decode ──► message::Tally ──► worker ──► store ──► api
 //!  (HTTP, file, sim)   frames, line cap    counting rules    window,    Redis or   axum +
-//!                                                            retries    memory     OpenAPI
+//!                                          bounded parts     retries    memory     OpenAPI
 //! ```
 //!
-//! - [`source`]: where the stream comes from ([`source::http`], [`source::file`],
-//!   [`source::sim`]) and the framing decoder ([`source::decode`]).
+//! - [`source`]: where the stream comes from ([`source::http`], [`source::file`]) and the
+//!   framing decoder ([`source::decode`]).
+//! - [`sim`]: the simulated Twitch-like chat stream, in process or served by `chatstats-sim`.
 //! - [`message`]: the counting rules — what one payload adds to the statistics.
 //! - [`store`]: the [`store::Store`] trait, the Redis store and the in-memory store.
 //! - [`worker`]: drives a source into a store, exactly once per message, with backpressure.
-//! - [`api`]: the HTTP routes, errors and the generated OpenAPI document.
-//! - [`sim`]: the simulated Twitch-like chat stream.
-//! - [`config`], [`telemetry`], [`shutdown`], [`startup`]: settings, logs, signals, and the
-//!   functions the binaries run.
+//! - [`api`]: the HTTP routes, errors, the generated OpenAPI document, and the bounded server.
+//! - [`config`], [`startup`]: settings from flags, environment and `.env`; what each binary runs.
+//! - Leaves, which import nothing from the crate: [`telemetry`] (logs, and [`telemetry::SecretUrl`],
+//!   the only holder of secrets), `retry` (backoff delays), `shutdown` (signals).
+//!
+//! Every import points down this list: `config` and `startup` assemble the layers, the layers
+//! use only the leaves and the layers below them.
 
 pub mod api;
 pub mod config;
 pub mod message;
-pub mod retry;
-pub mod shutdown;
+pub(crate) mod retry;
+pub(crate) mod shutdown;
 pub mod sim;
 pub mod source;
 pub mod startup;

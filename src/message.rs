@@ -1,8 +1,9 @@
 //! The chat message: how one upstream payload is judged and what it adds to the statistics.
 //!
-//! This module is the counting rules of DESIGN.md in code. [`Tally::from_payload`] classifies a
-//! payload (failed, or counted with its room, nick and words) and [`Tally::merge`] folds the
-//! tallies of many messages into one, so that one store call can carry a whole batch.
+//! This module is the counting rules (README.md, "Counting rules") in code.
+//! [`Tally::from_payload`] classifies a payload (failed, or counted with its room, nick and
+//! words) and [`TallyBuilder`] folds the tallies of many messages into one, so that one store
+//! call can carry a whole batch.
 
 use std::collections::HashMap;
 use std::fmt;

@@ -7,7 +7,7 @@ use rand::Rng;
 
 /// The delay before attempt `attempt` (1-based): `min * 2^(attempt-1)`, capped at `max`, then
 /// drawn uniformly from its upper half so that many workers do not retry in step.
-pub fn backoff(attempt: u32, min: Duration, max: Duration) -> Duration {
+pub(crate) fn backoff(attempt: u32, min: Duration, max: Duration) -> Duration {
     let exp = min.saturating_mul(1u32 << attempt.saturating_sub(1).min(20));
     let ceiling = exp.min(max);
     let floor = ceiling / 2;

@@ -4,7 +4,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::info;
 
 /// A token that is cancelled when the process receives SIGINT (Ctrl-C) or SIGTERM.
-pub fn on_signal() -> CancellationToken {
+pub(crate) fn on_signal() -> CancellationToken {
     let token = CancellationToken::new();
     let cancel = token.clone();
     tokio::spawn(async move {

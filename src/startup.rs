@@ -123,13 +123,13 @@ const AFTER_HELP: &str =
 #[command(name = "chatstats-worker", version, about, long_about = None, after_help = AFTER_HELP)]
 pub struct WorkerCli {
     #[command(flatten)]
-    pub source: SourceArgs,
+    pub(crate) source: SourceArgs,
     #[command(flatten)]
-    pub redis: RedisArgs,
+    pub(crate) redis: RedisArgs,
     #[command(flatten)]
-    pub worker: WorkerArgs,
+    pub(crate) worker: WorkerArgs,
     #[command(flatten)]
-    pub process: ProcessArgs,
+    pub(crate) process: ProcessArgs,
 }
 
 /// `chatstats-api`: serves the HTTP API from Redis.
@@ -137,22 +137,22 @@ pub struct WorkerCli {
 #[command(name = "chatstats-api", version, about, long_about = None, after_help = AFTER_HELP)]
 pub struct ApiCli {
     #[command(flatten)]
-    pub api: ApiArgs,
+    pub(crate) api: ApiArgs,
     #[command(flatten)]
-    pub redis: RedisArgs,
+    pub(crate) redis: RedisArgs,
     #[command(flatten)]
-    pub process: ProcessArgs,
+    pub(crate) process: ProcessArgs,
 }
 
 /// The simulated stream of `chatstats` when no upstream is configured.
 #[derive(Clone, Args)]
-pub struct SimArgs {
+pub(crate) struct SimArgs {
     /// Simulated events per second when CHAT_INTERFACE_URL is not set (0: as fast as read).
     #[arg(long, env, default_value_t = 200.0, value_parser = config::parse_rate, allow_hyphen_values = true)]
-    pub sim_rate: f64,
+    pub(crate) sim_rate: f64,
     /// Seed of the simulated stream.
     #[arg(long, env, default_value_t = 1)]
-    pub sim_seed: u64,
+    pub(crate) sim_seed: u64,
 }
 
 /// `chatstats`: worker and API in one process; in-memory store unless Redis is configured,
@@ -163,17 +163,17 @@ pub struct SimArgs {
                   Without REDIS_URL, REDIS_HOST or REDIS_PORT the statistics are kept in memory; without CHAT_INTERFACE_URL a simulated stream is used.")]
 pub struct ChatstatsCli {
     #[command(flatten)]
-    pub redis: RedisArgs,
+    pub(crate) redis: RedisArgs,
     #[command(flatten)]
-    pub source: SourceArgs,
+    pub(crate) source: SourceArgs,
     #[command(flatten)]
-    pub sim: SimArgs,
+    pub(crate) sim: SimArgs,
     #[command(flatten)]
-    pub api: ApiArgs,
+    pub(crate) api: ApiArgs,
     #[command(flatten)]
-    pub worker: WorkerArgs,
+    pub(crate) worker: WorkerArgs,
     #[command(flatten)]
-    pub process: ProcessArgs,
+    pub(crate) process: ProcessArgs,
 }
 
 /// `chatstats-sim`: serves a simulated Twitch-like chat stream in the upstream's format
@@ -187,24 +187,24 @@ pub struct SimCli {
     /// Address to listen on. The default accepts local clients only; a container needs 0.0.0.0
     /// (docker-compose.yml passes it).
     #[arg(long = "host", env = "SIM_HOST", default_value = "127.0.0.1")]
-    pub sim_host: String,
+    pub(crate) sim_host: String,
     /// Port to listen on.
     #[arg(long = "port", env = "SIM_PORT", default_value_t = 7000)]
-    pub sim_port: u16,
+    pub(crate) sim_port: u16,
     /// Events per second per connection; 0 streams as fast as the client reads.
     #[arg(long = "rate", env = "SIM_RATE", default_value_t = 200.0, value_parser = config::parse_rate, allow_hyphen_values = true)]
-    pub sim_rate: f64,
+    pub(crate) sim_rate: f64,
     /// Seed of the stream.
     #[arg(long = "seed", env = "SIM_SEED", default_value_t = 1)]
-    pub sim_seed: u64,
+    pub(crate) sim_seed: u64,
     /// Write exactly this many framed events to --out and exit, instead of serving.
     #[arg(long = "count", env = "SIM_COUNT")]
-    pub sim_count: Option<u64>,
+    pub(crate) sim_count: Option<u64>,
     /// File written with --count (`-` for stdout).
     #[arg(long = "out", env = "SIM_OUT", default_value = "-")]
-    pub sim_out: String,
+    pub(crate) sim_out: String,
     #[command(flatten)]
-    pub process: ProcessArgs,
+    pub(crate) process: ProcessArgs,
 }
 
 impl Service for SimCli {

@@ -40,7 +40,7 @@ pub fn init(format: LogFormat) {
 }
 
 /// The text that replaces a secret in logs.
-pub const MASK: &str = "***";
+pub(crate) const MASK: &str = "***";
 
 /// Secrets shorter than this are not masked in free text: masking every `a` of a log line
 /// would make it unreadable while protecting nothing worth protecting.
@@ -62,7 +62,7 @@ fn register(secret: &str) {
 }
 
 /// `text` with every registered secret replaced by [`MASK`].
-pub fn redact(text: &str) -> std::borrow::Cow<'_, str> {
+pub(crate) fn redact(text: &str) -> std::borrow::Cow<'_, str> {
     let secrets = SECRETS.read().unwrap_or_else(PoisonError::into_inner);
     let mut out = std::borrow::Cow::Borrowed(text);
     for secret in secrets.iter() {
@@ -107,7 +107,7 @@ impl SecretUrl {
     }
 
     /// The real URL, secrets included: only for the call that connects, never for a message.
-    pub fn expose(&self) -> &url::Url {
+    pub(crate) fn expose(&self) -> &url::Url {
         &self.url
     }
 }

@@ -15,7 +15,7 @@ use crate::store::StoreError;
 #[derive(Debug, Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 #[schema(example = json!({"statusCode": 400, "error": "Bad Request", "message": "querystring/limit must be <= 1000"}))]
-pub struct ErrorBody {
+pub(crate) struct ErrorBody {
     /// The HTTP status code.
     pub status_code: u16,
     /// The status text.
@@ -26,7 +26,7 @@ pub struct ErrorBody {
 
 /// An error answer.
 #[derive(Debug, thiserror::Error)]
-pub enum ApiError {
+pub(crate) enum ApiError {
     /// A request parameter is invalid (400).
     #[error("{0}")]
     BadRequest(String),
@@ -63,7 +63,7 @@ impl ApiError {
 }
 
 /// The Fastify-shaped body for `status` with `message`.
-pub fn body(status: StatusCode, message: String) -> ErrorBody {
+pub(crate) fn body(status: StatusCode, message: String) -> ErrorBody {
     ErrorBody {
         status_code: status.as_u16(),
         error: status.canonical_reason().unwrap_or("Error").to_owned(),
@@ -96,11 +96,11 @@ impl IntoResponse for ApiError {
 }
 
 /// Longest request target accepted (path and query).
-pub const MAX_URI_BYTES: usize = 8 * 1024;
+pub(crate) const MAX_URI_BYTES: usize = 8 * 1024;
 /// Most header bytes accepted (names and values).
-pub const MAX_HEADER_BYTES: usize = 16 * 1024;
+pub(crate) const MAX_HEADER_BYTES: usize = 16 * 1024;
 /// Largest declared request body accepted (no route reads a body).
-pub const MAX_BODY_BYTES: u64 = 64 * 1024;
+pub(crate) const MAX_BODY_BYTES: u64 = 64 * 1024;
 
 /// An error answer with `status` and `message`, in the error shape.
 fn reject(status: StatusCode, message: String) -> Response {
@@ -108,8 +108,12 @@ fn reject(status: StatusCode, message: String) -> Response {
 }
 
 /// A 503 answer of any data route, written once for the OpenAPI document.
+#[allow(
+    dead_code,
+    reason = "only describes an answer for the OpenAPI document"
+)]
 #[derive(utoipa::IntoResponses)]
-pub enum StoreUnavailable {
+pub(crate) enum StoreUnavailable {
     /// The store is unreachable or slower than REDIS_TIMEOUT_MS.
     #[response(status = 503, example = json!({"statusCode": 503, "error": "Service Unavailable", "message": "statistics are unavailable: the store did not answer"}))]
     Unavailable(ErrorBody),
@@ -117,7 +121,7 @@ pub enum StoreUnavailable {
 
 /// Rejects oversized requests before routing, in the error shape (414, 431, 413), and logs
 /// every answer that failed for want of the store, naming its route.
-pub async fn guard(request: Request, next: Next) -> Response {
+pub(crate) async fn guard(request: Request, next: Next) -> Response {
     let route = format!("{} {}", request.method(), request.uri().path());
     if let Some(rejected) = oversized(&request) {
         return rejected;
@@ -130,7 +134,7 @@ pub async fn guard(request: Request, next: Next) -> Response {
 }
 
 /// Answers a 404 that has no body (the Swagger UI's unknown files) in the error shape.
-pub async fn json_not_found(request: Request, next: Next) -> Response {
+pub(crate) async fn json_not_found(request: Request, next: Next) -> Response {
     let (method, path) = (
         request.method().to_string(),
         request.uri().path().to_owned(),

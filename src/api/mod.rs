@@ -4,8 +4,8 @@
 //! runs it on a listener until shutdown with timeouts, a connection cap and a bounded drain
 //! ([`server`]).
 
-pub mod error;
-pub mod routes;
+pub(crate) mod error;
+pub(crate) mod routes;
 mod server;
 
 use std::future::Future;
@@ -33,7 +33,7 @@ use crate::store::{Entry, Store, StoreError};
     components(schemas(routes::RootBody, routes::StatsBody, routes::HealthBody, routes::TopEntry, error::ErrorBody)),
     tags((name = "stats", description = "Statistics"), (name = "service", description = "Service status"))
 )]
-pub struct ApiDoc;
+pub(crate) struct ApiDoc;
 
 /// How the API answers.
 #[derive(Debug, Clone)]

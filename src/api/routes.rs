@@ -15,14 +15,14 @@ use crate::message::TopList;
 use crate::store::{Entry, Store, unix_now};
 
 /// Top lists answer 10 entries unless `?limit=` says otherwise.
-pub const DEFAULT_LIMIT: usize = 10;
+pub(crate) const DEFAULT_LIMIT: usize = 10;
 /// Largest accepted `?limit=`.
-pub const MAX_LIMIT: usize = 1000;
+pub(crate) const MAX_LIMIT: usize = 1000;
 
 /// `GET /`: the service is up.
 #[derive(Debug, Serialize, ToSchema)]
 #[schema(example = json!({"status": true}))]
-pub struct RootBody {
+pub(crate) struct RootBody {
     /// Always true.
     pub status: bool,
 }
@@ -31,7 +31,7 @@ pub struct RootBody {
 #[derive(Debug, Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 #[schema(example = json!({"messagesPerSecond": 5012, "failedMessagesTotal": 12}))]
-pub struct StatsBody {
+pub(crate) struct StatsBody {
     /// Messages recorded in the last complete second, by all workers.
     pub messages_per_second: u64,
     /// Failed messages recorded since the data began (duplicates included).
@@ -42,7 +42,7 @@ pub struct StatsBody {
 #[derive(Debug, Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 #[schema(example = json!({"status": "ok", "serverTimestamp": "2026-11-22T10:00:00Z", "redisStatus": "ready"}))]
-pub struct HealthBody {
+pub(crate) struct HealthBody {
     /// `ok`, or `error` when the store is unreachable.
     pub status: String,
     /// The server's clock, RFC 3339.
@@ -54,12 +54,16 @@ pub struct HealthBody {
 /// One top-list entry: an object with one key, the member, whose value is its count.
 #[derive(Debug, Serialize, ToSchema)]
 #[schema(example = json!({"Kappa": 161706}))]
-pub struct TopEntry(pub BTreeMap<String, u64>);
+pub(crate) struct TopEntry(pub BTreeMap<String, u64>);
 
 /// Query of the top-list routes.
+#[allow(
+    dead_code,
+    reason = "only describes the query for the OpenAPI document"
+)]
 #[derive(Debug, IntoParams)]
 #[into_params(parameter_in = Query)]
-pub struct LimitQuery {
+pub(crate) struct LimitQuery {
     /// How many entries to answer (default 10).
     #[param(minimum = 1, maximum = 1000, example = 10)]
     pub limit: Option<u32>,
@@ -94,7 +98,7 @@ fn limit(query: Option<&str>) -> Result<Option<usize>, ApiError> {
 
 /// A top list as the TypeScript service answered it: an array of one-key objects. Serialized
 /// straight from the entries, without an intermediate JSON tree (this is the hottest route).
-pub struct TopBody(Vec<Entry>);
+pub(crate) struct TopBody(Vec<Entry>);
 
 impl Serialize for TopBody {
     fn serialize<Ser: serde::Serializer>(&self, serializer: Ser) -> Result<Ser::Ok, Ser::Error> {
@@ -128,8 +132,12 @@ async fn top<S: Store>(
 }
 
 /// A 400 for a bad `?limit=`, written once for the OpenAPI document.
+#[allow(
+    dead_code,
+    reason = "only describes an answer for the OpenAPI document"
+)]
 #[derive(utoipa::IntoResponses)]
-pub enum BadLimit {
+pub(crate) enum BadLimit {
     /// The limit is not an integer in 1..=1000.
     #[response(status = 400, example = json!({"statusCode": 400, "error": "Bad Request", "message": "querystring/limit must be <= 1000"}))]
     Invalid(ErrorBody),
@@ -144,7 +152,7 @@ macro_rules! top_list_route {
                 (status = 200, description = "Highest count first; equal counts in descending byte order", body = [TopEntry], example = $example),
                 BadLimit, StoreUnavailable,
             ))]
-        pub async fn $name<S: Store>(
+        pub(crate) async fn $name<S: Store>(
             State(state): State<AppState<S>>,
             RawQuery(q): RawQuery,
         ) -> Result<Json<TopBody>, ApiError> {
@@ -172,7 +180,7 @@ top_list_route!(
         (status = 200, description = "Messages recorded in the last complete second, by all workers", body = StatsBody),
         StoreUnavailable,
     ))]
-pub async fn stats<S: Store>(
+pub(crate) async fn stats<S: Store>(
     State(state): State<AppState<S>>,
 ) -> Result<Json<StatsBody>, ApiError> {
     let last_second = unix_now().saturating_sub(1);
@@ -188,9 +196,13 @@ pub async fn stats<S: Store>(
 }
 
 /// Query of `/stats/failedMessages`.
+#[allow(
+    dead_code,
+    reason = "only describes the query for the OpenAPI document"
+)]
 #[derive(Debug, IntoParams)]
 #[into_params(parameter_in = Query)]
-pub struct FailedQuery {
+pub(crate) struct FailedQuery {
     /// How many payloads to answer, newest first (default: all that are kept).
     #[param(minimum = 1, maximum = 1000, example = 50)]
     pub limit: Option<u32>,
@@ -203,7 +215,7 @@ pub struct FailedQuery {
             body = [String], example = json!(["{\"room\":\"99\",\"body\":<you actually hear", "not json"])),
         BadLimit, StoreUnavailable,
     ))]
-pub async fn failed_messages<S: Store>(
+pub(crate) async fn failed_messages<S: Store>(
     State(state): State<AppState<S>>,
     RawQuery(q): RawQuery,
 ) -> Result<Json<Vec<String>>, ApiError> {
@@ -218,7 +230,7 @@ pub async fn failed_messages<S: Store>(
         (status = 503, description = "The store is unreachable", body = HealthBody,
             example = json!({"status": "error", "serverTimestamp": "2026-11-22T10:00:00Z", "redisStatus": "unreachable: the store did not answer within 1000 ms"})),
     ))]
-pub async fn healthcheck<S: Store>(State(state): State<AppState<S>>) -> Response {
+pub(crate) async fn healthcheck<S: Store>(State(state): State<AppState<S>>) -> Response {
     let now = time::OffsetDateTime::now_utc()
         .format(&time::format_description::well_known::Rfc3339)
         .unwrap_or_default();
@@ -241,12 +253,12 @@ pub async fn healthcheck<S: Store>(State(state): State<AppState<S>>) -> Response
 /// The service answers.
 #[utoipa::path(get, path = "/", tag = "service",
     responses((status = 200, description = "Always", body = RootBody)))]
-pub async fn root() -> Json<RootBody> {
+pub(crate) async fn root() -> Json<RootBody> {
     Json(RootBody { status: true })
 }
 
 /// Any route that does not exist.
-pub async fn not_found(method: Method, uri: Uri) -> ApiError {
+pub(crate) async fn not_found(method: Method, uri: Uri) -> ApiError {
     ApiError::NotFound {
         method: method.to_string(),
         path: uri.path().to_owned(),
@@ -254,7 +266,7 @@ pub async fn not_found(method: Method, uri: Uri) -> ApiError {
 }
 
 /// A method a route does not serve (every route serves GET and HEAD).
-pub async fn method_not_allowed(method: Method, uri: Uri) -> ApiError {
+pub(crate) async fn method_not_allowed(method: Method, uri: Uri) -> ApiError {
     ApiError::MethodNotAllowed {
         method: method.to_string(),
         path: uri.path().to_owned(),

@@ -17,7 +17,7 @@
 //! not an object, trailing garbage, invalid UTF-8), because the real stream has such lines and
 //! the counting rules must cope with them.
 //!
-//! Everything is a pure function of the seed: `tmi-sent-ts` starts at [`START_TS_MS`] and
+//! Everything is a pure function of the seed: `tmi-sent-ts` starts at [`generator::START_TS_MS`] and
 //! advances by a step drawn from the same random generator, never from the clock, so one seed
 //! gives the same bytes on every run and machine (for one `Cargo.lock`: the random generator
 //! is [`StdRng`](rand::rngs::StdRng), whose stream `rand` may change between major versions).
@@ -47,6 +47,7 @@ mod source;
 mod vocabulary;
 mod world;
 
-pub use generator::{Generator, START_TS_MS, write_events, write_file};
-pub use server::{SimSettings, serve};
-pub use source::SimSource;
+pub use generator::Generator;
+pub(crate) use generator::write_file;
+pub(crate) use server::{SimSettings, serve};
+pub(crate) use source::SimSource;

@@ -35,9 +35,7 @@ if seq > 0 then
       end
     end
     redis.call('BITFIELD', wkey, 'SET', 'i64', 0, seq, 'SET', 'u1', bit, 1)
-    if fresh or math.floor(seq / 1024) ~= math.floor(h / 1024) then
-      redis.call('EXPIRE', wkey, 86400)
-    end
+    redis.call('EXPIRE', wkey, 86400)
   end
 end
 local ttl = ARGV[3]
