@@ -14,7 +14,7 @@ use chatstats::message::{Tally, TallyBuilder};
 use chatstats::sim::Generator;
 use chatstats::source::decode::{Decoder, Frame};
 use chatstats::store::Mark;
-use chatstats::store::redis::script_call;
+use chatstats::store::redis::ApplyCalls;
 use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
 
 const EVENTS: usize = 20_000;
@@ -117,6 +117,7 @@ fn tallies() -> Vec<Tally> {
 fn redis_args(c: &mut Criterion) {
     let tallies = tallies();
     let writer: Arc<str> = "0123456789abcdef".into();
+    let calls = ApplyCalls::new("chat-stats:", 300, 1000);
     let mut group = c.benchmark_group("redis_script_args");
     group.throughput(Throughput::Elements(tallies.len() as u64));
     group.bench_function("per_message", |b| {
@@ -127,7 +128,7 @@ fn redis_args(c: &mut Criterion) {
                     seq: seq as u64 + 1,
                     window: 128,
                 };
-                black_box(script_call("chat-stats:", 300, 1000, tally, Some(&mark)));
+                black_box(calls.call(tally, Some(&mark)));
             }
         })
     });

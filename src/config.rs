@@ -13,10 +13,15 @@ use std::time::Duration;
 use clap::error::{ContextKind, ContextValue, ErrorKind};
 use clap::{Args, Parser, ValueEnum};
 
+use std::sync::Arc;
+
 use crate::api::ApiSettings;
+use crate::emotes::EmoteNames;
+use crate::message::Rules;
 use crate::source::http::HttpSettings;
 use crate::store::redis::RedisSettings;
 use crate::telemetry::{LogFormat, SecretUrl};
+use crate::timeline::Retention;
 use crate::worker::WorkerSettings;
 
 /// Variables whose values may hold a secret: never repeated in an error message.
@@ -79,6 +84,28 @@ pub(crate) struct DataArgs {
     /// Distinct failed payloads kept (the newest).
     #[arg(long, env, default_value_t = 1000, value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
     pub(crate) failed_messages_max: u64,
+    /// How long minute buckets of the statistics by time are kept (`7h`, `90m`, `1d`…).
+    #[arg(long, env, default_value = "7h", value_parser = parse_retention)]
+    pub(crate) minute_retention: Duration,
+    /// How long hour buckets are kept.
+    #[arg(long, env, default_value = "8d", value_parser = parse_retention)]
+    pub(crate) hour_retention: Duration,
+    /// How long day buckets are kept.
+    #[arg(long, env, default_value = "35d", value_parser = parse_retention)]
+    pub(crate) day_retention: Duration,
+}
+
+impl DataArgs {
+    /// How long time buckets are kept.
+    pub(crate) fn retention(&self) -> Retention {
+        Retention {
+            kept: [
+                self.minute_retention,
+                self.hour_retention,
+                self.day_retention,
+            ],
+        }
+    }
 }
 
 /// Seconds a per-second message counter is kept.
@@ -125,6 +152,7 @@ impl RedisArgs {
             timeout: Duration::from_millis(self.data.redis_timeout_ms),
             failed_cap: self.data.failed_messages_max as usize,
             second_ttl: SECOND_TTL,
+            retention: self.data.retention(),
         })
     }
 }
@@ -230,21 +258,74 @@ pub(crate) struct WorkerArgs {
     /// Seconds between progress log lines (0: none).
     #[arg(long, env, default_value_t = 10)]
     pub(crate) progress_interval_secs: u64,
+    /// `full`: statistics by room, nick, emote and time too; `basic`: the all-time lists only
+    /// (the TypeScript service's work, at its speed).
+    #[arg(long, env, default_value = "full", ignore_case = true)]
+    pub(crate) statistics: Statistics,
+    /// Nicks (bots) left out of every statistic but messages per second; comma-separated,
+    /// any case.
+    #[arg(long, env, default_value = "")]
+    pub(crate) ignored_nicks: String,
+    /// A file of third-party emote names (BTTV, FFZ, 7TV), one per line, counted as emotes.
+    #[arg(long, env)]
+    pub(crate) emote_names_file: Option<std::path::PathBuf>,
+    /// The statistics by room, nick, emote and time of the messages read within this many
+    /// milliseconds are merged into one store call (they lag by at most this much).
+    #[arg(long, env, default_value_t = 50, value_parser = clap::value_parser!(u64).range(1..=10_000))]
+    pub(crate) stats_flush_ms: u64,
+}
+
+/// Which statistics the worker gathers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub(crate) enum Statistics {
+    /// The all-time lists, messages per second and failed messages only.
+    Basic,
+    /// Also the statistics by room, nick, emote and time.
+    Full,
 }
 
 impl WorkerArgs {
+    /// The counting rules: reads EMOTE_NAMES_FILE.
+    pub(crate) fn rules(&self) -> Result<Rules, ConfigError> {
+        let emote_names = match &self.emote_names_file {
+            None => EmoteNames::default(),
+            Some(path) => {
+                let text = std::fs::read_to_string(path).map_err(|err| {
+                    ConfigError::invalid(
+                        "EMOTE_NAMES_FILE",
+                        &path.display().to_string(),
+                        format!("a readable file of emote names, one per line ({err})"),
+                    )
+                })?;
+                EmoteNames::parse(&text)
+            }
+        };
+        Ok(Rules {
+            failed_max: self.failed_payload_max_bytes as usize,
+            full: self.statistics == Statistics::Full,
+            ignored: Arc::new(Rules::ignored_nicks(&self.ignored_nicks)),
+            emote_names: Arc::new(emote_names),
+        })
+    }
+
     /// The worker's settings.
-    pub(crate) fn settings(&self, process: &ProcessArgs) -> WorkerSettings {
-        WorkerSettings {
+    pub(crate) fn settings(
+        &self,
+        process: &ProcessArgs,
+        data: &DataArgs,
+    ) -> Result<WorkerSettings, ConfigError> {
+        Ok(WorkerSettings {
+            rules: self.rules()?,
+            retention: data.retention(),
+            detail_interval: Duration::from_millis(self.stats_flush_ms),
             window: self.in_flight as usize,
-            failed_payload_max: self.failed_payload_max_bytes as usize,
             progress_interval: Duration::from_secs(self.progress_interval_secs),
             flush_interval: (self.flush_interval_ms > 0)
                 .then(|| Duration::from_millis(self.flush_interval_ms)),
             flush_max_messages: self.flush_max_messages as usize,
             shutdown_timeout: process.shutdown_timeout(),
             ..WorkerSettings::default()
-        }
+        })
     }
 }
 
@@ -357,6 +438,15 @@ impl ConfigError {
             expected: expected.into(),
         }
     }
+}
+
+fn parse_retention(value: &str) -> Result<Duration, String> {
+    let kept = humantime::parse_duration(value.trim())
+        .map_err(|e| format!("{e}; expected a duration such as 7h, 90m or 35d"))?;
+    if kept < Duration::from_secs(60) || kept > Duration::from_secs(10 * 366 * 86_400) {
+        return Err("expected a duration between 1m and 10 years".to_owned());
+    }
+    Ok(kept)
 }
 
 fn parse_redis_url(value: &str) -> Result<SecretUrl, String> {

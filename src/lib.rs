@@ -26,6 +26,8 @@
 
 pub mod api;
 pub mod config;
+pub mod detail;
+pub mod emotes;
 pub mod message;
 pub(crate) mod retry;
 pub(crate) mod shutdown;
@@ -34,6 +36,7 @@ pub mod source;
 pub mod startup;
 pub mod store;
 pub mod telemetry;
+pub mod timeline;
 pub mod worker;
 
 /// The allocator of the binaries (each declares it `#[global_allocator]`): jemalloc with

@@ -1,19 +1,25 @@
 //! The chat message: how one upstream payload is judged and what it adds to the statistics.
 //!
-//! This module is the counting rules (README.md, "Counting rules") in code.
-//! [`Tally::from_payload`] classifies a payload (failed, or counted with its room, nick and
-//! words) and [`TallyBuilder`] folds the tallies of many messages into one, so that one store
-//! call can carry a whole batch.
+//! This module is the counting rules (README.md, "Counting rules") in code. [`Rules::judge`]
+//! classifies a payload: failed, or counted — its [`Tally`] (room, nick, words: the all-time
+//! lists, applied at once) and, with the full statistics, its [`Message`] (its time, room,
+//! nick, words and emotes: what the statistics by room, nick, emote and time are built from).
+//! [`TallyBuilder`] folds the tallies of many messages into one, so that one store call can
+//! carry a whole batch.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::fmt;
+use std::sync::Arc;
 
 use bytes::Bytes;
 use serde::Deserialize;
 use serde::de::{self, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 
+use crate::emotes::{EmoteNames, emotes_in};
+use crate::timeline::message_time;
+
 /// A top list kept by the store.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum TopList {
     /// Words of message bodies.
     Words = 0,
@@ -21,23 +27,34 @@ pub enum TopList {
     Nicks,
     /// Rooms (channels) the messages were sent to.
     Rooms,
+    /// Emotes used in message bodies.
+    Emotes,
 }
 
 impl TopList {
     /// Every top list, in a fixed order.
-    pub const ALL: [TopList; 3] = [TopList::Words, TopList::Nicks, TopList::Rooms];
+    pub const ALL: [TopList; 4] = [
+        TopList::Words,
+        TopList::Nicks,
+        TopList::Rooms,
+        TopList::Emotes,
+    ];
+
+    /// The all-time lists every message updates at once (the TypeScript service's).
+    pub const IMMEDIATE: [TopList; 3] = [TopList::Words, TopList::Nicks, TopList::Rooms];
 
     /// The list's position in [`TopList::ALL`], for per-list arrays.
     pub fn index(self) -> usize {
         self as usize
     }
 
-    /// The list's name in routes and Redis keys (`words`, `nicks`, `rooms`).
+    /// The list's name in routes and Redis keys (`words`, `nicks`, `rooms`, `emotes`).
     pub fn name(self) -> &'static str {
         match self {
             TopList::Words => "words",
             TopList::Nicks => "nicks",
             TopList::Rooms => "rooms",
+            TopList::Emotes => "emotes",
         }
     }
 }
@@ -69,6 +86,14 @@ struct Payload<'a> {
     nick: Text<'a>,
     #[serde(borrow, default)]
     body: Text<'a>,
+    #[serde(borrow, default)]
+    tags: Text<'a>,
+}
+
+/// The value of `name` in Twitch IRC tags `k=v;k=v`, if present.
+fn tag<'t>(tags: &'t str, name: &str) -> Option<&'t str> {
+    tags.split(';')
+        .find_map(|pair| pair.strip_prefix(name)?.strip_prefix('='))
 }
 
 /// A string field that reads as "" when it is missing or not a string.
@@ -180,12 +205,70 @@ impl<'t> WordCounts<'t> {
     }
 }
 
-impl Tally {
-    /// Judges one payload by the counting rules, as processed during Unix second `second`.
+/// What one counted message adds to the statistics by room, nick, emote and time.
+///
+/// Members are slices of the payload (or copies, when JSON escapes changed the text), like a
+/// [`Tally`]'s.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Message {
+    /// Its time (Unix ms): `tmi-sent-ts` when usable, else the processing time.
+    pub time_ms: u64,
+    /// Its room, when not blank.
+    pub room: Option<Bytes>,
+    /// Its nick, when not blank.
+    pub nick: Option<Bytes>,
+    /// Its words and their occurrences (the tally's).
+    pub words: Vec<(Bytes, u64)>,
+    /// Its emotes and their uses.
+    pub emotes: Vec<(Bytes, u64)>,
+}
+
+/// What judging one payload gives.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Judged {
+    /// Its effect on the all-time lists, messages per second and failed messages.
+    pub tally: Tally,
+    /// Its effect on the statistics by room, nick, emote and time: counted messages only, with
+    /// the full statistics only, never for ignored nicks.
+    pub message: Option<Message>,
+}
+
+/// The counting rules, with their settings.
+#[derive(Debug, Clone, Default)]
+pub struct Rules {
+    /// Failed payloads are kept cut to this many bytes.
+    pub failed_max: usize,
+    /// Whether the statistics by room, nick, emote and time are gathered (`STATISTICS=full`).
+    pub full: bool,
+    /// Nicks left out of every statistic but messages per second, trimmed and lowercase.
+    pub ignored: Arc<HashSet<String>>,
+    /// Third-party emote names.
+    pub emote_names: Arc<EmoteNames>,
+}
+
+impl Rules {
+    /// Part 1's rules: all-time lists only, nobody ignored.
+    pub fn basic(failed_max: usize) -> Rules {
+        Rules {
+            failed_max,
+            ..Rules::default()
+        }
+    }
+
+    /// The ignored-nick set of a comma-separated list (`IGNORED_NICKS`).
+    pub fn ignored_nicks(list: &str) -> HashSet<String> {
+        list.split(',')
+            .map(|n| n.trim().to_lowercase())
+            .filter(|n| !n.is_empty())
+            .collect()
+    }
+
+    /// Judges one payload processed at Unix millisecond `processed_ms`.
     ///
-    /// A payload that is not UTF-8 or not a JSON object is a failed message: its raw text,
-    /// cut to `failed_max` bytes, is kept and nothing else is counted.
-    pub fn from_payload(payload: &Bytes, second: u64, failed_max: usize) -> Tally {
+    /// A payload that is not UTF-8 or not a JSON object is a failed message: its raw text, cut
+    /// to `failed_max` bytes, is kept and nothing else is counted. A message from an ignored
+    /// nick counts toward messages per second only.
+    pub fn judge(&self, payload: &Bytes, processed_ms: u64) -> Judged {
         let parsed = std::str::from_utf8(payload)
             .ok()
             // A derived struct would also accept a JSON array; the rules want an object.
@@ -195,26 +278,61 @@ impl Tally {
             })
             .and_then(|text| serde_json::from_str::<Payload>(text).ok());
         let Some(parsed) = parsed else {
-            return Tally::failed(payload, failed_max);
+            return Judged {
+                tally: Tally::failed(payload, self.failed_max),
+                message: None,
+            };
         };
         let mut tally = Tally {
-            seconds: vec![(second, 1)],
+            seconds: vec![(processed_ms / 1000, 1)],
             ..Tally::default()
         };
-        for (list, text) in [
-            (&mut tally.rooms, &parsed.room.0),
-            (&mut tally.nicks, &parsed.nick.0),
-        ] {
-            if !text.trim().is_empty() {
-                list.push((member(payload, text), 1));
-            }
+        let (room, nick) = (parsed.room.0.as_ref(), parsed.nick.0.as_ref());
+        if !self.ignored.is_empty() && self.ignored.contains(&nick.trim().to_lowercase()) {
+            return Judged {
+                tally,
+                message: None,
+            };
         }
+        let present = |text: &str| (!text.trim().is_empty()).then(|| member(payload, text));
+        let (room, nick) = (present(room), present(nick));
+        tally.rooms.extend(room.iter().map(|r| (r.clone(), 1)));
+        tally.nicks.extend(nick.iter().map(|n| (n.clone(), 1)));
+        let body = parsed.body.0.as_ref();
         let mut words = WordCounts::default();
-        for word in parsed.body.0.split_whitespace() {
+        for word in body.split_whitespace() {
             words.add(word);
         }
         tally.words = words.into_members(payload);
-        tally
+        if !self.full {
+            return Judged {
+                tally,
+                message: None,
+            };
+        }
+        let tags = parsed.tags.0.as_ref();
+        let mut emotes = WordCounts::default();
+        for emote in emotes_in(body, tag(tags, "emotes"), &self.emote_names) {
+            emotes.add(emote);
+        }
+        let message = Message {
+            time_ms: message_time(tag(tags, "tmi-sent-ts"), processed_ms),
+            room,
+            nick,
+            words: tally.words.clone(),
+            emotes: emotes.into_members(payload),
+        };
+        Judged {
+            tally,
+            message: Some(message),
+        }
+    }
+}
+
+impl Tally {
+    /// Judges one payload by part 1's rules, as processed during Unix second `second`.
+    pub fn from_payload(payload: &Bytes, second: u64, failed_max: usize) -> Tally {
+        Rules::basic(failed_max).judge(payload, second * 1000).tally
     }
 
     /// A failed message whose raw text is `raw`, cut to at most `max` bytes.
@@ -281,12 +399,13 @@ impl Tally {
             && self.rooms.is_empty()
     }
 
-    /// The increments of one top list.
+    /// The increments of one all-time list (emotes are not counted at once: none).
     pub fn list(&self, list: TopList) -> &[(Bytes, u64)] {
         match list {
             TopList::Words => &self.words,
             TopList::Nicks => &self.nicks,
             TopList::Rooms => &self.rooms,
+            TopList::Emotes => &[],
         }
     }
 }

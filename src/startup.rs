@@ -319,7 +319,7 @@ pub async fn run_worker(cli: WorkerCli, shutdown: CancellationToken) -> Result<(
         )
     })?;
     let store = RedisStore::connect(cli.redis.settings()?)?;
-    let settings = cli.worker.settings(&cli.process);
+    let settings = cli.worker.settings(&cli.process, &cli.redis.data)?;
     info!(
         version = env!("CARGO_PKG_VERSION"),
         upstream = %upstream,
@@ -381,7 +381,8 @@ pub async fn run_chatstats(cli: ChatstatsCli, shutdown: CancellationToken) -> Re
         let store = MemoryStore::new(
             cli.redis.data.failed_messages_max as usize,
             config::SECOND_TTL,
-        );
+        )
+        .with_retention(cli.redis.data.retention());
         let why = "none of REDIS_URL, REDIS_HOST, REDIS_PORT is set";
         run_both(store, why, upstream, &cli, listener, shutdown).await
     }
@@ -419,7 +420,10 @@ async fn run_both<S: Store>(
         AppState::new(store.clone(), api_settings),
         shutdown.clone(),
     ));
-    let (sim, settings) = (cli.sim.clone(), cli.worker.settings(&cli.process));
+    let (sim, settings) = (
+        cli.sim.clone(),
+        cli.worker.settings(&cli.process, &cli.redis.data)?,
+    );
     let stop = shutdown.clone();
     let mut worker =
         tokio::spawn(async move { drive(store, upstream, &sim, settings, stop).await });

@@ -12,7 +12,9 @@
 //! call fails, the worker stops sending, lets the window settle, and re-applies the failed calls
 //! one by one in sequence order ([`Retries`]) until they succeed; the store skips any whose first
 //! attempt had in fact been applied. In coalescing mode a [`Coalescer`] merges the tallies read
-//! within an interval into one.
+//! within an interval into one. The statistics by room, nick, emote and time of the messages
+//! read within `detail_interval` are merged by a [`DetailBuilder`] and applied as one more call
+//! (cut into bounded parts), numbered and retried like the others.
 //!
 //! On shutdown the reader stops, and everything already read is recorded within
 //! `shutdown_timeout`; what could not be recorded by then is counted and reported, never
@@ -32,10 +34,12 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
-use crate::message::{Tally, TallyBuilder};
+use crate::detail::{Detail, DetailBuilder};
+use crate::message::{Rules, Tally, TallyBuilder};
 use crate::retry::backoff;
 use crate::source::{Frame, Source, SourceError};
-use crate::store::{Mark, Store, StoreError, unix_now};
+use crate::store::{Mark, Store, StoreError};
+use crate::timeline::{Retention, now_ms};
 
 /// How the worker runs.
 #[derive(Debug, Clone)]
@@ -44,8 +48,13 @@ pub struct WorkerSettings {
     pub window: usize,
     /// Chunks of frames read ahead of the store at most.
     pub queue: usize,
-    /// Failed payloads are kept cut to this many bytes.
-    pub failed_payload_max: usize,
+    /// The counting rules.
+    pub rules: Rules,
+    /// How long time buckets are kept (buckets already expired are not written).
+    pub retention: Retention,
+    /// The statistics by room, nick, emote and time of the messages read within this interval
+    /// are merged into one call.
+    pub detail_interval: Duration,
     /// Period of the progress log line (zero: none).
     pub progress_interval: Duration,
     /// First retry delay after a failed store call; doubles up to `retry_max`.
@@ -68,7 +77,9 @@ impl Default for WorkerSettings {
         WorkerSettings {
             window: 128,
             queue: 16,
-            failed_payload_max: 4096,
+            rules: Rules::basic(4096),
+            retention: Retention::default(),
+            detail_interval: Duration::from_millis(50),
             progress_interval: Duration::from_secs(10),
             retry_min: Duration::from_millis(100),
             retry_max: Duration::from_secs(5),
@@ -135,20 +146,55 @@ impl Progress {
         );
     }
 
-    fn record(&self, tally: &Tally, rtt: Duration) {
-        self.recorded.fetch_add(tally.messages(), Ordering::Relaxed);
-        self.failed
-            .fetch_add(tally.failed.len() as u64, Ordering::Relaxed);
+    fn record(&self, work: &Work, rtt: Duration) {
+        if let Work::Tally(tally) = work {
+            self.recorded.fetch_add(tally.messages(), Ordering::Relaxed);
+            self.failed
+                .fetch_add(tally.failed.len() as u64, Ordering::Relaxed);
+        }
         self.calls.fetch_add(1, Ordering::Relaxed);
         self.rtt_micros
             .fetch_add(rtt.as_micros() as u64, Ordering::Relaxed);
     }
 }
 
-/// Messages (and failed payloads) a tally records.
-fn weight(tally: &Tally) -> u64 {
-    tally.messages() + tally.failed.len() as u64
+/// One store call's increments.
+#[derive(Debug)]
+enum Work {
+    /// Of the all-time lists, messages per second and failed messages.
+    Tally(Tally),
+    /// Of the statistics by room, nick, emote and time.
+    Detail(Detail),
 }
+
+impl Work {
+    /// Messages (and failed payloads) it records; a detail's messages are counted by their
+    /// tallies.
+    fn weight(&self) -> u64 {
+        match self {
+            Work::Tally(tally) => tally.messages() + tally.failed.len() as u64,
+            Work::Detail(_) => 0,
+        }
+    }
+
+    /// Messages whose statistics by room, nick, emote and time it carries.
+    fn detail_messages(&self) -> u64 {
+        match self {
+            Work::Detail(detail) => detail.messages,
+            Work::Tally(_) => 0,
+        }
+    }
+
+    async fn apply<S: Store>(&self, store: &S, mark: &Mark) -> Result<bool, StoreError> {
+        match self {
+            Work::Tally(tally) => store.apply(tally, Some(mark)).await,
+            Work::Detail(detail) => store.apply_detail(detail, Some(mark)).await,
+        }
+    }
+}
+
+/// A detail is sent once it merges this many messages, even before its interval ends.
+const DETAIL_MAX_MESSAGES: u64 = 20_000;
 
 /// Runs the worker until the source ends (text mode) or `shutdown` is cancelled, then records
 /// everything already read and returns the run's counters.
@@ -179,8 +225,8 @@ pub async fn run<S: Store, R: Source>(
     }
 }
 
-/// A call's outcome: its sequence number, the tally, the result and the round-trip time.
-type Done = (u64, Tally, Result<bool, StoreError>, Duration);
+/// A call's outcome: its sequence number, its work, the result and the round-trip time.
+type Done = (u64, Work, Result<bool, StoreError>, Duration);
 
 /// The store calls in flight, and the sequence numbers they span.
 struct Window<S> {
@@ -192,6 +238,8 @@ struct Window<S> {
     unfinished: BTreeSet<u64>,
     /// Messages (and failed payloads) carried by the calls in flight.
     in_flight_weight: u64,
+    /// Messages whose details are carried by the calls in flight.
+    in_flight_details: u64,
     in_flight: FuturesUnordered<Pin<Box<dyn Future<Output = Done> + Send>>>,
 }
 
@@ -204,6 +252,7 @@ impl<S: Store> Window<S> {
             next_seq: 1,
             unfinished: BTreeSet::new(),
             in_flight_weight: 0,
+            in_flight_details: 0,
             in_flight: FuturesUnordered::new(),
         }
     }
@@ -222,17 +271,18 @@ impl<S: Store> Window<S> {
         }
     }
 
-    /// Sends `tally` as the next call.
-    fn send(&mut self, tally: Tally) {
+    /// Sends `work` as the next call.
+    fn send(&mut self, work: Work) {
         let seq = self.next_seq;
         self.next_seq += 1;
         self.unfinished.insert(seq);
-        self.in_flight_weight += weight(&tally);
+        self.in_flight_weight += work.weight();
+        self.in_flight_details += work.detail_messages();
         let (store, mark) = (self.store.clone(), self.mark(seq));
         self.in_flight.push(Box::pin(async move {
             let started = Instant::now();
-            let outcome = store.apply(&tally, Some(&mark)).await;
-            (seq, tally, outcome, started.elapsed())
+            let outcome = work.apply(&store, &mark).await;
+            (seq, work, outcome, started.elapsed())
         }));
     }
 
@@ -244,19 +294,19 @@ impl<S: Store> Window<S> {
 /// Failed calls waiting to be re-applied, in sequence order, one at a time.
 #[derive(Default)]
 struct Retries {
-    waiting: BTreeMap<u64, Tally>,
+    waiting: BTreeMap<u64, Work>,
     /// Failed attempts since the last success.
     failures: u32,
     last_error: String,
 }
 
 impl Retries {
-    fn add(&mut self, seq: u64, tally: Tally, err: &StoreError) {
+    fn add(&mut self, seq: u64, work: Work, err: &StoreError) {
         if self.waiting.is_empty() {
             warn!(error = %err, "store call failed: pausing input to retry in order");
         }
         self.last_error = err.to_string();
-        self.waiting.insert(seq, tally);
+        self.waiting.insert(seq, work);
     }
 
     /// Re-applies the oldest waiting call once, after a backoff delay if the last attempt
@@ -267,7 +317,7 @@ impl Retries {
         settings: &WorkerSettings,
         progress: &Progress,
     ) {
-        let Some((&seq, tally)) = self.waiting.first_key_value() else {
+        let Some((&seq, work)) = self.waiting.first_key_value() else {
             return;
         };
         if self.failures > 0 {
@@ -279,9 +329,9 @@ impl Retries {
             .await;
         }
         let started = Instant::now();
-        match window.store.apply(tally, Some(&window.mark(seq))).await {
+        match work.apply(&window.store, &window.mark(seq)).await {
             Ok(_) => {
-                progress.record(tally, started.elapsed());
+                progress.record(work, started.elapsed());
                 window.acknowledge(seq);
                 self.waiting.remove(&seq);
                 self.failures = 0;
@@ -345,9 +395,12 @@ struct Worker<S> {
     /// Frames read and not judged yet.
     pending: VecDeque<Frame>,
     /// Parts judged (and merged, when coalescing) waiting for room in the window.
-    ready: VecDeque<Tally>,
-    /// The Unix second the frames being judged were read in.
-    second: u64,
+    ready: VecDeque<Work>,
+    /// The statistics by room, nick, emote and time being merged, and when they are due.
+    details: DetailBuilder,
+    details_due: Option<tokio::time::Instant>,
+    /// The Unix millisecond the frames being judged were read at.
+    read_ms: u64,
     input_open: bool,
 }
 
@@ -367,7 +420,9 @@ impl<S: Store> Worker<S> {
             coalescer,
             pending: VecDeque::new(),
             ready: VecDeque::new(),
-            second: 0,
+            details: DetailBuilder::default(),
+            details_due: None,
+            read_ms: 0,
             input_open: true,
         }
     }
@@ -404,14 +459,20 @@ impl<S: Store> Worker<S> {
                 return Ok(());
             }
             let accepting = self.accepting();
-            let flush_at = self.coalescer.as_ref().and_then(|c| c.flush_at);
+            let flush_at = [
+                self.coalescer.as_ref().and_then(|c| c.flush_at),
+                self.details_due,
+            ]
+            .into_iter()
+            .flatten()
+            .min();
             tokio::select! {
                 Some(done) = self.window.in_flight.next(), if !self.window.in_flight.is_empty() => {
                     self.complete(done);
                 }
                 frames = input.recv(), if accepting && self.input_open => match frames {
                     Some(frames) => {
-                        self.second = unix_now();
+                        self.read_ms = now_ms();
                         self.pending.extend(frames);
                     }
                     None => self.input_open = false,
@@ -441,6 +502,7 @@ impl<S: Store> Worker<S> {
             && self.window.in_flight.is_empty()
             && self.retries.waiting.is_empty()
             && self.coalescer.as_ref().is_none_or(|c| c.batch.is_empty())
+            && self.details.is_empty()
     }
 
     /// Does one piece of work that needs no waiting; false when there is none.
@@ -475,21 +537,46 @@ impl<S: Store> Worker<S> {
             self.queue(merged);
             return true;
         }
+        let details_due = self
+            .details_due
+            .is_some_and(|at| at <= tokio::time::Instant::now());
+        if !self.details.is_empty() && (details_due || input_ended) {
+            self.details_due = None;
+            let detail = self.details.take(now_ms(), &self.settings.retention);
+            let max = self.settings.call_members_max;
+            self.ready
+                .extend(detail.split(max).into_iter().map(Work::Detail));
+            return true;
+        }
         false
     }
 
     fn queue(&mut self, tally: Tally) {
+        let max = self.settings.call_members_max;
         self.ready
-            .extend(tally.split(self.settings.call_members_max));
+            .extend(tally.split(max).into_iter().map(Work::Tally));
     }
 
-    /// What one frame adds to the statistics.
-    fn judge(&self, frame: Frame) -> Tally {
+    /// What one frame adds to the all-time lists; its details go to the builder.
+    fn judge(&mut self, frame: Frame) -> Tally {
         self.progress.read.fetch_add(1, Ordering::Relaxed);
-        let max = self.settings.failed_payload_max;
+        let rules = &self.settings.rules;
         let tally = match frame {
-            Frame::Payload(payload) => Tally::from_payload(&payload, self.second, max),
+            Frame::Payload(payload) => {
+                let judged = rules.judge(&payload, self.read_ms);
+                if let Some(message) = judged.message {
+                    self.details.add(&message);
+                    if self.details.len() >= DETAIL_MAX_MESSAGES {
+                        self.details_due = Some(tokio::time::Instant::now());
+                    } else if self.details_due.is_none() {
+                        self.details_due =
+                            Some(tokio::time::Instant::now() + self.settings.detail_interval);
+                    }
+                }
+                judged.tally
+            }
             Frame::Oversized(prefix) => {
+                let max = rules.failed_max;
                 warn!(
                     kept_bytes = prefix.len().min(max),
                     "line over the length cap: recorded as a failed message"
@@ -503,16 +590,17 @@ impl<S: Store> Worker<S> {
         tally
     }
 
-    fn complete(&mut self, (seq, tally, outcome, rtt): Done) {
-        self.window.in_flight_weight -= weight(&tally);
+    fn complete(&mut self, (seq, work, outcome, rtt): Done) {
+        self.window.in_flight_weight -= work.weight();
+        self.window.in_flight_details -= work.detail_messages();
         match outcome {
             Ok(_) => {
-                self.progress.record(&tally, rtt);
+                self.progress.record(&work, rtt);
                 self.window.acknowledge(seq);
             }
             Err(err) => {
                 self.progress.retries.fetch_add(1, Ordering::Relaxed);
-                self.retries.add(seq, tally, &err);
+                self.retries.add(seq, work, &err);
             }
         }
     }
@@ -520,8 +608,16 @@ impl<S: Store> Worker<S> {
     /// Stops at the shutdown deadline: counts what was read and not confirmed recorded.
     async fn give_up(&mut self, input: &mut mpsc::Receiver<Vec<Frame>>) -> WorkerError {
         let mut unrecorded = self.pending.len() as u64;
-        unrecorded += self.ready.iter().map(weight).sum::<u64>();
-        unrecorded += self.retries.waiting.values().map(weight).sum::<u64>();
+        unrecorded += self.ready.iter().map(Work::weight).sum::<u64>();
+        unrecorded += self.retries.waiting.values().map(Work::weight).sum::<u64>();
+        let details = self.details.len()
+            + self.window.in_flight_details
+            + self
+                .ready
+                .iter()
+                .chain(self.retries.waiting.values())
+                .map(Work::detail_messages)
+                .sum::<u64>();
         if let Some(coalescer) = self.coalescer.as_ref() {
             unrecorded += coalescer.batch.len() as u64;
         }
@@ -531,7 +627,7 @@ impl<S: Store> Worker<S> {
         while let Some(frames) = input.recv().await {
             unrecorded += frames.len() as u64;
         }
-        let cause = if self.retries.waiting.is_empty() {
+        let mut cause = if self.retries.waiting.is_empty() {
             format!(
                 "not done within the shutdown timeout of {} ms",
                 self.settings.shutdown_timeout.as_millis()
@@ -539,6 +635,11 @@ impl<S: Store> Worker<S> {
         } else {
             self.retries.last_error.clone()
         };
+        if details > 0 {
+            cause.push_str(&format!(
+                "; the statistics by room, nick, emote and time of {details} messages were not confirmed either"
+            ));
+        }
         WorkerError::Unrecorded { unrecorded, cause }
     }
 }

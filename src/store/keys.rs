@@ -9,22 +9,50 @@
 //! | `{ns}failedMessages:total` | string | failed messages ever recorded |
 //! | `{ns}messagesPerSecond:{unix second}` | string | messages counted in that second; expires |
 //! | `{ns}writer:{id}` | string | one worker's applied sequence numbers: the highest, and a bitmap of the window below it; fixed size; expires |
+//! | `{ns}emotes` | sorted set | emote → uses, all time |
+//! | `{ns}rooms:first`, `{ns}rooms:last`, `{ns}nicks:first`, `{ns}nicks:last` | sorted set | room or nick → its earliest / latest message time (Unix ms) |
+//! | `{ns}{list}:{g}:{n}` | sorted set | a list of everything in bucket `n` of granularity `g` (`m`, `h`, `d`: Unix minutes, hours, days); expires |
+//! | `{ns}activity:{g}:{n}` | hash | messages of everything per bucket of granularity `g`, grouped: minutes by hour, hours by day, days by 32-day block; expires |
+//! | `{ns}room:{R}:{list}`, `{ns}room:{R}:{list}:{g}:{n}`, `{ns}room:{R}:activity:{g}:{n}` | sorted set, hash | the same for one room, all time and per bucket |
+//! | `{ns}nick:{N}:{list}` | sorted set | one nick's words, rooms and emotes, all time |
 //!
+//! `{R}` and `{N}` are the room or nick in braces, with `%`, `{` and `}` percent-encoded: the
+//! name is unambiguous whatever it holds, and in Redis Cluster the braces make it the hash tag,
+//! so that all keys of one room live in one slot.
 //! The TypeScript service kept `{ns}failedMessages` as a plain set; such a set is read as it
 //! is and converted to the sorted set the first time a new failed message is recorded.
 
+use crate::detail::{Scope, Seen};
 use crate::message::TopList;
+use crate::timeline::{Bucket, Granularity};
 
 /// Key names of one namespace.
 #[derive(Debug, Clone)]
 pub(crate) struct Keys {
     ns: String,
+    /// Every message's keys, named once: words, nicks, rooms, failedMessages and its total.
+    fixed: [bytes::Bytes; 5],
 }
 
 impl Keys {
     /// Keys under namespace `ns` (e.g. `chat-stats:`).
     pub(crate) fn new(ns: impl Into<String>) -> Keys {
-        Keys { ns: ns.into() }
+        let ns = ns.into();
+        let fixed = [
+            format!("{ns}words"),
+            format!("{ns}nicks"),
+            format!("{ns}rooms"),
+            format!("{ns}failedMessages"),
+            format!("{ns}failedMessages:total"),
+        ]
+        .map(bytes::Bytes::from);
+        Keys { ns, fixed }
+    }
+
+    /// The keys every tally touches, already named: words, nicks, rooms, failedMessages and
+    /// failedMessages:total.
+    pub(crate) fn fixed(&self) -> &[bytes::Bytes; 5] {
+        &self.fixed
     }
 
     /// The namespace.
@@ -55,5 +83,139 @@ impl Keys {
     /// The applied sequence numbers of one writer (one worker process).
     pub(crate) fn writer(&self, writer: &str) -> String {
         format!("{}writer:{writer}", self.ns)
+    }
+
+    /// The all-time list of `scope` (the part-1 lists for everything).
+    pub(crate) fn list(&self, scope: &Scope, list: TopList) -> String {
+        match scope {
+            Scope::Global => self.top(list),
+            other => format!("{}:{}", self.scope_prefix(other), list.name()),
+        }
+    }
+
+    /// A list of `scope` in one bucket.
+    pub(crate) fn bucket_list(&self, scope: &Scope, list: TopList, bucket: Bucket) -> String {
+        format!(
+            "{}:{}",
+            self.list(scope, list),
+            bucket_suffix(bucket.granularity, bucket.number)
+        )
+    }
+
+    /// The hash holding the message counts of `scope` for a group of buckets, and the field
+    /// of `bucket` in it.
+    pub(crate) fn activity(&self, scope: &Scope, bucket: Bucket) -> (String, String) {
+        let prefix = match scope {
+            Scope::Global => format!("{}activity", self.ns),
+            other => format!("{}:activity", self.scope_prefix(other)),
+        };
+        let group = activity_group(bucket);
+        (
+            format!(
+                "{prefix}:{}",
+                bucket_suffix(group.granularity, group.number)
+            ),
+            bucket.number.to_string(),
+        )
+    }
+
+    /// The earliest (`last == false`) or latest message times of rooms or nicks.
+    pub(crate) fn seen(&self, kind: Seen, last: bool) -> String {
+        let what = match kind {
+            Seen::Room => "rooms",
+            Seen::Nick => "nicks",
+        };
+        let end = if last { "last" } else { "first" };
+        format!("{}{what}:{end}", self.ns)
+    }
+
+    /// `{ns}room:{R}` or `{ns}nick:{N}`, the name escaped (see the module docs).
+    fn scope_prefix(&self, scope: &Scope) -> String {
+        let (kind, name) = match scope {
+            Scope::Global => return self.ns.clone(),
+            Scope::Room(name) => ("room", name),
+            Scope::Nick(name) => ("nick", name),
+        };
+        let mut out = String::with_capacity(self.ns.len() + name.len() + 8);
+        out.push_str(&self.ns);
+        out.push_str(kind);
+        out.push_str(":{");
+        for ch in String::from_utf8_lossy(name).chars() {
+            match ch {
+                '%' => out.push_str("%25"),
+                '{' => out.push_str("%7B"),
+                '}' => out.push_str("%7D"),
+                other => out.push(other),
+            }
+        }
+        out.push('}');
+        out
+    }
+}
+
+/// `m:29590346`: a bucket in key names.
+fn bucket_suffix(granularity: Granularity, number: u64) -> String {
+    format!("{}:{number}", granularity.letter())
+}
+
+/// The bucket whose activity hash holds `bucket`'s count: minutes by hour, hours by day, days
+/// by blocks of 32 days (few fields per hash, each hash expiring with its newest field).
+pub(crate) fn activity_group(bucket: Bucket) -> Bucket {
+    let minutes = match bucket.granularity {
+        Granularity::Minute => 60,
+        Granularity::Hour => 60 * 24,
+        Granularity::Day => 60 * 24 * 32,
+    };
+    let group_ms = minutes * Granularity::Minute.ms();
+    Bucket {
+        granularity: bucket.granularity,
+        number: bucket.start_ms() / group_ms,
+    }
+}
+
+/// When the activity hash of `bucket`'s group is last written: its newest bucket's end.
+pub(crate) fn activity_group_end_ms(bucket: Bucket) -> u64 {
+    let group = activity_group(bucket);
+    let size = match bucket.granularity {
+        Granularity::Minute => 60,
+        Granularity::Hour => 60 * 24,
+        Granularity::Day => 60 * 24 * 32,
+    } * Granularity::Minute.ms();
+    (group.number + 1) * size
+}
+
+#[cfg(test)]
+mod tests {
+    use bytes::Bytes;
+
+    use super::*;
+
+    #[test]
+    fn room_names_are_escaped_into_one_unambiguous_hash_tag() {
+        let keys = Keys::new("ns:");
+        let room = |s: &'static str| Scope::Room(Bytes::from_static(s.as_bytes()));
+        assert_eq!(
+            keys.list(&room("#foo"), TopList::Words),
+            "ns:room:{#foo}:words"
+        );
+        assert_eq!(
+            keys.list(&room("a}:b{%"), TopList::Nicks),
+            "ns:room:{a%7D:b%7B%25}:nicks"
+        );
+        let bucket = Bucket::of(Granularity::Minute, 1_795_420_805_000);
+        assert_eq!(
+            keys.bucket_list(&room("#foo"), TopList::Emotes, bucket),
+            "ns:room:{#foo}:emotes:m:29923680"
+        );
+        assert_eq!(
+            keys.bucket_list(&Scope::Global, TopList::Words, bucket),
+            "ns:words:m:29923680"
+        );
+        assert_eq!(
+            keys.activity(&Scope::Global, bucket),
+            ("ns:activity:m:498728".to_owned(), "29923680".to_owned())
+        );
+        assert_eq!(keys.list(&Scope::Global, TopList::Rooms), "ns:rooms");
+        assert_eq!(keys.seen(Seen::Nick, true), "ns:nicks:last");
     }
 }

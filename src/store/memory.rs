@@ -3,13 +3,19 @@
 //! A top list is a map member → count plus an ordered set of `(count, member)`, so an update is
 //! O(log n) and a top-k read walks k entries from the high end. The set orders equal counts by
 //! member bytes, and reading it from the high end gives the descending byte order that Redis's
-//! `ZREVRANGE` gives. Members are stored once and shared by both structures.
+//! `ZREVRANGE` gives. Members are stored once and shared by both structures. The statistics by
+//! room, nick, emote and time are rankings too, one per [`Place`]; buckets are dropped once
+//! their retention has passed, as Redis expires them.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use super::{Entry, Mark, Store, StoreError};
+use bytes::Bytes;
+
+use super::{Entry, Mark, Profile, Store, StoreError, rank_entries, unix_now};
+use crate::detail::{Detail, Period, Place, Scope, Seen};
 use crate::message::{Tally, TopList};
+use crate::timeline::{Bucket, Retention};
 
 /// A top list: counts by member, and the same entries ordered by count then member.
 #[derive(Debug, Default)]
@@ -30,6 +36,17 @@ impl Ranking {
         };
         self.order.insert((old + by, member.clone()));
         self.counts.insert(member, old + by);
+    }
+
+    fn count(&self, member: &str) -> Option<u64> {
+        self.counts.get(member).copied()
+    }
+
+    /// The 1-based position of `member` in `ZREVRANGE` order.
+    fn rank(&self, member: &str) -> Option<u64> {
+        let count = self.count(member)?;
+        let above = self.order.range((count, Arc::from(member))..).count();
+        Some(above as u64)
     }
 
     fn top(&self, limit: usize) -> Vec<Entry> {
@@ -118,6 +135,34 @@ struct Inner {
     writers: Mutex<HashMap<Arc<str>, Applied>>,
     /// Serialises whole applications, so a reader never sees half a tally.
     apply: Mutex<()>,
+    detail: Mutex<DetailState>,
+}
+
+/// The statistics by room, nick, emote and time.
+#[derive(Debug, Default)]
+struct DetailState {
+    lists: HashMap<Place, Ranking>,
+    activity: HashMap<(Scope, Bucket), u64>,
+    seen: HashMap<(Seen, Bytes), (u64, u64)>,
+    /// The minute of the last sweep of expired buckets.
+    swept_minute: u64,
+}
+
+impl DetailState {
+    /// Drops the buckets no longer kept at `now_ms` (at most once a minute).
+    fn sweep(&mut self, now_ms: u64, retention: &Retention) {
+        let minute = now_ms / 60_000;
+        if minute == self.swept_minute {
+            return;
+        }
+        self.swept_minute = minute;
+        self.lists.retain(|place, _| match place.period {
+            Period::AllTime => true,
+            Period::Bucket(bucket) => retention.keeps(bucket, now_ms),
+        });
+        self.activity
+            .retain(|(_, bucket), _| retention.keeps(*bucket, now_ms));
+    }
 }
 
 /// A [`Store`] in process memory. Clones share the same statistics.
@@ -126,6 +171,7 @@ pub struct MemoryStore {
     inner: Arc<Inner>,
     failed_cap: usize,
     second_ttl: u64,
+    retention: Retention,
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -144,18 +190,75 @@ impl MemoryStore {
             inner: Arc::default(),
             failed_cap,
             second_ttl,
+            retention: Retention::default(),
         }
     }
 
-    /// Distinct members of a list.
+    /// The same store, keeping time buckets for `retention`.
+    pub fn with_retention(self, retention: Retention) -> MemoryStore {
+        MemoryStore { retention, ..self }
+    }
+
+    /// Applies a detail without marks; the synchronous core of [`Store::apply_detail`].
+    fn apply_detail_now(&self, detail: &Detail) {
+        let now = unix_now() * 1000;
+        let mut state = lock(&self.inner.detail);
+        state.sweep(now, &self.retention);
+        for (place, members) in &detail.lists {
+            if let Period::Bucket(bucket) = place.period
+                && !self.retention.keeps(bucket, now)
+            {
+                continue;
+            }
+            let ranking = state.lists.entry(place.clone()).or_default();
+            for (member, n) in members {
+                ranking.add(&String::from_utf8_lossy(member), *n);
+            }
+        }
+        for (scope, bucket, n) in &detail.activity {
+            if self.retention.keeps(*bucket, now) {
+                *state.activity.entry((scope.clone(), *bucket)).or_default() += n;
+            }
+        }
+        for (kind, name, first, last) in &detail.seen {
+            let span = state
+                .seen
+                .entry((*kind, name.clone()))
+                .or_insert((*first, *last));
+            *span = (span.0.min(*first), span.1.max(*last));
+        }
+    }
+
+    /// Runs `read` on the ranking of `list` of `scope` in `period`, if there is one.
+    fn with_ranking<T>(
+        &self,
+        list: TopList,
+        scope: &Scope,
+        period: &Period,
+        read: impl FnOnce(&Ranking) -> T,
+    ) -> Option<T> {
+        if *scope == Scope::Global && *period == Period::AllTime && list != TopList::Emotes {
+            return Some(read(&lock(&self.inner.rankings[list.index()])));
+        }
+        let place = Place {
+            scope: scope.clone(),
+            period: *period,
+            list,
+        };
+        let state = lock(&self.inner.detail);
+        state.lists.get(&place).map(read)
+    }
+
+    /// Distinct members of an all-time list.
     pub fn len(&self, list: TopList) -> usize {
-        lock(&self.inner.rankings[list.index()]).counts.len()
+        self.with_ranking(list, &Scope::Global, &Period::AllTime, |r| r.counts.len())
+            .unwrap_or(0)
     }
 
     /// Applies a tally without marks; the synchronous core of [`Store::apply`].
     pub fn apply_now(&self, tally: &Tally) {
         let _whole = lock(&self.inner.apply);
-        for list in TopList::ALL {
+        for list in TopList::IMMEDIATE {
             let incs = tally.list(list);
             if incs.is_empty() {
                 continue;
@@ -201,8 +304,97 @@ impl Store for MemoryStore {
         Ok(true)
     }
 
+    async fn apply_detail(&self, detail: &Detail, mark: Option<&Mark>) -> Result<bool, StoreError> {
+        if let Some(mark) = mark {
+            let mut writers = lock(&self.inner.writers);
+            let applied = writers.entry(mark.writer.clone()).or_default();
+            if !applied.admit(mark.seq, mark.window) {
+                return Ok(false);
+            }
+        }
+        self.apply_detail_now(detail);
+        Ok(true)
+    }
+
+    async fn top_in(
+        &self,
+        list: TopList,
+        scope: &Scope,
+        periods: &[Period],
+        limit: usize,
+    ) -> Result<Vec<Entry>, StoreError> {
+        if let [period] = periods {
+            return Ok(self
+                .with_ranking(list, scope, period, |r| r.top(limit))
+                .unwrap_or_default());
+        }
+        let mut sums: HashMap<Arc<str>, u64> = HashMap::new();
+        for period in periods {
+            self.with_ranking(list, scope, period, |r| {
+                for (member, n) in &r.counts {
+                    *sums.entry(member.clone()).or_default() += n;
+                }
+            });
+        }
+        let entries = sums.into_iter().map(|(m, n)| (m.to_string(), n)).collect();
+        Ok(rank_entries(entries, limit))
+    }
+
+    async fn activity(&self, scope: &Scope, buckets: &[Bucket]) -> Result<Vec<u64>, StoreError> {
+        let state = lock(&self.inner.detail);
+        Ok(buckets
+            .iter()
+            .map(|b| {
+                state
+                    .activity
+                    .get(&(scope.clone(), *b))
+                    .copied()
+                    .unwrap_or(0)
+            })
+            .collect())
+    }
+
+    async fn profile(&self, kind: Seen, name: &str) -> Result<Option<Profile>, StoreError> {
+        let list = match kind {
+            Seen::Room => TopList::Rooms,
+            Seen::Nick => TopList::Nicks,
+        };
+        let (messages, rank) = {
+            let ranking = lock(&self.inner.rankings[list.index()]);
+            (ranking.count(name), ranking.rank(name))
+        };
+        let Some(messages) = messages else {
+            return Ok(None);
+        };
+        let key = (kind, Bytes::copy_from_slice(name.as_bytes()));
+        let (first_ms, last_ms) = lock(&self.inner.detail)
+            .seen
+            .get(&key)
+            .copied()
+            .unwrap_or((0, 0));
+        Ok(Some(Profile {
+            messages,
+            first_ms,
+            last_ms,
+            rank: (kind == Seen::Nick).then_some(rank).flatten(),
+        }))
+    }
+
+    async fn unique_chatters(&self, room: &str, periods: &[Period]) -> Result<u64, StoreError> {
+        let scope = Scope::Room(Bytes::copy_from_slice(room.as_bytes()));
+        let mut nicks: HashSet<Arc<str>> = HashSet::new();
+        for period in periods {
+            self.with_ranking(TopList::Nicks, &scope, period, |r| {
+                nicks.extend(r.counts.keys().cloned());
+            });
+        }
+        Ok(nicks.len() as u64)
+    }
+
     async fn top(&self, list: TopList, limit: usize) -> Result<Vec<Entry>, StoreError> {
-        Ok(lock(&self.inner.rankings[list.index()]).top(limit))
+        Ok(self
+            .with_ranking(list, &Scope::Global, &Period::AllTime, |r| r.top(limit))
+            .unwrap_or_default())
     }
 
     async fn messages_in_second(&self, second: u64) -> Result<u64, StoreError> {

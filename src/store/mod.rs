@@ -12,10 +12,36 @@ pub mod redis;
 use std::future::Future;
 use std::sync::Arc;
 
+use crate::detail::{Detail, Period, Scope, Seen};
 use crate::message::{Tally, TopList};
+use crate::timeline::Bucket;
 
 /// A top-list entry: member and count.
 pub type Entry = (String, u64);
+
+/// What is known of one room or nick.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Profile {
+    /// Its messages: its count in the all-time rooms or nicks list.
+    pub messages: u64,
+    /// Its earliest message time (Unix ms).
+    pub first_ms: u64,
+    /// Its latest message time (Unix ms).
+    pub last_ms: u64,
+    /// A nick's 1-based position in the nicks list (`None` for rooms).
+    pub rank: Option<u64>,
+}
+
+/// Orders entries as the top lists are ordered — highest count first, equal counts by member
+/// in descending byte order (Redis's `ZREVRANGE`) — and keeps the first `limit`.
+pub fn rank_entries(mut entries: Vec<Entry>, limit: usize) -> Vec<Entry> {
+    entries.sort_unstable_by(|a, b| {
+        b.1.cmp(&a.1)
+            .then_with(|| b.0.as_bytes().cmp(a.0.as_bytes()))
+    });
+    entries.truncate(limit);
+    entries
+}
 
 /// Identifies one application of a tally, so that a retried one is recognised and applied once.
 ///
@@ -62,6 +88,45 @@ pub trait Store: Clone + Send + Sync + 'static {
         tally: &Tally,
         mark: Option<&Mark>,
     ) -> impl Future<Output = Result<bool, StoreError>> + Send;
+
+    /// Applies increments of the statistics by room, nick, emote and time atomically; with a
+    /// `mark`, at most once, like [`Store::apply`].
+    fn apply_detail(
+        &self,
+        detail: &Detail,
+        mark: Option<&Mark>,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send;
+
+    /// The `limit` highest counts of `list` in `scope`, summed over `periods`: highest first,
+    /// ties in descending byte order.
+    fn top_in(
+        &self,
+        list: TopList,
+        scope: &Scope,
+        periods: &[Period],
+        limit: usize,
+    ) -> impl Future<Output = Result<Vec<Entry>, StoreError>> + Send;
+
+    /// Messages counted in `scope` during each of `buckets`.
+    fn activity(
+        &self,
+        scope: &Scope,
+        buckets: &[Bucket],
+    ) -> impl Future<Output = Result<Vec<u64>, StoreError>> + Send;
+
+    /// What is known of the room or nick `name`; `None` when it was never seen.
+    fn profile(
+        &self,
+        kind: Seen,
+        name: &str,
+    ) -> impl Future<Output = Result<Option<Profile>, StoreError>> + Send;
+
+    /// Distinct nicks that wrote in `room` during `periods` (all time: `[Period::AllTime]`).
+    fn unique_chatters(
+        &self,
+        room: &str,
+        periods: &[Period],
+    ) -> impl Future<Output = Result<u64, StoreError>> + Send;
 
     /// The `limit` highest counts of `list`: highest first, ties in descending byte order.
     fn top(

@@ -6,18 +6,56 @@
 //! skipped). Every key the script touches is passed in `KEYS`; the layout of `KEYS` and `ARGV`
 //! is written at the top of the script.
 
-use std::sync::{Arc, Mutex, PoisonError};
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 use std::time::Duration;
 
 use fred::prelude::*;
 use fred::types::config::ReconnectPolicy;
 
-use super::keys::Keys;
-use super::{Entry, Mark, Store, StoreError};
+use super::keys::{Keys, activity_group_end_ms};
+use super::{Entry, Mark, Profile, Store, StoreError, rank_entries};
+use crate::detail::{Detail, Period, Scope, Seen};
 use crate::message::{Tally, TopList};
 use crate::telemetry::SecretUrl;
+use crate::timeline::{Bucket, Retention};
 
-const APPLY_SCRIPT: &str = include_str!("lua/apply.lua");
+/// A Lua script, run by `EVALSHA` (its SHA1 computed once).
+struct Script {
+    text: &'static str,
+    sha: OnceLock<String>,
+}
+
+impl Script {
+    const fn new(text: &'static str) -> Script {
+        Script {
+            text,
+            sha: OnceLock::new(),
+        }
+    }
+
+    fn sha(&self) -> &str {
+        self.sha
+            .get_or_init(|| sha1_smol::Sha1::from(self.text).digest().to_string())
+    }
+}
+
+/// Applies a tally of the all-time lists.
+static APPLY: Script = Script::new(concat!(
+    include_str!("lua/mark.lua"),
+    include_str!("lua/apply.lua")
+));
+/// Applies a [`Detail`].
+static DETAIL: Script = Script::new(concat!(
+    include_str!("lua/mark.lua"),
+    include_str!("lua/detail.lua")
+));
+/// The top of several sorted sets summed.
+static TOP: Script = Script::new(include_str!("lua/top.lua"));
+/// Fields of several hashes.
+static FIELDS: Script = Script::new(include_str!("lua/fields.lua"));
+/// Distinct members of several sorted sets.
+static UNION_SIZE: Script = Script::new(include_str!("lua/union_size.lua"));
 
 /// How to reach Redis and how to keep data there.
 #[derive(Debug, Clone)]
@@ -32,6 +70,8 @@ pub struct RedisSettings {
     pub failed_cap: usize,
     /// Seconds a per-second message counter lives.
     pub second_ttl: u64,
+    /// How long time buckets are kept.
+    pub retention: Retention,
 }
 
 /// A [`Store`] on Redis. Clones share one connection, which also keeps commands in order.
@@ -39,7 +79,6 @@ pub struct RedisSettings {
 pub struct RedisStore {
     client: Client,
     keys: Keys,
-    sha: Arc<str>,
     settings: Arc<RedisSettings>,
     /// The last connection error, so that a call that times out while Redis cannot be reached
     /// says why (refused, wrong password…) instead of only "timeout".
@@ -76,11 +115,9 @@ impl RedisStore {
             async { Ok(()) }
         });
         client.connect();
-        let sha = sha1_smol::Sha1::from(APPLY_SCRIPT).digest().to_string();
         Ok(RedisStore {
             client,
             keys: Keys::new(settings.namespace.clone()),
-            sha: sha.into(),
             settings: settings.into(),
             last_error,
         })
@@ -89,6 +126,35 @@ impl RedisStore {
     /// The underlying client, for tests and tools.
     pub fn client(&self) -> &Client {
         &self.client
+    }
+
+    /// Runs `script` with `call`'s keys and arguments: `EVALSHA`, or `EVAL` when Redis does not
+    /// know the script yet (first use, or Redis restarted), which also caches it, with no
+    /// separate load step for a window of calls to queue behind.
+    async fn run<R: FromValue>(
+        &self,
+        script: &Script,
+        call: impl Fn() -> ScriptCall,
+    ) -> Result<R, StoreError> {
+        let ScriptCall { keys, args } = call();
+        match self.client.evalsha(script.sha(), keys, args).await {
+            Err(err) if err.details().starts_with("NOSCRIPT") => {
+                let ScriptCall { keys, args } = call();
+                self.client
+                    .eval(script.text, keys, args)
+                    .await
+                    .map_err(|e| self.fail(e))
+            }
+            other => other.map_err(|e| self.fail(e)),
+        }
+    }
+
+    /// The key of `list` of `scope` in `period`.
+    fn place_key(&self, list: TopList, scope: &Scope, period: &Period) -> Key {
+        Key::from(match period {
+            Period::AllTime => self.keys.list(scope, list),
+            Period::Bucket(bucket) => self.keys.bucket_list(scope, list, *bucket),
+        })
     }
 
     /// `err` in the store's terms: a timeout while Redis cannot be reached is reported with the
@@ -130,15 +196,28 @@ pub struct ScriptCall {
     pub args: Vec<Value>,
 }
 
-/// The apply script's call for `tally` under `namespace` (public for the benchmarks).
-pub fn script_call(
-    namespace: &str,
+/// Builds the apply script's calls for one namespace (public for the benchmarks).
+pub struct ApplyCalls {
+    keys: Keys,
     second_ttl: u64,
     failed_cap: usize,
-    tally: &Tally,
-    mark: Option<&Mark>,
-) -> ScriptCall {
-    build_call(&Keys::new(namespace), second_ttl, failed_cap, tally, mark)
+}
+
+impl ApplyCalls {
+    /// Calls under `namespace`, with per-second counters kept `second_ttl` seconds and the
+    /// newest `failed_cap` failed payloads.
+    pub fn new(namespace: &str, second_ttl: u64, failed_cap: usize) -> ApplyCalls {
+        ApplyCalls {
+            keys: Keys::new(namespace),
+            second_ttl,
+            failed_cap,
+        }
+    }
+
+    /// The call for `tally`.
+    pub fn call(&self, tally: &Tally, mark: Option<&Mark>) -> ScriptCall {
+        build_call(&self.keys, self.second_ttl, self.failed_cap, tally, mark)
+    }
 }
 
 fn build_call(
@@ -150,11 +229,7 @@ fn build_call(
 ) -> ScriptCall {
     let mut call_keys = Vec::with_capacity(6 + tally.seconds.len());
     call_keys.push(Key::from(keys.writer(mark.map_or("", |m| &m.writer))));
-    for list in [TopList::Words, TopList::Nicks, TopList::Rooms] {
-        call_keys.push(Key::from(keys.top(list)));
-    }
-    call_keys.push(Key::from(keys.failed()));
-    call_keys.push(Key::from(keys.failed_total()));
+    call_keys.extend(keys.fixed().iter().cloned().map(Key::from));
     call_keys.extend(
         tally
             .seconds
@@ -191,6 +266,101 @@ fn build_call(
     }
 }
 
+impl RedisStore {
+    /// The `limit` highest of one sorted set, in `ZREVRANGE` order.
+    async fn top_of(&self, key: Key, limit: usize) -> Result<Vec<Entry>, StoreError> {
+        if limit == 0 {
+            return Ok(Vec::new());
+        }
+        let reply: Vec<Value> = self
+            .client
+            .zrevrange(key, 0, limit as i64 - 1, true)
+            .await
+            .map_err(|e| self.fail(e))?;
+        entries(reply)
+    }
+}
+
+/// `member, score, member, score…` as entries.
+fn entries(reply: Vec<Value>) -> Result<Vec<Entry>, StoreError> {
+    let mut entries = Vec::with_capacity(reply.len() / 2);
+    let mut values = reply.into_iter();
+    while let (Some(member), Some(score)) = (values.next(), values.next()) {
+        let count = score
+            .as_f64()
+            .ok_or_else(|| StoreError::Data(format!("score {score:?} is not a number")))?;
+        entries.push((text(member), count.max(0.0) as u64));
+    }
+    Ok(entries)
+}
+
+/// The detail script's call for `detail` (layout at the top of `lua/detail.lua`).
+fn detail_call(
+    keys: &Keys,
+    retention: &Retention,
+    detail: &Detail,
+    mark: Option<&Mark>,
+) -> ScriptCall {
+    let (seq, window) = mark.map_or((0, 1), |m| (m.seq, m.window.max(1)));
+    let writer = Key::from(keys.writer(mark.map_or("", |m| &m.writer)));
+    let mut call = ScriptCall {
+        keys: vec![writer],
+        args: vec![Value::Integer(seq as i64), Value::Integer(window as i64)],
+    };
+    let mut group = |key: String, op: &'static str, expiry: u64, pairs: Vec<(Value, Value)>| {
+        call.keys.push(Key::from(key));
+        call.args.push(Value::from(op));
+        call.args.push(Value::Integer(expiry as i64));
+        call.args.push(Value::Integer(pairs.len() as i64));
+        for (member, n) in pairs {
+            call.args.push(member);
+            call.args.push(n);
+        }
+    };
+    let int = |n: u64| Value::Integer(n as i64);
+    for (place, members) in &detail.lists {
+        let (key, expiry) = match place.period {
+            Period::AllTime => (keys.list(&place.scope, place.list), 0),
+            Period::Bucket(bucket) => (
+                keys.bucket_list(&place.scope, place.list, bucket),
+                retention.expiry_secs(bucket),
+            ),
+        };
+        let pairs = members
+            .iter()
+            .map(|(m, n)| (Value::Bytes(m.clone()), int(*n)))
+            .collect();
+        group(key, "z", expiry, pairs);
+    }
+    // Activity fields grouped by hash.
+    let mut hashes: BTreeMap<String, (u64, Vec<(Value, Value)>)> = BTreeMap::new();
+    for (scope, bucket, n) in &detail.activity {
+        let (key, field) = keys.activity(scope, *bucket);
+        let kept = retention.of(bucket.granularity).as_millis() as u64;
+        let expiry = (activity_group_end_ms(*bucket) + kept).div_ceil(1000);
+        let entry = hashes.entry(key).or_insert((expiry, Vec::new()));
+        entry.1.push((Value::from(field), int(*n)));
+    }
+    for (key, (expiry, pairs)) in hashes {
+        group(key, "h", expiry, pairs);
+    }
+    for kind in [Seen::Room, Seen::Nick] {
+        let of_kind = || detail.seen.iter().filter(move |s| s.0 == kind);
+        if of_kind().next().is_none() {
+            continue;
+        }
+        let firsts = of_kind()
+            .map(|(_, name, first, _)| (Value::Bytes(name.clone()), int(*first)))
+            .collect();
+        group(keys.seen(kind, false), "lt", 0, firsts);
+        let lasts = of_kind()
+            .map(|(_, name, _, last)| (Value::Bytes(name.clone()), int(*last)))
+            .collect();
+        group(keys.seen(kind, true), "gt", 0, lasts);
+    }
+    call
+}
+
 /// Text of a reply value; Redis data is bytes, so invalid UTF-8 is replaced, not rejected.
 fn text(value: Value) -> String {
     match value.into_bytes() {
@@ -214,41 +384,121 @@ impl Store for RedisStore {
                 mark,
             )
         };
-        let ScriptCall { keys, args } = call();
-        let reply: Result<i64, _> = self.client.evalsha(&*self.sha, keys, args).await;
-        let applied = match reply {
-            // First use on this server, or Redis restarted: EVAL runs the call and caches the
-            // script, with no separate load step for a window of calls to queue behind.
-            Err(err) if err.details().starts_with("NOSCRIPT") => {
-                let ScriptCall { keys, args } = call();
-                self.client
-                    .eval(APPLY_SCRIPT, keys, args)
-                    .await
-                    .map_err(|e| self.fail(e))?
-            }
-            other => other.map_err(|e| self.fail(e))?,
-        };
+        let applied: i64 = self.run(&APPLY, call).await?;
         Ok(applied == 1)
     }
 
-    async fn top(&self, list: TopList, limit: usize) -> Result<Vec<Entry>, StoreError> {
-        if limit == 0 {
+    async fn apply_detail(&self, detail: &Detail, mark: Option<&Mark>) -> Result<bool, StoreError> {
+        if detail.is_empty() {
+            return Ok(true);
+        }
+        let call = || detail_call(&self.keys, &self.settings.retention, detail, mark);
+        let applied: i64 = self.run(&DETAIL, call).await?;
+        Ok(applied == 1)
+    }
+
+    async fn top_in(
+        &self,
+        list: TopList,
+        scope: &Scope,
+        periods: &[Period],
+        limit: usize,
+    ) -> Result<Vec<Entry>, StoreError> {
+        if limit == 0 || periods.is_empty() {
             return Ok(Vec::new());
         }
-        let reply: Vec<Value> = self
-            .client
-            .zrevrange(self.keys.top(list), 0, limit as i64 - 1, true)
-            .await
-            .map_err(|e| self.fail(e))?;
-        let mut entries = Vec::with_capacity(reply.len() / 2);
-        let mut values = reply.into_iter();
-        while let (Some(member), Some(score)) = (values.next(), values.next()) {
-            let count = score
-                .as_f64()
-                .ok_or_else(|| StoreError::Data(format!("score {score:?} is not a number")))?;
-            entries.push((text(member), count.max(0.0) as u64));
+        if let [period] = periods {
+            return self
+                .top_of(self.place_key(list, scope, period), limit)
+                .await;
         }
-        Ok(entries)
+        let call = || ScriptCall {
+            keys: periods
+                .iter()
+                .map(|p| self.place_key(list, scope, p))
+                .collect(),
+            args: vec![Value::Integer(limit as i64)],
+        };
+        let reply: Vec<Value> = self.run(&TOP, call).await?;
+        Ok(rank_entries(entries(reply)?, limit))
+    }
+
+    async fn activity(&self, scope: &Scope, buckets: &[Bucket]) -> Result<Vec<u64>, StoreError> {
+        if buckets.is_empty() {
+            return Ok(Vec::new());
+        }
+        // Fields grouped by their hash, in bucket order (buckets come oldest first, and a
+        // hash holds consecutive buckets).
+        let mut groups: Vec<(String, Vec<String>)> = Vec::new();
+        for bucket in buckets {
+            let (key, field) = self.keys.activity(scope, *bucket);
+            match groups.last_mut() {
+                Some((last, fields)) if *last == key => fields.push(field),
+                _ => groups.push((key, vec![field])),
+            }
+        }
+        let call = || {
+            let mut args = Vec::new();
+            for (_, fields) in &groups {
+                args.push(Value::Integer(fields.len() as i64));
+                args.extend(fields.iter().map(|f| Value::from(f.as_str())));
+            }
+            ScriptCall {
+                keys: groups.iter().map(|(k, _)| Key::from(k.as_str())).collect(),
+                args,
+            }
+        };
+        let reply: Vec<Value> = self.run(&FIELDS, call).await?;
+        Ok(reply.into_iter().map(|v| v.as_u64().unwrap_or(0)).collect())
+    }
+
+    async fn profile(&self, kind: Seen, name: &str) -> Result<Option<Profile>, StoreError> {
+        let list = match kind {
+            Seen::Room => TopList::Rooms,
+            Seen::Nick => TopList::Nicks,
+        };
+        let pipeline = self.client.pipeline();
+        let queued = async {
+            let _: () = pipeline.zscore(self.keys.top(list), name).await?;
+            let _: () = pipeline.zscore(self.keys.seen(kind, false), name).await?;
+            let _: () = pipeline.zscore(self.keys.seen(kind, true), name).await?;
+            let _: () = pipeline.zrevrank(self.keys.top(list), name, false).await?;
+            pipeline.all::<Vec<Value>>().await
+        };
+        let values = queued.await.map_err(|e| self.fail(e))?;
+        let number = |i: usize| values.get(i).and_then(Value::as_f64);
+        let Some(messages) = number(0) else {
+            return Ok(None);
+        };
+        Ok(Some(Profile {
+            messages: messages.max(0.0) as u64,
+            first_ms: number(1).unwrap_or(0.0) as u64,
+            last_ms: number(2).unwrap_or(0.0) as u64,
+            rank: match kind {
+                Seen::Nick => number(3).map(|r| r as u64 + 1),
+                Seen::Room => None,
+            },
+        }))
+    }
+
+    async fn unique_chatters(&self, room: &str, periods: &[Period]) -> Result<u64, StoreError> {
+        if periods.is_empty() {
+            return Ok(0);
+        }
+        let scope = Scope::Room(bytes::Bytes::copy_from_slice(room.as_bytes()));
+        let call = || ScriptCall {
+            keys: periods
+                .iter()
+                .map(|p| self.place_key(TopList::Nicks, &scope, p))
+                .collect(),
+            args: Vec::new(),
+        };
+        let count: i64 = self.run(&UNION_SIZE, call).await?;
+        Ok(count.max(0) as u64)
+    }
+
+    async fn top(&self, list: TopList, limit: usize) -> Result<Vec<Entry>, StoreError> {
+        self.top_of(Key::from(self.keys.top(list)), limit).await
     }
 
     async fn messages_in_second(&self, second: u64) -> Result<u64, StoreError> {
@@ -320,7 +570,7 @@ mod tests {
             seq: 5,
             window: 128,
         };
-        let call = script_call("ns:", 300, 1000, &tally, Some(&mark));
+        let call = ApplyCalls::new("ns:", 300, 1000).call(&tally, Some(&mark));
         let keys: Vec<String> = call
             .keys
             .iter()

@@ -180,6 +180,7 @@ pub fn redis_settings(redis: &TestRedis) -> RedisSettings {
         timeout: Duration::from_millis(1000),
         failed_cap: 1000,
         second_ttl: 300,
+        retention: Default::default(),
     }
 }
 
@@ -191,6 +192,7 @@ pub fn unreachable_store(timeout: Duration) -> RedisStore {
         timeout,
         failed_cap: 1000,
         second_ttl: 300,
+        retention: Default::default(),
     })
     .expect("redis store")
 }

@@ -1,0 +1,277 @@
+//! Time in the statistics: a message's time, the UTC buckets it counts in, and how a range of
+//! time is answered from buckets.
+//!
+//! Statistics by time are kept in buckets of three granularities — UTC minutes, hours and days —
+//! each kept for its own retention. A range `[from, to)` is answered from the fewest buckets
+//! that cover it ([`cover`]): a range of up to 6 h is exact to the minute while its minutes are
+//! kept (whole hours inside it come from hour buckets, the edges from minute buckets); a longer
+//! one is widened to whole hours, and whole days inside it come from day buckets; a range older
+//! than a granularity's retention is widened to the next. The range actually covered is what
+//! the API reports in `Range-From`/`Range-To`. The module is a leaf: it imports nothing from
+//! the crate.
+
+use std::time::Duration;
+
+/// Milliseconds in a minute.
+const MINUTE_MS: u64 = 60_000;
+/// Ranges up to this long are answered exactly to the minute.
+pub const EXACT_MINUTES_UP_TO_MS: u64 = 6 * 3_600_000;
+/// How far ahead of the processing time a message's own time may be.
+pub const MAX_FUTURE_MS: u64 = 5 * MINUTE_MS;
+
+/// A bucket size.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Granularity {
+    /// A UTC minute.
+    Minute,
+    /// A UTC hour.
+    Hour,
+    /// A UTC day.
+    Day,
+}
+
+impl Granularity {
+    /// Finest first.
+    pub const ALL: [Granularity; 3] = [Granularity::Minute, Granularity::Hour, Granularity::Day];
+
+    /// The bucket's length in milliseconds.
+    pub fn ms(self) -> u64 {
+        match self {
+            Granularity::Minute => MINUTE_MS,
+            Granularity::Hour => 60 * MINUTE_MS,
+            Granularity::Day => 24 * 60 * MINUTE_MS,
+        }
+    }
+
+    /// Its letter in key names and in the API (`m`, `h`, `d`).
+    pub fn letter(self) -> char {
+        match self {
+            Granularity::Minute => 'm',
+            Granularity::Hour => 'h',
+            Granularity::Day => 'd',
+        }
+    }
+
+    /// The position in [`Granularity::ALL`].
+    pub fn index(self) -> usize {
+        self as usize
+    }
+}
+
+/// One bucket: a granularity and the bucket's number since the Unix epoch (`ms / g.ms()`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Bucket {
+    /// Its size.
+    pub granularity: Granularity,
+    /// Its number: its start in milliseconds divided by its length.
+    pub number: u64,
+}
+
+impl Bucket {
+    /// The bucket of `granularity` that holds `ms`.
+    pub fn of(granularity: Granularity, ms: u64) -> Bucket {
+        Bucket {
+            granularity,
+            number: ms / granularity.ms(),
+        }
+    }
+
+    /// Its start, in Unix milliseconds.
+    pub fn start_ms(self) -> u64 {
+        self.number * self.granularity.ms()
+    }
+
+    /// Its end (exclusive), in Unix milliseconds.
+    pub fn end_ms(self) -> u64 {
+        self.start_ms() + self.granularity.ms()
+    }
+}
+
+/// How long the buckets of each granularity are kept, counted from their end.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Retention {
+    /// Per granularity, finest first.
+    pub kept: [Duration; 3],
+}
+
+impl Default for Retention {
+    fn default() -> Self {
+        Retention {
+            kept: [
+                Duration::from_secs(6 * 3600 + 3600),
+                Duration::from_secs(8 * 86_400),
+                Duration::from_secs(35 * 86_400),
+            ],
+        }
+    }
+}
+
+impl Retention {
+    /// How long buckets of `granularity` are kept.
+    pub fn of(&self, granularity: Granularity) -> Duration {
+        self.kept[granularity.index()]
+    }
+
+    /// True while `bucket` is kept at `now_ms`.
+    pub fn keeps(&self, bucket: Bucket, now_ms: u64) -> bool {
+        bucket.end_ms() + self.of(bucket.granularity).as_millis() as u64 > now_ms
+    }
+
+    /// When `bucket` expires, in Unix seconds.
+    pub fn expiry_secs(&self, bucket: Bucket) -> u64 {
+        (bucket.end_ms() + self.of(bucket.granularity).as_millis() as u64).div_ceil(1000)
+    }
+}
+
+/// The current Unix time in milliseconds.
+pub fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+/// The time a message counts at: its `tmi-sent-ts` (Unix ms) when that is a valid integer no
+/// more than [`MAX_FUTURE_MS`] ahead of `processed_ms`, else `processed_ms`.
+pub fn message_time(sent: Option<&str>, processed_ms: u64) -> u64 {
+    sent.and_then(|s| s.trim().parse::<u64>().ok())
+        .filter(|&t| t <= processed_ms.saturating_add(MAX_FUTURE_MS))
+        .unwrap_or(processed_ms)
+}
+
+/// A range as answered: the buckets read and the range they cover, `[from_ms, to_ms)`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Covered {
+    /// Start of the covered range (Unix ms), a bucket boundary.
+    pub from_ms: u64,
+    /// End of the covered range (Unix ms, exclusive), a bucket boundary.
+    pub to_ms: u64,
+    /// The buckets, oldest first, tiling `[from_ms, to_ms)` without overlap.
+    pub buckets: Vec<Bucket>,
+}
+
+/// The fewest buckets kept at `now_ms` that cover `[from_ms, to_ms)` (see the module docs).
+/// `from_ms < to_ms` is the caller's to check.
+pub fn cover(from_ms: u64, to_ms: u64, now_ms: u64, retention: &Retention) -> Covered {
+    // The finest granularity allowed: minutes only for short ranges; and only one whose buckets
+    // are still kept at the start of the range.
+    let finest = Granularity::ALL
+        .into_iter()
+        .filter(|g| *g != Granularity::Minute || to_ms - from_ms <= EXACT_MINUTES_UP_TO_MS)
+        .find(|g| retention.keeps(Bucket::of(*g, from_ms), now_ms))
+        .unwrap_or(Granularity::Day);
+    let unit = finest.ms();
+    let start = from_ms / unit * unit;
+    let end = to_ms.div_ceil(unit) * unit;
+    let mut buckets = Vec::new();
+    let mut at = start;
+    while at < end {
+        // The coarsest bucket that starts here, fits, and is kept.
+        let size = Granularity::ALL
+            .into_iter()
+            .rev()
+            .filter(|g| *g >= finest)
+            .find(|g| {
+                let bucket = Bucket::of(*g, at);
+                at % g.ms() == 0 && at + g.ms() <= end && retention.keeps(bucket, now_ms)
+            })
+            .unwrap_or(finest);
+        buckets.push(Bucket::of(size, at));
+        at += size.ms();
+    }
+    Covered {
+        from_ms: start,
+        to_ms: end,
+        buckets,
+    }
+}
+
+/// Every bucket of `granularity` from the one holding `from_ms` to the one before `to_ms`
+/// (the one holding `to_ms - 1`), oldest first.
+pub fn buckets_between(granularity: Granularity, from_ms: u64, to_ms: u64) -> Vec<Bucket> {
+    let first = from_ms / granularity.ms();
+    let last = to_ms.saturating_sub(1) / granularity.ms();
+    (first..=last)
+        .filter(|_| to_ms > from_ms)
+        .map(|number| Bucket {
+            granularity,
+            number,
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    // 2026-11-23T10:17:05Z
+    const NOW: u64 = 1_795_392_000_000 + 10 * 3_600_000 + 17 * MINUTE_MS + 5_000;
+
+    fn sizes(covered: &Covered) -> String {
+        covered
+            .buckets
+            .iter()
+            .map(|b| b.granularity.letter())
+            .collect()
+    }
+
+    #[test]
+    fn a_message_counts_at_its_sent_time_unless_it_is_unusable() {
+        assert_eq!(message_time(Some("1000"), 5000), 1000);
+        assert_eq!(message_time(Some("abc"), 5000), 5000);
+        assert_eq!(message_time(None, 5000), 5000);
+        assert_eq!(
+            message_time(Some("4102444800000"), 5000),
+            5000,
+            "the future"
+        );
+        assert_eq!(
+            message_time(Some("305000"), 5000),
+            305000,
+            "5 min ahead is fine"
+        );
+        assert_eq!(message_time(Some("-5"), 5000), 5000);
+    }
+
+    #[test]
+    fn a_short_range_is_exact_to_the_minute_from_minutes_and_hours() {
+        let r = Retention::default();
+        // 07:30:20 .. 10:17:05 → minutes 07:30..07:59, hours 08 and 09, minutes 10:00..10:17.
+        let from = NOW - 2 * 3_600_000 - 46 * MINUTE_MS - 45_000;
+        let c = cover(from, NOW, NOW, &r);
+        assert_eq!(c.from_ms, from / MINUTE_MS * MINUTE_MS);
+        assert_eq!(c.to_ms, (NOW / MINUTE_MS + 1) * MINUTE_MS);
+        assert_eq!(sizes(&c), format!("{}hh{}", "m".repeat(30), "m".repeat(18)));
+        let tiled: u64 = c.buckets.iter().map(|b| b.granularity.ms()).sum();
+        assert_eq!(tiled, c.to_ms - c.from_ms);
+    }
+
+    #[test]
+    fn a_longer_range_is_widened_to_hours_with_days_inside() {
+        let r = Retention::default();
+        let c = cover(NOW - 3 * 86_400_000, NOW, NOW, &r);
+        assert_eq!(c.from_ms % 3_600_000, 0);
+        assert_eq!(c.to_ms, (NOW / 3_600_000 + 1) * 3_600_000);
+        assert_eq!(sizes(&c), format!("{}dd{}", "h".repeat(14), "h".repeat(11)));
+    }
+
+    #[test]
+    fn a_range_older_than_a_retention_uses_the_next_granularity() {
+        let r = Retention::default();
+        // One hour, ten days ago: minutes and hours are gone, so the whole day is read.
+        let from = NOW - 10 * 86_400_000;
+        let c = cover(from, from + 3_600_000, NOW, &r);
+        assert_eq!(sizes(&c), "d");
+        assert_eq!(c.from_ms, from / 86_400_000 * 86_400_000);
+    }
+
+    #[test]
+    fn buckets_between_include_partial_ends() {
+        let b = buckets_between(Granularity::Minute, 90_000, 200_000);
+        assert_eq!(
+            b.iter().map(|b| b.number).collect::<Vec<_>>(),
+            vec![1, 2, 3]
+        );
+        assert!(buckets_between(Granularity::Hour, 5, 5).is_empty());
+    }
+}
