@@ -192,6 +192,7 @@ impl ApiArgs {
             idle_timeout: Duration::from_millis(self.http_idle_timeout_ms),
             max_connections: self.max_connections as usize,
             shutdown_timeout: process.shutdown_timeout(),
+            retention: data.retention(),
         }
     }
 

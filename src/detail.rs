@@ -319,12 +319,7 @@ mod tests {
         }
     }
 
-    fn find(
-        detail: &Detail,
-        scope: Scope,
-        period: Period,
-        list: TopList,
-    ) -> Vec<(String, u64)> {
+    fn find(detail: &Detail, scope: Scope, period: Period, list: TopList) -> Vec<(String, u64)> {
         let mut found: Vec<(String, u64)> = detail
             .lists
             .iter()

@@ -38,6 +38,9 @@ pub(crate) enum ApiError {
         /// The request path.
         path: String,
     },
+    /// A room or nick that was never seen (404).
+    #[error("{0}")]
+    Unknown(String),
     /// The route exists but not for this method (405).
     #[error("Method {method} is not allowed on {path}")]
     MethodNotAllowed {
@@ -55,7 +58,7 @@ impl ApiError {
     fn status(&self) -> StatusCode {
         match self {
             ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
-            ApiError::NotFound { .. } => StatusCode::NOT_FOUND,
+            ApiError::NotFound { .. } | ApiError::Unknown(_) => StatusCode::NOT_FOUND,
             ApiError::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::Store(_) => StatusCode::SERVICE_UNAVAILABLE,
         }

@@ -4,9 +4,12 @@
 //! runs it on a listener until shutdown with timeouts, a connection cap and a bounded drain
 //! ([`server`]).
 
+mod cache;
 pub(crate) mod error;
+mod query;
 pub(crate) mod routes;
 mod server;
+mod summary;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -22,15 +25,17 @@ use tower_http::trace::TraceLayer;
 use utoipa::OpenApi;
 use utoipa_swagger_ui::SwaggerUi;
 
-use crate::message::TopList;
-use crate::store::{Entry, Store, StoreError};
+use crate::store::{Store, StoreError};
+use crate::timeline::Retention;
 
 /// The OpenAPI document, generated from the route handlers and their types.
 #[derive(OpenApi)]
 #[openapi(
-    info(title = "chatstats", description = "Statistics of a live chat stream: top words, nicks and rooms, messages per second, failed messages."),
-    paths(routes::root, routes::healthcheck, routes::stats, routes::words, routes::nicks, routes::rooms, routes::failed_messages),
-    components(schemas(routes::RootBody, routes::StatsBody, routes::HealthBody, routes::TopEntry, error::ErrorBody)),
+    info(title = "chatstats", description = "Statistics of a live chat stream: top words, nicks, rooms and emotes — all time, per room, per nick and per time range — activity over time, messages per second, failed messages."),
+    paths(routes::root, routes::healthcheck, routes::stats, routes::words, routes::nicks, routes::rooms, routes::emotes,
+        summary::room, summary::nick, summary::activity, routes::failed_messages),
+    components(schemas(routes::RootBody, routes::StatsBody, routes::HealthBody, routes::TopEntry, error::ErrorBody,
+        summary::RoomSummary, summary::NickSummary, summary::ActivityPoint)),
     tags((name = "stats", description = "Statistics"), (name = "service", description = "Service status"))
 )]
 pub(crate) struct ApiDoc;
@@ -50,6 +55,8 @@ pub struct ApiSettings {
     pub max_connections: usize,
     /// After shutdown, how long open requests may take to finish.
     pub shutdown_timeout: Duration,
+    /// How long time buckets are kept (which buckets a range is answered from).
+    pub retention: Retention,
 }
 
 /// Shared state of the handlers.
@@ -57,16 +64,6 @@ pub struct ApiSettings {
 pub struct AppState<S> {
     store: S,
     settings: Arc<ApiSettings>,
-    cache: Arc<TopCache>,
-}
-
-/// A cached top list: when it was read, how many entries were asked for, the entries.
-type Cached = Option<(std::time::Instant, usize, Arc<Vec<Entry>>)>;
-
-/// A short-lived cache of the largest top list asked for, per list.
-#[derive(Default)]
-struct TopCache {
-    lists: [tokio::sync::Mutex<Cached>; 3],
 }
 
 impl<S: Store> AppState<S> {
@@ -75,7 +72,6 @@ impl<S: Store> AppState<S> {
         AppState {
             store,
             settings: settings.into(),
-            cache: Arc::default(),
         }
     }
 
@@ -88,26 +84,6 @@ impl<S: Store> AppState<S> {
         tokio::time::timeout(limit, call)
             .await
             .unwrap_or(Err(StoreError::Timeout(limit.as_millis() as u64)))
-    }
-
-    /// The top `limit` of `list`, from the cache when it is fresh enough.
-    async fn top(&self, list: TopList, limit: usize) -> Result<Vec<Entry>, StoreError> {
-        if self.settings.cache.is_zero() {
-            return self.timed(self.store.top(list, limit)).await;
-        }
-        let slot = &self.cache.lists[list.index()];
-        // Holding the lock while fetching makes concurrent requests share one store call.
-        let mut cached = slot.lock().await;
-        if let Some((at, size, entries)) = cached.as_ref()
-            && at.elapsed() < self.settings.cache
-            && (*size >= limit || entries.len() < *size)
-        {
-            return Ok(entries.iter().take(limit).cloned().collect());
-        }
-        let size = limit.max(routes::DEFAULT_LIMIT);
-        let entries = Arc::new(self.timed(self.store.top(list, size)).await?);
-        *cached = Some((std::time::Instant::now(), size, entries.clone()));
-        Ok(entries.iter().take(limit).cloned().collect())
     }
 }
 
@@ -135,6 +111,7 @@ fn cors(origins: &str) -> Option<CorsLayer> {
 /// The whole application: routes, documentation, 404s, CORS, limits.
 pub fn router<S: Store>(state: AppState<S>) -> Router {
     let cors = cors(&state.settings.cors_origin);
+    let cache = Arc::new(cache::ResponseCache::new(state.settings.cache));
     let docs = SwaggerUi::new("/documentation").url("/documentation/json", ApiDoc::openapi());
     let api = Router::new()
         .route("/", get(routes::root))
@@ -143,12 +120,17 @@ pub fn router<S: Store>(state: AppState<S>) -> Router {
         .route("/stats/words", get(routes::words::<S>))
         .route("/stats/nicks", get(routes::nicks::<S>))
         .route("/stats/rooms", get(routes::rooms::<S>))
+        .route("/stats/emotes", get(routes::emotes::<S>))
+        .route("/stats/rooms/{room}", get(summary::room::<S>))
+        .route("/stats/nicks/{nick}", get(summary::nick::<S>))
+        .route("/stats/activity", get(summary::activity::<S>))
         .route("/stats/failedMessages", get(routes::failed_messages::<S>))
         .with_state(state)
         .merge(Router::from(docs).layer(axum::middleware::from_fn(error::json_not_found)))
         .fallback(routes::not_found)
         .method_not_allowed_fallback(routes::method_not_allowed)
         .layer(axum::middleware::from_fn(error::guard))
+        .layer(axum::middleware::from_fn_with_state(cache, cache::layer))
         .layer(TraceLayer::new_for_http());
     match cors {
         Some(cors) => api.layer(cors),

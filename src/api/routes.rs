@@ -4,20 +4,18 @@ use std::collections::BTreeMap;
 
 use axum::Json;
 use axum::extract::{RawQuery, State};
-use axum::http::{Method, StatusCode, Uri};
+use axum::http::{HeaderName, HeaderValue, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 use utoipa::{IntoParams, ToSchema};
 
 use super::AppState;
 use super::error::{ApiError, ErrorBody, StoreUnavailable};
+use super::query::{Params, rfc3339};
+use crate::detail::Period;
 use crate::message::TopList;
 use crate::store::{Entry, Store, unix_now};
-
-/// Top lists answer 10 entries unless `?limit=` says otherwise.
-pub(crate) const DEFAULT_LIMIT: usize = 10;
-/// Largest accepted `?limit=`.
-pub(crate) const MAX_LIMIT: usize = 1000;
+use crate::timeline::{Covered, cover, now_ms};
 
 /// `GET /`: the service is up.
 #[derive(Debug, Serialize, ToSchema)]
@@ -63,42 +61,34 @@ pub(crate) struct TopEntry(pub BTreeMap<String, u64>);
 )]
 #[derive(Debug, IntoParams)]
 #[into_params(parameter_in = Query)]
-pub(crate) struct LimitQuery {
+pub(crate) struct TopQuery {
     /// How many entries to answer (default 10).
     #[param(minimum = 1, maximum = 1000, example = 10)]
     pub limit: Option<u32>,
-}
-
-/// Reads `?limit=` (`None` when absent), answering in Fastify's validation wording when it is
-/// invalid.
-fn limit(query: Option<&str>) -> Result<Option<usize>, ApiError> {
-    let raw = url::form_urlencoded::parse(query.unwrap_or("").as_bytes())
-        .filter(|(k, _)| k == "limit")
-        .last()
-        .map(|(_, v)| v.into_owned());
-    let Some(raw) = raw else {
-        return Ok(None);
-    };
-    let n: i128 = raw
-        .trim()
-        .parse()
-        .map_err(|_| ApiError::BadRequest("querystring/limit must be integer".to_owned()))?;
-    if n < 1 {
-        return Err(ApiError::BadRequest(
-            "querystring/limit must be >= 1".to_owned(),
-        ));
-    }
-    if n > MAX_LIMIT as i128 {
-        return Err(ApiError::BadRequest(format!(
-            "querystring/limit must be <= {MAX_LIMIT}"
-        )));
-    }
-    Ok(Some(n as usize))
+    /// Only messages in this room, exactly as received (`%23foo` for `#foo`). Not on
+    /// `/stats/rooms`; not with `nick`.
+    #[param(example = "#kitchen")]
+    pub room: Option<String>,
+    /// Only messages by this nick; all-time only. Not on `/stats/nicks`; not with `room`, a
+    /// range or a window.
+    #[param(example = "alice")]
+    pub nick: Option<String>,
+    /// Start of the range (inclusive): RFC 3339 or Unix milliseconds. Widened to whole minutes
+    /// (whole hours past 6 h); omitted: as far back as anything is kept.
+    #[param(example = "2026-11-23T08:01:00Z")]
+    pub from: Option<String>,
+    /// End of the range (exclusive): RFC 3339 or Unix milliseconds; omitted: now.
+    #[param(example = "1795420980000")]
+    pub to: Option<String>,
+    /// The last `1m`, `5m`, `15m`, `1h`, `6h`, `24h`, `7d` or `30d`, up to now. Not with `from` or
+    /// `to`.
+    #[param(example = "5m")]
+    pub window: Option<String>,
 }
 
 /// A top list as the TypeScript service answered it: an array of one-key objects. Serialized
 /// straight from the entries, without an intermediate JSON tree (this is the hottest route).
-pub(crate) struct TopBody(Vec<Entry>);
+pub(crate) struct TopBody(pub(crate) Vec<Entry>);
 
 impl Serialize for TopBody {
     fn serialize<Ser: serde::Serializer>(&self, serializer: Ser) -> Result<Ser::Ok, Ser::Error> {
@@ -126,20 +116,58 @@ async fn top<S: Store>(
     state: &AppState<S>,
     list: TopList,
     query: Option<String>,
-) -> Result<Json<TopBody>, ApiError> {
-    let limit = limit(query.as_deref())?.unwrap_or(DEFAULT_LIMIT);
-    Ok(Json(TopBody(state.top(list, limit).await?)))
+) -> Result<Response, ApiError> {
+    let params = Params::parse(query.as_deref())?;
+    params.check_top(list)?;
+    let (limit, scope, now) = (params.limit(), params.scope(), now_ms());
+    let retention = &state.settings.retention;
+    let Some((from, to)) = params.range(now, retention)? else {
+        let entries = state
+            .timed(state.store.top_in(list, &scope, &[Period::AllTime], limit))
+            .await?;
+        return Ok(Json(TopBody(entries)).into_response());
+    };
+    let covered = cover(from, to, now, retention);
+    let periods = periods(&covered);
+    let entries = state
+        .timed(state.store.top_in(list, &scope, &periods, limit))
+        .await?;
+    Ok(ranged(&covered, Json(TopBody(entries))))
 }
 
-/// A 400 for a bad `?limit=`, written once for the OpenAPI document.
+/// The periods of a covered range.
+pub(crate) fn periods(covered: &Covered) -> Vec<Period> {
+    covered.buckets.iter().map(|b| Period::Bucket(*b)).collect()
+}
+
+/// `body` with the `Range-From` and `Range-To` headers of the range it covers.
+pub(crate) fn ranged(covered: &Covered, body: impl IntoResponse) -> Response {
+    let header =
+        |ms| HeaderValue::from_str(&rfc3339(ms, false)).unwrap_or(HeaderValue::from_static(""));
+    let mut response = body.into_response();
+    let headers = response.headers_mut();
+    headers.insert(RANGE_FROM, header(covered.from_ms));
+    headers.insert(RANGE_TO, header(covered.to_ms));
+    response
+}
+
+/// The header naming where a ranged answer's range starts.
+pub(crate) const RANGE_FROM: HeaderName = HeaderName::from_static("range-from");
+/// The header naming where a ranged answer's range ends (exclusive).
+pub(crate) const RANGE_TO: HeaderName = HeaderName::from_static("range-to");
+
+/// A 400 for a bad query, written once for the OpenAPI document.
 #[allow(
     dead_code,
     reason = "only describes an answer for the OpenAPI document"
 )]
 #[derive(utoipa::IntoResponses)]
-pub(crate) enum BadLimit {
-    /// The limit is not an integer in 1..=1000.
-    #[response(status = 400, example = json!({"statusCode": 400, "error": "Bad Request", "message": "querystring/limit must be <= 1000"}))]
+pub(crate) enum BadQuery {
+    /// A parameter is malformed (a limit outside 1..=1000, a time that is neither RFC 3339 nor
+    /// Unix milliseconds, an unknown window), or parameters are combined that cannot be
+    /// (`room` with `nick`, `window` with `from`/`to`, `nick` with a range, a filter on its own
+    /// list), or `from` is not before `to`.
+    #[response(status = 400, example = json!({"statusCode": 400, "error": "Bad Request", "message": "querystring/window must be one of 1m, 5m, 15m, 1h, 6h, 24h, 7d, 30d"}))]
     Invalid(ErrorBody),
 }
 
@@ -147,15 +175,20 @@ pub(crate) enum BadLimit {
 macro_rules! top_list_route {
     ($(#[doc = $doc:literal])* $name:ident, $path:literal, $list:expr, $example:expr) => {
         $(#[doc = $doc])*
-        #[utoipa::path(get, path = $path, tag = "stats", params(LimitQuery),
+        #[utoipa::path(get, path = $path, tag = "stats", params(TopQuery),
             responses(
-                (status = 200, description = "Highest count first; equal counts in descending byte order", body = [TopEntry], example = $example),
-                BadLimit, StoreUnavailable,
+                (status = 200, description = "Highest count first; equal counts in descending byte order. All time, or over a range (then with Range-From and Range-To)", body = [TopEntry],
+                    headers(
+                        ("Range-From" = String, description = "Ranged answers: start of the range covered (RFC 3339), the range asked widened to whole buckets"),
+                        ("Range-To" = String, description = "Ranged answers: end of the range covered (RFC 3339, exclusive)"),
+                    ),
+                    example = $example),
+                BadQuery, StoreUnavailable,
             ))]
         pub(crate) async fn $name<S: Store>(
             State(state): State<AppState<S>>,
             RawQuery(q): RawQuery,
-        ) -> Result<Json<TopBody>, ApiError> {
+        ) -> Result<Response, ApiError> {
             top(&state, $list, q).await
         }
     };
@@ -172,6 +205,11 @@ top_list_route!(
 top_list_route!(
     /// The most active rooms.
     rooms, "/stats/rooms", TopList::Rooms, json!([{"#slicyyyon60fps": 3}, {"#sadparu": 2}])
+);
+top_list_route!(
+    /// The most used emotes: Twitch emotes (the `emotes` tag) and third-party ones
+    /// (`EMOTE_NAMES_FILE`).
+    emotes, "/stats/emotes", TopList::Emotes, json!([{"Kappa": 6}, {"KEKW": 4}])
 );
 
 /// Messages per second.
@@ -213,13 +251,13 @@ pub(crate) struct FailedQuery {
     responses(
         (status = 200, description = "Raw payloads that could not be processed, unique, newest first (the newest FAILED_MESSAGES_MAX are kept)",
             body = [String], example = json!(["{\"room\":\"99\",\"body\":<you actually hear", "not json"])),
-        BadLimit, StoreUnavailable,
+        BadQuery, StoreUnavailable,
     ))]
 pub(crate) async fn failed_messages<S: Store>(
     State(state): State<AppState<S>>,
     RawQuery(q): RawQuery,
 ) -> Result<Json<Vec<String>>, ApiError> {
-    let limit = limit(q.as_deref())?;
+    let limit = Params::parse(q.as_deref())?.limit;
     Ok(Json(state.timed(state.store.failed_messages(limit)).await?))
 }
 
@@ -270,25 +308,5 @@ pub(crate) async fn method_not_allowed(method: Method, uri: Uri) -> ApiError {
     ApiError::MethodNotAllowed {
         method: method.to_string(),
         path: uri.path().to_owned(),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn limits_are_validated_in_fastify_words() {
-        assert_eq!(limit(None).unwrap(), None);
-        assert_eq!(limit(Some("limit=1000")).unwrap(), Some(1000));
-        assert_eq!(limit(Some("x=1&limit=%203")).unwrap(), Some(3));
-        let msg = |q: &str| limit(Some(q)).unwrap_err().to_string();
-        assert_eq!(msg("limit=0"), "querystring/limit must be >= 1");
-        assert_eq!(msg("limit=1001"), "querystring/limit must be <= 1000");
-        assert_eq!(msg("limit=abc"), "querystring/limit must be integer");
-        assert_eq!(
-            msg("limit=99999999999999999999999999999999999999999"),
-            "querystring/limit must be integer"
-        );
     }
 }

@@ -367,15 +367,11 @@ impl Store for MemoryStore {
             return Ok(None);
         };
         let key = (kind, Bytes::copy_from_slice(name.as_bytes()));
-        let (first_ms, last_ms) = lock(&self.inner.detail)
-            .seen
-            .get(&key)
-            .copied()
-            .unwrap_or((0, 0));
+        let seen = lock(&self.inner.detail).seen.get(&key).copied();
         Ok(Some(Profile {
             messages,
-            first_ms,
-            last_ms,
+            first_ms: seen.map(|(first, _)| first),
+            last_ms: seen.map(|(_, last)| last),
             rank: (kind == Seen::Nick).then_some(rank).flatten(),
         }))
     }

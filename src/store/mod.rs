@@ -24,10 +24,11 @@ pub type Entry = (String, u64);
 pub struct Profile {
     /// Its messages: its count in the all-time rooms or nicks list.
     pub messages: u64,
-    /// Its earliest message time (Unix ms).
-    pub first_ms: u64,
+    /// Its earliest message time (Unix ms); `None` when only the all-time lists know it
+    /// (recorded with `STATISTICS=basic`, or by the TypeScript service).
+    pub first_ms: Option<u64>,
     /// Its latest message time (Unix ms).
-    pub last_ms: u64,
+    pub last_ms: Option<u64>,
     /// A nick's 1-based position in the nicks list (`None` for rooms).
     pub rank: Option<u64>,
 }

@@ -472,8 +472,8 @@ impl Store for RedisStore {
         };
         Ok(Some(Profile {
             messages: messages.max(0.0) as u64,
-            first_ms: number(1).unwrap_or(0.0) as u64,
-            last_ms: number(2).unwrap_or(0.0) as u64,
+            first_ms: number(1).map(|ms| ms as u64),
+            last_ms: number(2).map(|ms| ms as u64),
             rank: match kind {
                 Seen::Nick => number(3).map(|r| r as u64 + 1),
                 Seen::Room => None,

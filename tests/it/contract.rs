@@ -11,28 +11,6 @@ use serde_json::{Value, json};
 
 use crate::helpers::*;
 
-macro_rules! contract {
-    ($($name:ident),* $(,)?) => {
-        mod on_redis {
-            $(
-                #[tokio::test]
-                async fn $name() {
-                    let redis = crate::helpers::TestRedis::start();
-                    super::$name(|| redis.store()).await;
-                }
-            )*
-        }
-        mod in_memory {
-            $(
-                #[tokio::test]
-                async fn $name() {
-                    super::$name(crate::helpers::memory_store).await;
-                }
-            )*
-        }
-    };
-}
-
 contract!(
     each_upstream_fixture_gives_exactly_its_expected_answers,
     equal_counts_are_ordered_by_descending_bytes,

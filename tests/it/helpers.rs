@@ -1,5 +1,29 @@
 //! Test helpers: a real `redis-server` per test, fake upstreams, the API on a real socket.
 
+/// Runs the same test bodies against Redis and the in-memory store (the store contract): each
+/// named body is an `async fn(new: impl Fn() -> S)` given a factory of empty stores.
+macro_rules! contract {
+    ($($name:ident),* $(,)?) => {
+        mod on_redis {
+            $(
+                #[tokio::test]
+                async fn $name() {
+                    let redis = crate::helpers::TestRedis::start();
+                    super::$name(|| redis.store()).await;
+                }
+            )*
+        }
+        mod in_memory {
+            $(
+                #[tokio::test]
+                async fn $name() {
+                    super::$name(crate::helpers::memory_store).await;
+                }
+            )*
+        }
+    };
+}
+
 use std::net::{SocketAddr, TcpListener as StdListener};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -259,6 +283,7 @@ pub fn api_settings() -> ApiSettings {
         idle_timeout: Duration::from_secs(10),
         max_connections: 1000,
         shutdown_timeout: Duration::from_secs(5),
+        retention: Default::default(),
     }
 }
 

@@ -1,12 +1,14 @@
 //! The integration tests: one binary, a module per surface.
 
+#[macro_use]
+mod helpers;
 mod api;
 mod bins;
 mod contract;
 mod e2e;
 mod fuzz;
-mod helpers;
 mod hostile;
 mod operations;
 mod redis_only;
+mod statistics;
 mod worker;

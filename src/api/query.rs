@@ -1,0 +1,312 @@
+//! The query string of the statistics routes: parsed once, validated with errors in Fastify's
+//! wording (`querystring/limit must be <= 1000`), and turned into a scope and a time range.
+
+use bytes::Bytes;
+use time::format_description::well_known::Rfc3339;
+
+use super::error::ApiError;
+use crate::detail::Scope;
+use crate::message::TopList;
+use crate::timeline::{Granularity, Retention};
+
+/// Top lists answer 10 entries unless `?limit=` says otherwise.
+pub(crate) const DEFAULT_LIMIT: usize = 10;
+/// Largest accepted `?limit=`.
+pub(crate) const MAX_LIMIT: usize = 1000;
+/// Most buckets one activity answer holds.
+pub(crate) const MAX_ACTIVITY_BUCKETS: u64 = 1440;
+
+/// The windows a `?window=` may name, and their length.
+const WINDOWS: [(&str, u64); 8] = [
+    ("1m", 60),
+    ("5m", 300),
+    ("15m", 900),
+    ("1h", 3600),
+    ("6h", 6 * 3600),
+    ("24h", 24 * 3600),
+    ("7d", 7 * 86_400),
+    ("30d", 30 * 86_400),
+];
+
+/// The parameters a statistics route may receive. Unknown parameters are ignored.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub(crate) struct Params {
+    pub(crate) limit: Option<usize>,
+    pub(crate) room: Option<String>,
+    pub(crate) nick: Option<String>,
+    pub(crate) from_ms: Option<u64>,
+    pub(crate) to_ms: Option<u64>,
+    pub(crate) window_ms: Option<u64>,
+    pub(crate) bucket: Option<Granularity>,
+}
+
+fn bad(message: impl Into<String>) -> ApiError {
+    ApiError::BadRequest(message.into())
+}
+
+impl Params {
+    /// Parses a raw query string (the last value of a repeated parameter wins).
+    pub(crate) fn parse(query: Option<&str>) -> Result<Params, ApiError> {
+        let mut params = Params::default();
+        for (name, value) in url::form_urlencoded::parse(query.unwrap_or("").as_bytes()) {
+            match name.as_ref() {
+                "limit" => params.limit = Some(limit(&value)?),
+                "room" => params.room = Some(name_value("room", value.into_owned())?),
+                "nick" => params.nick = Some(name_value("nick", value.into_owned())?),
+                "from" => params.from_ms = Some(time_value("from", &value)?),
+                "to" => params.to_ms = Some(time_value("to", &value)?),
+                "window" => params.window_ms = Some(window(&value)?),
+                "bucket" => params.bucket = Some(bucket(&value)?),
+                _ => {}
+            }
+        }
+        Ok(params)
+    }
+
+    /// The limit, or the default.
+    pub(crate) fn limit(&self) -> usize {
+        self.limit.unwrap_or(DEFAULT_LIMIT)
+    }
+
+    /// True when a range (`from`, `to` or `window`) is asked for.
+    pub(crate) fn is_ranged(&self) -> bool {
+        self.from_ms.is_some() || self.to_ms.is_some() || self.window_ms.is_some()
+    }
+
+    /// Checks the combinations a top list accepts.
+    pub(crate) fn check_top(&self, list: TopList) -> Result<(), ApiError> {
+        if self.room.is_some() && self.nick.is_some() {
+            return Err(bad(
+                "querystring/room and querystring/nick cannot be combined",
+            ));
+        }
+        if list == TopList::Rooms && self.room.is_some() {
+            return Err(bad("querystring/room is not accepted by /stats/rooms"));
+        }
+        if list == TopList::Nicks && self.nick.is_some() {
+            return Err(bad("querystring/nick is not accepted by /stats/nicks"));
+        }
+        if self.nick.is_some() && self.is_ranged() {
+            return Err(bad(
+                "querystring/nick cannot be combined with from, to or window: statistics by nick are all-time",
+            ));
+        }
+        if self.bucket.is_some() {
+            return Err(bad(
+                "querystring/bucket is only accepted by /stats/activity",
+            ));
+        }
+        self.check_range()
+    }
+
+    /// Checks `window` against `from`/`to`, and `from < to`.
+    pub(crate) fn check_range(&self) -> Result<(), ApiError> {
+        if self.window_ms.is_some() && (self.from_ms.is_some() || self.to_ms.is_some()) {
+            return Err(bad("querystring/window cannot be combined with from or to"));
+        }
+        if let (Some(from), Some(to)) = (self.from_ms, self.to_ms)
+            && from >= to
+        {
+            return Err(bad("querystring/from must be before querystring/to"));
+        }
+        Ok(())
+    }
+
+    /// The scope the filters name.
+    pub(crate) fn scope(&self) -> Scope {
+        match (&self.room, &self.nick) {
+            (Some(room), _) => Scope::Room(Bytes::copy_from_slice(room.as_bytes())),
+            (None, Some(nick)) => Scope::Nick(Bytes::copy_from_slice(nick.as_bytes())),
+            (None, None) => Scope::Global,
+        }
+    }
+
+    /// The range asked for, `[from, to)` in Unix ms, if any: a window ends now; an omitted `to`
+    /// is now; an omitted `from` is as far back as anything is kept.
+    pub(crate) fn range(
+        &self,
+        now_ms: u64,
+        retention: &Retention,
+    ) -> Result<Option<(u64, u64)>, ApiError> {
+        if let Some(window) = self.window_ms {
+            return Ok(Some((now_ms.saturating_sub(window), now_ms)));
+        }
+        if !self.is_ranged() {
+            return Ok(None);
+        }
+        let to = self.to_ms.unwrap_or(now_ms);
+        let kept = retention.of(Granularity::Day).as_millis() as u64;
+        let from = match self.from_ms {
+            Some(from) if from >= to => {
+                return Err(bad("querystring/from must be before querystring/to"));
+            }
+            Some(from) => from,
+            None => now_ms.saturating_sub(kept).min(to.saturating_sub(1)),
+        };
+        Ok(Some((from, to)))
+    }
+}
+
+fn limit(raw: &str) -> Result<usize, ApiError> {
+    let n: i128 = raw
+        .trim()
+        .parse()
+        .map_err(|_| bad("querystring/limit must be integer"))?;
+    if n < 1 {
+        return Err(bad("querystring/limit must be >= 1"));
+    }
+    if n > MAX_LIMIT as i128 {
+        return Err(bad(format!("querystring/limit must be <= {MAX_LIMIT}")));
+    }
+    Ok(n as usize)
+}
+
+fn name_value(name: &str, value: String) -> Result<String, ApiError> {
+    if value.trim().is_empty() {
+        return Err(bad(format!("querystring/{name} must not be empty")));
+    }
+    Ok(value)
+}
+
+/// A time: Unix milliseconds, or an RFC 3339 date-time.
+fn time_value(name: &str, raw: &str) -> Result<u64, ApiError> {
+    let raw = raw.trim();
+    let expected = || {
+        bad(format!(
+            "querystring/{name} must be an RFC 3339 date-time or Unix milliseconds"
+        ))
+    };
+    if !raw.is_empty() && raw.bytes().all(|b| b.is_ascii_digit()) {
+        // Up to the year 9999.
+        return raw
+            .parse::<u64>()
+            .ok()
+            .filter(|ms| *ms <= 253_402_300_799_999)
+            .ok_or_else(expected);
+    }
+    let parsed = time::OffsetDateTime::parse(raw, &Rfc3339).map_err(|_| expected())?;
+    let ms = parsed.unix_timestamp_nanos() / 1_000_000;
+    u64::try_from(ms).map_err(|_| expected())
+}
+
+fn window(raw: &str) -> Result<u64, ApiError> {
+    WINDOWS
+        .iter()
+        .find(|(name, _)| *name == raw.trim())
+        .map(|(_, secs)| secs * 1000)
+        .ok_or_else(|| {
+            let names: Vec<&str> = WINDOWS.iter().map(|(n, _)| *n).collect();
+            bad(format!(
+                "querystring/window must be one of {}",
+                names.join(", ")
+            ))
+        })
+}
+
+fn bucket(raw: &str) -> Result<Granularity, ApiError> {
+    match raw.trim() {
+        "1m" => Ok(Granularity::Minute),
+        "1h" => Ok(Granularity::Hour),
+        "1d" => Ok(Granularity::Day),
+        _ => Err(bad("querystring/bucket must be one of 1m, 1h, 1d")),
+    }
+}
+
+/// `ms` as an RFC 3339 UTC date-time, with milliseconds (`2026-11-23T08:00:05.000Z`) or, when
+/// `millis` is false, whole seconds (`2026-11-23T08:00:00Z`).
+pub(crate) fn rfc3339(ms: u64, millis: bool) -> String {
+    let at = time::OffsetDateTime::from_unix_timestamp_nanos(ms as i128 * 1_000_000)
+        .unwrap_or(time::OffsetDateTime::UNIX_EPOCH);
+    let (date, clock) = (at.date(), at.time());
+    let mut out = format!(
+        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}",
+        date.year(),
+        u8::from(date.month()),
+        date.day(),
+        clock.hour(),
+        clock.minute(),
+        clock.second()
+    );
+    if millis {
+        out.push_str(&format!(".{:03}", clock.millisecond()));
+    }
+    out.push('Z');
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(q: &str) -> Result<Params, String> {
+        Params::parse(Some(q)).map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn limits_are_validated_in_fastify_words() {
+        assert_eq!(parse("").unwrap().limit(), 10);
+        assert_eq!(parse("limit=1000").unwrap().limit, Some(1000));
+        assert_eq!(parse("x=1&limit=%203").unwrap().limit, Some(3));
+        assert_eq!(
+            parse("limit=0").unwrap_err(),
+            "querystring/limit must be >= 1"
+        );
+        assert_eq!(
+            parse("limit=1001").unwrap_err(),
+            "querystring/limit must be <= 1000"
+        );
+        assert_eq!(
+            parse("limit=abc").unwrap_err(),
+            "querystring/limit must be integer"
+        );
+        assert_eq!(
+            parse("limit=99999999999999999999999999999999999999999").unwrap_err(),
+            "querystring/limit must be integer"
+        );
+    }
+
+    #[test]
+    fn times_are_rfc_3339_or_unix_milliseconds() {
+        let p = parse("from=1795420860000&to=2026-11-23T08:03:00Z").unwrap();
+        assert_eq!(p.from_ms, Some(1_795_420_860_000));
+        assert_eq!(p.to_ms, Some(1_795_420_980_000));
+        assert!(parse("from=yesterday").is_err());
+        assert!(parse("from=-5").is_err());
+        assert!(parse("to=2026-11-23").is_err());
+        assert_eq!(rfc3339(1_795_420_805_000, true), "2026-11-23T08:00:05.000Z");
+        assert_eq!(rfc3339(1_795_420_800_000, false), "2026-11-23T08:00:00Z");
+    }
+
+    #[test]
+    fn combinations_that_make_no_sense_are_refused() {
+        let refused =
+            |q: &str, list| parse(q).and_then(|p| p.check_top(list).map_err(|e| e.to_string()));
+        assert!(refused("room=%23a&nick=b", TopList::Words).is_err());
+        assert!(refused("window=5m&from=1", TopList::Words).is_err());
+        assert!(refused("nick=b&window=5m", TopList::Words).is_err());
+        assert!(refused("room=%23a", TopList::Rooms).is_err());
+        assert!(refused("nick=a", TopList::Nicks).is_err());
+        assert!(refused("from=5&to=5", TopList::Words).is_err());
+        assert!(refused("window=2h", TopList::Words).is_err());
+        assert!(refused("room=", TopList::Words).is_err());
+        assert!(refused("bucket=1m", TopList::Words).is_err());
+        assert!(refused("room=%23a&window=5m", TopList::Emotes).is_ok());
+        assert!(refused("nick=a", TopList::Rooms).is_ok());
+        assert_eq!(window("24h").unwrap(), 86_400_000);
+    }
+
+    #[test]
+    fn an_open_end_is_now_and_an_open_start_is_what_is_kept() {
+        let r = Retention::default();
+        let now = 1_795_420_800_000;
+        let p = parse("from=1795420000000").unwrap();
+        assert_eq!(p.range(now, &r).unwrap(), Some((1_795_420_000_000, now)));
+        let p = parse("to=1795420000000").unwrap();
+        let (from, to) = p.range(now, &r).unwrap().unwrap();
+        assert_eq!(to, 1_795_420_000_000);
+        assert_eq!(from, now - 35 * 86_400_000);
+        let p = parse("window=5m").unwrap();
+        assert_eq!(p.range(now, &r).unwrap(), Some((now - 300_000, now)));
+        assert!(parse("from=1795430000000").unwrap().range(now, &r).is_err());
+    }
+}
