@@ -24,6 +24,7 @@ RUN apt-get update && apt-get install -y --no-install-recommends ca-certificates
     && useradd --system --uid 10001 --no-create-home chatstats
 COPY --from=build /src/target/release/chatstats /src/target/release/chatstats-worker \
      /src/target/release/chatstats-api /src/target/release/chatstats-sim /usr/local/bin/
+COPY emote-names.txt /usr/local/share/chatstats/emote-names.txt
 USER chatstats
 EXPOSE 3000 7000
 # The API's (and chatstats') health; docker-compose turns it off for the worker and simulator,

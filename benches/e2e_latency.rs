@@ -80,7 +80,8 @@ fn probe_payload(id: u64) -> String {
 async fn stream(State(shared): State<Arc<Shared>>) -> Response {
     let (mut tx, rx) = futures::channel::mpsc::channel::<Result<Bytes, Infallible>>(64);
     tokio::spawn(async move {
-        let mut generator = Generator::new(7);
+        // Live timestamps: the worker records these messages in the current minutes.
+        let mut generator = Generator::live(7);
         let start = Instant::now();
         shared.started.lock().unwrap().get_or_insert(start);
         let mut emitted = 0u64;

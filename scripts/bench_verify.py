@@ -3,6 +3,8 @@
 
     bench_verify.py expect STREAM EXPECTED.json      # apply the counting rules to a stream file
     bench_verify.py check EXPECTED.json PORT NS      # compare Redis (127.0.0.1:PORT) with them
+    bench_verify.py check-full EXPECTED.json PORT NS # the same, and the statistics by room,
+                                                     # nick, emote and time (STATISTICS=full)
 
 `expect` re-implements the counting rules of README.md without the Rust code: every `se-data:`
 or `data:` line (one optional space after the colon dropped) and every line starting with `{`
@@ -14,7 +16,11 @@ the two are compared on the stream (reported, not fatal).
 
 `check` reads every member and score of `{NS}words`, `{NS}nicks`, `{NS}rooms`, the failed
 total and the per-second counters over a minimal RESP client (no redis-py needed) and compares
-them exactly with the expectation. Prints PASS or FAIL lines; exits 1 on FAIL.
+them exactly with the expectation. `check-full` also compares, exactly: the all-time emotes;
+every room's all-time words, nicks and emotes; every nick's all-time rooms; and the messages of
+every minute (from `tmi-sent-ts`; the stream must carry usable ones, as `chatstats-sim
+--start-ms` writes). Emotes are the Twitch `emotes` tag's ranges, in code points (Python's
+string indices). Prints PASS or FAIL lines; exits 1 on FAIL.
 """
 
 import json
@@ -60,8 +66,30 @@ def field(obj, name):
     return value if isinstance(value, str) else ""
 
 
+def add(table, key, n=1):
+    table[key] = table.get(key, 0) + n
+
+
+def emotes_of(body, tags):
+    """The Twitch emote uses of a message: the text at each valid code-point range."""
+    tag = next((t[len("emotes="):] for t in tags.split(";") if t.startswith("emotes=")), "")
+    found = []
+    for emote in tag.split("/"):
+        if ":" not in emote:
+            continue
+        for span in emote.split(":", 1)[1].split(","):
+            try:
+                start, end = (int(x) for x in span.split("-"))
+            except ValueError:
+                continue
+            if start <= end < len(body):
+                found.append((start, body[start : end + 1]))
+    return [text for _, text in sorted(found)]
+
+
 def expect(stream, out):
     words, nicks, rooms = {}, {}, {}
+    emotes, by_room, by_nick, minutes = {}, {}, {}, {}
     counted = failed = 0
     split_differs = 0
     for raw in payloads(stream):
@@ -84,6 +112,25 @@ def expect(stream, out):
             split_differs += 1
         for w in ws:
             words[w] = words.get(w, 0) + 1
+        room = field(obj, "room") if STRIP.sub("", field(obj, "room")) else None
+        nick = field(obj, "nick") if STRIP.sub("", field(obj, "nick")) else None
+        tags = field(obj, "tags")
+        es = emotes_of(body, tags)
+        for e in es:
+            add(emotes, e)
+        ts = next((t[len("tmi-sent-ts="):] for t in tags.split(";") if t.startswith("tmi-sent-ts=")), "")
+        if ts.isdigit():
+            add(minutes, str(int(ts) // 60000))
+        if room is not None:
+            r = by_room.setdefault(room, {"words": {}, "nicks": {}, "emotes": {}})
+            for w in ws:
+                add(r["words"], w)
+            for e in es:
+                add(r["emotes"], e)
+            if nick is not None:
+                add(r["nicks"], nick)
+        if nick is not None and room is not None:
+            add(by_nick.setdefault(nick, {}), room)
     result = {
         "counted": counted,
         "failed": failed,
@@ -91,6 +138,10 @@ def expect(stream, out):
         "nicks": nicks,
         "rooms": rooms,
         "split_differs": split_differs,
+        "emotes": emotes,
+        "by_room": by_room,
+        "by_nick": by_nick,
+        "minutes": minutes,
     }
     with open(out, "w", encoding="utf-8") as f:
         json.dump(result, f, ensure_ascii=False)
@@ -138,7 +189,37 @@ class Resp:
         raise RuntimeError(f"unexpected reply {line!r}")
 
 
-def check(expected_path, port, ns):
+def room_key(ns, kind, name):
+    escaped = name.replace("%", "%25").replace("{", "%7B").replace("}", "%7D")
+    return f"{ns}{kind}:{{{escaped}}}"
+
+
+def zset(r, key):
+    flat = r.call("ZRANGE", key, 0, -1, "WITHSCORES")
+    return {flat[i].decode("utf-8", "replace"): int(float(flat[i + 1])) for i in range(0, len(flat), 2)}
+
+
+def check_full(exp, r, ns, report):
+    """The statistics by room, nick, emote and time."""
+    report("emotes (all time)", zset(r, f"{ns}emotes") == exp["emotes"], f"{sum(exp['emotes'].values())} uses, {len(exp['emotes'])} emotes")
+    bad_rooms = [
+        room
+        for room, lists in exp["by_room"].items()
+        if any(zset(r, f"{room_key(ns, 'room', room)}:{name}") != lists[name] for name in ("words", "nicks", "emotes"))
+    ]
+    report("every room's words, nicks, emotes", not bad_rooms, f"{len(exp['by_room'])} rooms, {len(bad_rooms)} differ {bad_rooms[:3]}")
+    bad_nicks = [nick for nick, rooms in exp["by_nick"].items() if zset(r, f"{room_key(ns, 'nick', nick)}:rooms") != rooms]
+    report("every nick's rooms", not bad_nicks, f"{len(exp['by_nick'])} nicks, {len(bad_nicks)} differ {bad_nicks[:3]}")
+    bad_minutes = []
+    for minute, n in exp["minutes"].items():
+        hour = int(minute) // 60
+        got = int(r.call("HGET", f"{ns}activity:m:{hour}", minute) or 0)
+        if got != n:
+            bad_minutes.append((minute, got, n))
+    report("messages per minute", not bad_minutes, f"{len(exp['minutes'])} minutes, {len(bad_minutes)} differ {bad_minutes[:3]}")
+
+
+def check(expected_path, port, ns, full=False):
     with open(expected_path, encoding="utf-8") as f:
         exp = json.load(f)
     r = Resp(port)
@@ -178,6 +259,8 @@ def check(expected_path, port, ns):
         counted == exp["counted"],
         f"{counted} (expected {exp['counted']})",
     )
+    if full:
+        check_full(exp, r, ns, report)
     print(f"verify {ns}: {'PASS' if ok else 'FAIL'}")
     return ok
 
@@ -185,8 +268,9 @@ def check(expected_path, port, ns):
 def main():
     if len(sys.argv) == 4 and sys.argv[1] == "expect":
         expect(sys.argv[2], sys.argv[3])
-    elif len(sys.argv) == 5 and sys.argv[1] == "check":
-        sys.exit(0 if check(sys.argv[2], sys.argv[3], sys.argv[4]) else 1)
+    elif len(sys.argv) == 5 and sys.argv[1] in ("check", "check-full"):
+        full = sys.argv[1] == "check-full"
+        sys.exit(0 if check(sys.argv[2], sys.argv[3], sys.argv[4], full) else 1)
     else:
         sys.exit(__doc__)
 

@@ -169,8 +169,9 @@ pub(crate) struct ApiArgs {
     /// Allowed CORS origins, comma-separated; `*` allows any, empty turns CORS off.
     #[arg(long, env, default_value = "*")]
     pub(crate) cors_origin: String,
-    /// How long top lists are cached and shared between requests, in milliseconds (0: off).
-    #[arg(long, env, default_value_t = 0, value_parser = clap::value_parser!(u64).range(0..=60_000))]
+    /// How long answers of the statistics routes are kept and shared between requests, in
+    /// milliseconds: they are at most this stale (0: every answer read from the store).
+    #[arg(long, env, default_value_t = 50, value_parser = clap::value_parser!(u64).range(0..=60_000))]
     pub(crate) stats_cache_ms: u64,
     /// Milliseconds a connection may take to send a request's headers, and may stay idle
     /// between requests, before it is closed.

@@ -182,7 +182,8 @@ pub struct ChatstatsCli {
 #[derive(Clone, Parser)]
 #[command(name = "chatstats-sim", version, about, long_about = None,
     after_help = "Every option can be set by the environment variable named in capitals, also from a .env file.\n\
-                  The same seed always gives the same bytes; every HTTP client gets the stream from its start.")]
+                  With --count, the same seed and start always give the same bytes. Served, every HTTP client gets the \
+                  same events from the start of the stream, each sent at the current time (tmi-sent-ts follows the clock).")]
 pub struct SimCli {
     /// Address to listen on. The default accepts local clients only; a container needs 0.0.0.0
     /// (docker-compose.yml passes it).
@@ -203,6 +204,12 @@ pub struct SimCli {
     /// File written with --count (`-` for stdout).
     #[arg(long = "out", env = "SIM_OUT", default_value = "-")]
     pub(crate) sim_out: String,
+    /// With --count: the first event's tmi-sent-ts, in Unix milliseconds (each next one comes
+    /// 1 to 9 ms later). The default is 2022-01-03; a time in the last hours puts the messages
+    /// in minutes the service still keeps. A served stream follows the clock instead.
+    #[arg(long = "start-ms", env = "SIM_START_MS", default_value_t = crate::sim::START_TS_MS,
+          value_parser = clap::value_parser!(u64).range(0..=crate::sim::LATEST_START_MS), allow_hyphen_values = true)]
+    pub(crate) sim_start_ms: u64,
     #[command(flatten)]
     pub(crate) process: ProcessArgs,
 }
@@ -217,12 +224,14 @@ impl Service for SimCli {
 /// Runs `chatstats-sim`: writes `--count` events and returns, or serves until `shutdown`.
 pub async fn run_sim(cli: SimCli, shutdown: CancellationToken) -> Result<(), AppError> {
     if let Some(count) = cli.sim_count {
-        let (out, seed) = (cli.sim_out.clone(), cli.sim_seed);
-        let written =
-            tokio::task::spawn_blocking(move || crate::sim::write_file(&out, count, seed)).await;
+        let (out, seed, start_ms) = (cli.sim_out.clone(), cli.sim_seed, cli.sim_start_ms);
+        let written = tokio::task::spawn_blocking(move || {
+            crate::sim::write_file(&out, count, seed, start_ms)
+        })
+        .await;
         return match joined("writer", written)? {
             Ok(()) => {
-                info!(count, seed, out = %cli.sim_out, "events written");
+                info!(count, seed, start_ms, out = %cli.sim_out, "events written");
                 Ok(())
             }
             // A reader that stops early (`| head`) is not an error.
@@ -234,6 +243,12 @@ pub async fn run_sim(cli: SimCli, shutdown: CancellationToken) -> Result<(), App
                 source,
             }),
         };
+    }
+    if cli.sim_start_ms != crate::sim::START_TS_MS {
+        tracing::warn!(
+            start_ms = cli.sim_start_ms,
+            "SIM_START_MS (--start-ms) applies to --count only; the served stream follows the clock"
+        );
     }
     let host = cli.sim_host.trim();
     let address = format!("{host}:{}", cli.sim_port);

@@ -2,6 +2,7 @@
 //! `/stats/activity`.
 
 use axum::Json;
+use axum::extract::rejection::PathRejection;
 use axum::extract::{Path, RawQuery, State};
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
@@ -167,9 +168,10 @@ fn scope_of(kind: Seen, name: &str) -> Scope {
     ))]
 pub(crate) async fn room<S: Store>(
     State(state): State<AppState<S>>,
-    Path(room): Path<String>,
+    room: Result<Path<String>, PathRejection>,
     RawQuery(q): RawQuery,
 ) -> Result<Response, ApiError> {
+    let Path(room) = room.map_err(|e| ApiError::BadRequest(format!("params/room: {e}")))?;
     let params = Params::parse(q.as_deref())?;
     if params.room.is_some() || params.nick.is_some() || params.bucket.is_some() {
         return Err(ApiError::BadRequest(
@@ -231,9 +233,10 @@ pub(crate) async fn room<S: Store>(
     ))]
 pub(crate) async fn nick<S: Store>(
     State(state): State<AppState<S>>,
-    Path(nick): Path<String>,
+    nick: Result<Path<String>, PathRejection>,
     RawQuery(q): RawQuery,
 ) -> Result<Json<NickSummary>, ApiError> {
+    let Path(nick) = nick.map_err(|e| ApiError::BadRequest(format!("params/nick: {e}")))?;
     let params = Params::parse(q.as_deref())?;
     if params.is_ranged()
         || params.room.is_some()

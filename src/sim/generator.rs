@@ -1,5 +1,6 @@
 //! The generator: one event after another, each a pure function of the stream's seed and the
-//! shared [`World`], written as the upstream frames it.
+//! shared [`World`] — but for `tmi-sent-ts` on the live clock — written as the upstream frames
+//! it.
 //!
 //! Tags are assembled by hand in buffers reused from one event to the next, so a generator
 //! allocates nothing per event beyond its output; only the event's fields go through
@@ -14,12 +15,21 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use serde::Serialize;
 
+use super::bots::Piece;
 use super::vocabulary::ENGLISH;
-use super::world::{WORLD, World};
+use super::world::{Nick, Room, WORLD, World};
+use crate::timeline::now_ms;
 
-/// `tmi-sent-ts` of the first event, in Unix milliseconds (2022-01-03, as in the contract's
-/// sample), so the same seed gives the same bytes whenever it runs.
+/// `tmi-sent-ts` of the first event of [`Generator::new`], in Unix milliseconds (2022-01-03, as
+/// in the contract's sample), so the same seed gives the same bytes whenever it runs.
 pub const START_TS_MS: u64 = 1_641_241_341_776;
+/// The latest start accepted for the synthetic clock: 9999-12-31T23:59:59.999Z.
+pub const LATEST_START_MS: u64 = 253_402_300_799_999;
+/// Milliseconds between two events on the synthetic clock: 1 to this.
+const MAX_STEP_MS: u64 = 9;
+/// How long before its generation an event on the live clock was "sent": 20 ms to 1.5 s, as
+/// if it had crossed Twitch and the network.
+const LAG_MS: (u64, u64) = (20, 1500);
 
 /// Out of 10 000 events: malformed payloads (0.2%).
 const MALFORMED_PER_10K: u32 = 20;
@@ -27,6 +37,8 @@ const MALFORMED_PER_10K: u32 = 20;
 const CLEARCHAT_PER_10K: u32 = 50;
 /// Out of 10 000 events: `USERNOTICE` notices (0.5%).
 const USERNOTICE_PER_10K: u32 = 50;
+/// Out of 10 000 events: messages of chat bots (2% of the 9 880 messages).
+const BOT_PER_10K: u32 = 198;
 /// Bytes of generated stream handed out at once (file writes, HTTP chunks).
 pub(super) const CHUNK_BYTES: usize = 64 * 1024;
 
@@ -58,15 +70,29 @@ struct Event<'a> {
     tags: &'a str,
 }
 
-/// Deterministic generator of simulated chat events.
+/// Where an event's `tmi-sent-ts` comes from.
+#[derive(Debug, Clone, Copy)]
+enum Clock {
+    /// A pure function of the seed: the next event's time, then 1 to [`MAX_STEP_MS`] ms more
+    /// for each event.
+    Synthetic { next: u64 },
+    /// The wall clock when the event is generated, minus a lag in [`LAG_MS`].
+    Live,
+}
+
+/// Seeded generator of simulated chat events.
 ///
-/// The same seed gives the same sequence of bytes on every run and machine; different seeds
-/// give different streams over the same nicks, rooms and words. Generating allocates nothing
-/// per event beyond the returned [`Bytes`] (which share one buffer per 64 KiB).
+/// The same seed gives the same events on every run and machine; different seeds give
+/// different streams over the same nicks, rooms and words. On the synthetic clock
+/// ([`Generator::new`], [`Generator::starting_at`]) that is the same sequence of bytes; on the
+/// live clock ([`Generator::live`]) only `tmi-sent-ts` differs, following the wall clock. Both
+/// clocks take the same one draw per event, so they give the same events for a seed. Generating
+/// allocates nothing per event beyond the returned [`Bytes`] (which share one buffer per 64 KiB).
 pub struct Generator {
     rng: StdRng,
     world: &'static World,
-    /// `tmi-sent-ts` of the last event.
+    clock: Clock,
+    /// `tmi-sent-ts` of the event being generated.
     ts: u64,
     body: String,
     tags: String,
@@ -77,12 +103,32 @@ pub struct Generator {
 }
 
 impl Generator {
-    /// A generator from `seed`.
+    /// A generator from `seed` on the synthetic clock from [`START_TS_MS`]: the same bytes
+    /// whenever it runs.
     pub fn new(seed: u64) -> Generator {
+        Generator::starting_at(seed, START_TS_MS)
+    }
+
+    /// A generator from `seed` on the synthetic clock: the first event is sent at Unix
+    /// millisecond `start_ms`, each next one 1 to 9 ms later. The same seed and start give the
+    /// same bytes whenever they run; another start shifts every `tmi-sent-ts` by the difference.
+    pub fn starting_at(seed: u64, start_ms: u64) -> Generator {
+        Generator::with_clock(seed, Clock::Synthetic { next: start_ms })
+    }
+
+    /// A generator from `seed` on the live clock: each event is sent at the wall-clock time of
+    /// its generation minus 20 to 1500 ms (drawn from the seed), so a reader records it in the
+    /// current minute. Its events are those of [`Generator::new`] but for `tmi-sent-ts`.
+    pub fn live(seed: u64) -> Generator {
+        Generator::with_clock(seed, Clock::Live)
+    }
+
+    fn with_clock(seed: u64, clock: Clock) -> Generator {
         Generator {
             rng: StdRng::seed_from_u64(seed),
             world: &WORLD,
-            ts: START_TS_MS,
+            clock,
+            ts: 0,
             body: String::with_capacity(256),
             tags: String::with_capacity(512),
             emote_spans: Vec::with_capacity(16),
@@ -115,17 +161,41 @@ impl Generator {
 
     /// Appends the next payload to `out`. A payload never holds a line end.
     fn write_payload(&mut self, out: &mut Vec<u8>) {
-        self.ts += self.rng.random_range(1..=9);
+        self.tick();
         let kind = self.rng.random_range(0..10_000u32);
-        if kind < MALFORMED_PER_10K {
-            self.write_malformed(out);
-        } else if kind < MALFORMED_PER_10K + CLEARCHAT_PER_10K {
-            self.write_clearchat(out);
-        } else if kind < MALFORMED_PER_10K + CLEARCHAT_PER_10K + USERNOTICE_PER_10K {
-            self.write_usernotice(out);
-        } else {
-            self.write_privmsg(out);
+        let mut limit = MALFORMED_PER_10K;
+        if kind < limit {
+            return self.write_malformed(out);
         }
+        limit += CLEARCHAT_PER_10K;
+        if kind < limit {
+            return self.write_clearchat(out);
+        }
+        limit += USERNOTICE_PER_10K;
+        if kind < limit {
+            return self.write_usernotice(out);
+        }
+        limit += BOT_PER_10K;
+        if kind < limit {
+            return self.write_bot_privmsg(out);
+        }
+        self.write_privmsg(out);
+    }
+
+    /// Sets the time of the next event. Takes one draw on either clock, so that the events
+    /// themselves do not depend on the clock.
+    fn tick(&mut self) {
+        let draw: u64 = self.rng.random();
+        // `draw` scaled to `0..n`.
+        let scaled = |n: u64| ((u128::from(draw) * u128::from(n)) >> 64) as u64;
+        self.ts = match &mut self.clock {
+            Clock::Synthetic { next } => {
+                let ts = *next;
+                *next = ts.saturating_add(1 + scaled(MAX_STEP_MS));
+                ts
+            }
+            Clock::Live => now_ms().saturating_sub(LAG_MS.0 + scaled(LAG_MS.1 - LAG_MS.0 + 1)),
+        };
     }
 
     fn write_privmsg(&mut self, out: &mut Vec<u8>) {
@@ -134,6 +204,20 @@ impl Generator {
         let nick = &world.nicks[world.nick_zipf.sample(&mut self.rng)];
         self.build_body(room.language);
         let first_message = self.rng.random_bool(0.01);
+        self.write_message(out, room, nick, first_message);
+    }
+
+    /// A chat bot's message, in any room: a line of `words/bot-lines.txt`.
+    fn write_bot_privmsg(&mut self, out: &mut Vec<u8>) {
+        let world = self.world;
+        let room = &world.rooms[world.room_zipf.sample(&mut self.rng)];
+        let bot = &world.bots.nicks[world.bots.nick_zipf.sample(&mut self.rng)];
+        self.build_bot_body(room);
+        self.write_message(out, room, bot, false);
+    }
+
+    /// Writes a message of `nick` in `room` whose body is `self.body`.
+    fn write_message(&mut self, out: &mut Vec<u8>, room: &Room, nick: &Nick, first_message: bool) {
         let id = (self.rng.random::<u64>(), self.rng.random::<u64>());
         let tags = &mut self.tags;
         start_tags(tags, &nick.head, &mut self.emote_spans);
@@ -402,6 +486,34 @@ impl Generator {
             position += word.chars;
         }
     }
+
+    /// Builds a bot's message for `room` into `self.body`, and its Twitch emotes into
+    /// `self.emote_spans`: a line, its placeholders filled in.
+    fn build_bot_body(&mut self, room: &Room) {
+        let world = self.world;
+        self.body.clear();
+        self.emote_spans.clear();
+        let line = &world.bots.lines[world.bots.line_zipf.sample(&mut self.rng)];
+        let mut position = 0u32;
+        for piece in line {
+            let start = self.body.len();
+            match piece {
+                Piece::Text(text) => self.body.push_str(text),
+                Piece::Emote(_, name) => self.body.push_str(name),
+                Piece::Nick => {
+                    let nick = &world.nicks[world.nick_zipf.sample(&mut self.rng)];
+                    self.body.push_str(&nick.login);
+                }
+                Piece::Room => self.body.push_str(room.name.trim_start_matches('#')),
+                Piece::Number => push_u64(&mut self.body, self.rng.random_range(1..10_000)),
+            }
+            let chars = self.body[start..].chars().count() as u32;
+            if let Piece::Emote(id, _) = piece {
+                self.emote_spans.push((*id, position, position + chars - 1));
+            }
+            position += chars;
+        }
+    }
 }
 
 /// Writes `event` as JSON. Serializing strings into a `Vec` cannot fail.
@@ -484,9 +596,10 @@ fn push_uuid(out: &mut String, (hi, lo): (u64, u64)) {
     out.push_str(std::str::from_utf8(&text).unwrap_or_default());
 }
 
-/// Writes exactly `count` framed events from `seed` to `out`.
-pub fn write_events<W: Write>(mut out: W, count: u64, seed: u64) -> io::Result<()> {
-    let mut generator = Generator::new(seed);
+/// Writes exactly `count` framed events from `seed` to `out`, the first sent at Unix
+/// millisecond `start_ms` (on the synthetic clock: the same arguments give the same bytes).
+pub fn write_events<W: Write>(mut out: W, count: u64, seed: u64, start_ms: u64) -> io::Result<()> {
+    let mut generator = Generator::starting_at(seed, start_ms);
     let mut buf = Vec::with_capacity(CHUNK_BYTES + 4096);
     for _ in 0..count {
         generator.write_event(&mut buf);
@@ -499,20 +612,51 @@ pub fn write_events<W: Write>(mut out: W, count: u64, seed: u64) -> io::Result<(
     out.flush()
 }
 
-/// Writes exactly `count` framed events from `seed` to the file `path` (created or
-/// truncated), or to stdout when `path` is `-`: a fixture for text mode
-/// (`RESPONSE_STREAM_MODE=text`) or for replaying a stream byte for byte.
-pub fn write_file(path: impl AsRef<Path>, count: u64, seed: u64) -> io::Result<()> {
+/// Writes exactly `count` framed events from `seed`, the first sent at Unix millisecond
+/// `start_ms`, to the file `path` (created or truncated), or to stdout when `path` is `-`: a
+/// fixture for text mode (`RESPONSE_STREAM_MODE=text`) or for replaying a stream byte for byte.
+pub fn write_file(path: impl AsRef<Path>, count: u64, seed: u64, start_ms: u64) -> io::Result<()> {
     let path = path.as_ref();
     if path == Path::new("-") {
-        write_events(io::stdout().lock(), count, seed)
+        write_events(io::stdout().lock(), count, seed, start_ms)
     } else {
-        write_events(std::fs::File::create(path)?, count, seed)
+        write_events(std::fs::File::create(path)?, count, seed, start_ms)
     }
+}
+
+/// `payload` with the value of every `tmi-sent-ts` tag removed, to compare streams whose
+/// events are the same but not their times (the live clock's with the synthetic one's).
+#[cfg(test)]
+pub(super) fn without_times(payload: &[u8]) -> Vec<u8> {
+    const TAG: &[u8] = b"tmi-sent-ts=";
+    let mut out = Vec::with_capacity(payload.len());
+    let mut rest = payload;
+    while let Some(at) = memchr::memmem::find(rest, TAG) {
+        out.extend_from_slice(&rest[..at + TAG.len()]);
+        rest = &rest[at + TAG.len()..];
+        let digits = rest.iter().take_while(|b| b.is_ascii_digit()).count();
+        rest = &rest[digits..];
+    }
+    out.extend_from_slice(rest);
+    out
+}
+
+/// The `tmi-sent-ts` of a payload that is a whole event.
+#[cfg(test)]
+pub(super) fn sent_ts(payload: &[u8]) -> Option<u64> {
+    let value: serde_json::Value = serde_json::from_slice(payload).ok()?;
+    value["tags"]
+        .as_str()?
+        .split(';')
+        .find_map(|t| t.strip_prefix("tmi-sent-ts="))?
+        .parse()
+        .ok()
 }
 
 #[cfg(test)]
 mod tests {
+    use std::collections::{HashMap, HashSet};
+
     use super::*;
     use crate::source::decode::{Decoder, Frame};
 
@@ -702,13 +846,141 @@ mod tests {
         let dir = tempfile::tempdir()?;
         let a = dir.path().join("a.txt");
         let b = dir.path().join("b.txt");
-        write_file(&a, 1000, 42)?;
-        write_file(&b, 1000, 42)?;
+        write_file(&a, 1000, 42, START_TS_MS)?;
+        write_file(&b, 1000, 42, START_TS_MS)?;
         let a = std::fs::read(a)?;
         assert_eq!(a, std::fs::read(b)?);
         assert_eq!(a, events(42, 1000));
         let lines = a.split(|&b| b == b'\n');
         assert_eq!(lines.filter(|l| l.starts_with(b"se-data: ")).count(), 1000);
+        // Another start: reproducible too, and the same events at other times.
+        let start = now_ms() - 3_600_000;
+        let c = dir.path().join("c.txt");
+        let d = dir.path().join("d.txt");
+        write_file(&c, 1000, 42, start)?;
+        write_file(&d, 1000, 42, start)?;
+        let c = std::fs::read(c)?;
+        assert_eq!(c, std::fs::read(d)?);
+        assert_ne!(c, a);
+        assert_eq!(without_times(&c), without_times(&a));
         Ok(())
+    }
+
+    /// The logins and user ids of the bots, from the world.
+    fn bots() -> HashMap<String, u64> {
+        WORLD
+            .bots
+            .nicks
+            .iter()
+            .map(|n| (n.login.to_string(), n.user_id))
+            .collect()
+    }
+
+    #[test]
+    fn about_two_percent_of_messages_are_from_bots_in_any_room() {
+        let bots = bots();
+        let mut generator = Generator::new(12);
+        let (mut messages, mut from_bots, mut with_emotes) = (0u32, 0u32, 0u32);
+        let mut rooms = HashSet::new();
+        let mut seen = HashMap::<String, u32>::new();
+        for _ in 0..100_000 {
+            let payload = generator.next_payload();
+            let Ok(value) = serde_json::from_slice::<serde_json::Value>(&payload) else {
+                continue;
+            };
+            let (Some(""), Some(nick), Some(room), Some(body), Some(tags)) = (
+                value["command"].as_str(),
+                value["nick"].as_str(),
+                value["room"].as_str(),
+                value["body"].as_str(),
+                value["tags"].as_str(),
+            ) else {
+                continue;
+            };
+            messages += 1;
+            let Some(&user_id) = bots.get(nick) else {
+                continue;
+            };
+            from_bots += 1;
+            rooms.insert(room.to_owned());
+            *seen.entry(nick.to_owned()).or_default() += 1;
+            let tag = |name: &str| {
+                tags.split(';')
+                    .find_map(|t| t.strip_prefix(name)?.strip_prefix('='))
+                    .unwrap_or_else(|| panic!("no {name} in {tags}"))
+            };
+            assert_eq!(tag("user-id"), user_id.to_string(), "{tags}");
+            assert_eq!(tag("display-name").to_lowercase(), nick, "{tags}");
+            assert_ne!(tag("display-name"), nick, "capitalized: {tags}");
+            assert!(tag("badges").contains("moderator/1"), "{tags}");
+            assert_eq!((tag("mod"), tag("user-type")), ("1", "mod"), "{tags}");
+            assert_eq!(tag("first-msg"), "0", "{tags}");
+            assert!(!body.contains(['{', '}']), "{body}");
+            assert!(
+                (1..=15).contains(&body.split_whitespace().count()),
+                "{body}"
+            );
+            with_emotes += u32::from(!tag("emotes").is_empty());
+        }
+        let share = f64::from(from_bots) / f64::from(messages);
+        assert!(
+            (0.017..=0.023).contains(&share),
+            "{from_bots} of {messages} messages"
+        );
+        assert_eq!(seen.len(), bots.len(), "every bot speaks: {seen:?}");
+        assert!(seen["nightbot"] > seen["wizebot"], "{seen:?}");
+        assert!(rooms.len() > 50, "bots in {} rooms", rooms.len());
+        assert!(
+            with_emotes > 0 && with_emotes * 5 < from_bots,
+            "{with_emotes} of {from_bots} bot messages with emotes"
+        );
+    }
+
+    #[test]
+    fn the_live_clock_follows_the_wall_clock_and_changes_nothing_else() {
+        let mut live = Generator::live(13);
+        let mut synthetic = Generator::new(13);
+        let mut times = 0;
+        for _ in 0..5000 {
+            let before = now_ms();
+            let payload = live.next_payload();
+            let after = now_ms();
+            if let Some(ts) = sent_ts(&payload) {
+                assert!(
+                    (before - 1500..=after - 20).contains(&ts),
+                    "{ts} not 20-1500 ms before {before}..{after}"
+                );
+                times += 1;
+            }
+            let expected = synthetic.next_payload();
+            assert_eq!(without_times(&payload), without_times(&expected));
+        }
+        assert!(times > 4900, "{times} events with a time");
+    }
+
+    #[test]
+    fn starting_at_shifts_every_time() {
+        let shift = 40 * 86_400_000 + 123;
+        let mut a = Generator::new(14);
+        let mut b = Generator::starting_at(14, START_TS_MS + shift);
+        for i in 0..3000 {
+            let (x, y) = (a.next_payload(), b.next_payload());
+            if i == 0 {
+                // The first event is sent exactly at the start.
+                assert_eq!(sent_ts(&x), Some(START_TS_MS));
+            }
+            assert_eq!(without_times(&x), without_times(&y));
+            if let (Some(tx), Some(ty)) = (sent_ts(&x), sent_ts(&y)) {
+                assert_eq!(ty - tx, shift);
+            }
+        }
+        assert_eq!(events(14, 500), {
+            let mut out = Vec::new();
+            let mut generator = Generator::starting_at(14, START_TS_MS);
+            for _ in 0..500 {
+                generator.write_event(&mut out);
+            }
+            out
+        });
     }
 }

@@ -26,7 +26,8 @@ pub struct SimSettings {
     /// Events per second per connection; 0 (or less) streams as fast as the client reads.
     pub rate: f64,
     /// Seed of every connection's stream: each connection starts the same stream from the
-    /// beginning, so all clients see the same events.
+    /// beginning, so all clients see the same events (each at the time it is sent: the
+    /// streams are on the live clock).
     pub seed: u64,
 }
 
@@ -39,7 +40,8 @@ struct ServerState {
 
 /// Serves the simulated upstream on `listener` until `shutdown` is cancelled: `GET /` answers
 /// `text/event-stream` with a body that never ends, one stream per connection from
-/// `settings.seed`, paced at `settings.rate`. On shutdown every open body is ended, so the
+/// `settings.seed`, paced at `settings.rate`, on the live clock ([`Generator::live`]: each
+/// event's `tmi-sent-ts` is when it is sent, give or take 1.5 s). On shutdown every open body is ended, so the
 /// server stops promptly instead of waiting for endless responses.
 pub async fn serve(
     listener: TcpListener,
@@ -114,7 +116,7 @@ async fn stream_events(
 ) -> Response {
     info!(%peer, "client connected");
     let stream = ChunkStream {
-        generator: Generator::new(state.settings.seed),
+        generator: Generator::live(state.settings.seed),
         pacer: Pacer::new(state.settings.rate),
         connection: Connection { peer, events: 0 },
     };
@@ -138,8 +140,18 @@ mod tests {
     use std::time::Duration;
 
     use super::*;
-    use crate::sim::generator::write_events;
+    use crate::sim::generator::{START_TS_MS, sent_ts, without_times, write_events};
     use crate::source::decode::{Decoder, Frame};
+    use crate::timeline::now_ms;
+
+    /// Asserts that `a` and `b`, prefixes of streams, hold the same events but for their
+    /// times, as far as the shorter one goes.
+    fn assert_same_events(a: &[u8], b: &[u8]) {
+        let (a, b) = (without_times(a), without_times(b));
+        let n = a.len().min(b.len());
+        assert!(n >= 7 * 1024, "{n} bytes to compare");
+        assert_eq!(a[..n], b[..n]);
+    }
 
     async fn read_some(url: &str, at_least: usize) -> Result<(String, Vec<u8>), reqwest::Error> {
         let mut response = reqwest::get(url).await?.error_for_status()?;
@@ -175,14 +187,27 @@ mod tests {
                 tokio::time::timeout(Duration::from_secs(20), read_some(&url, 8 * 1024)).await??;
             assert_eq!(content_type, "text/event-stream");
             assert!(body.len() >= 8 * 1024, "{} bytes", body.len());
-            // Every client sees the same stream: the file's, from the start.
+            // Every client sees the same stream: the file's, from the start, but for the times,
+            // which are the current ones.
             let mut expected = Vec::new();
-            write_events(&mut expected, 200, 4)?;
-            assert_eq!(body[..8 * 1024], expected[..8 * 1024]);
+            write_events(&mut expected, 200, 4, START_TS_MS)?;
+            assert_same_events(&body[..8 * 1024], &expected);
             let mut payloads = Vec::new();
             let mut decoder = Decoder::new(64 * 1024);
             decoder.push(&body, |f| payloads.push(f));
             assert!(payloads.len() >= 10);
+            let now = now_ms();
+            for frame in &payloads {
+                let Frame::Payload(payload) = frame else {
+                    continue;
+                };
+                if let Some(ts) = sent_ts(payload) {
+                    assert!(
+                        (now - 30_000..=now).contains(&ts),
+                        "sent at {ts}, now {now}"
+                    );
+                }
+            }
             let objects = payloads
                 .iter()
                 .filter(|f| {
@@ -195,10 +220,10 @@ mod tests {
                 "{objects} of {}",
                 payloads.len()
             );
-            // A second client gets the same bytes.
+            // A second client gets the same events.
             let (_, again) =
                 tokio::time::timeout(Duration::from_secs(20), read_some(&url, 8 * 1024)).await??;
-            assert_eq!(again[..8 * 1024], body[..8 * 1024]);
+            assert_same_events(&again[..8 * 1024], &body[..8 * 1024]);
             shutdown.cancel();
             tokio::time::timeout(Duration::from_secs(10), server).await???;
         }

@@ -7,10 +7,12 @@ use crate::source::{Frame, Source, SourceError};
 
 /// An endless source of simulated chat events, paced at a fixed rate.
 ///
-/// Each read yields the events due by then (at most 1024) as [`Frame::Payload`]s — exactly
-/// what the decoder would yield from the framed stream of `chatstats-sim` with the same seed —
-/// and waits for the next one when none is due. Event `k` is due `k / rate` seconds after the
-/// first read, so the rate does not drift however late the reads are.
+/// Each read yields the events due by then (at most 1024) as [`Frame::Payload`]s — what the
+/// decoder would yield from the framed stream of `chatstats-sim` with the same seed — and waits
+/// for the next one when none is due. Event `k` is due `k / rate` seconds after the first read,
+/// so the rate does not drift however late the reads are. The events are on the live clock
+/// ([`Generator::live`]): their `tmi-sent-ts` is the time they are read, give or take 1.5 s, so
+/// the statistics by time fill the current minutes.
 pub struct SimSource {
     generator: Generator,
     /// Started at the first read, so time spent before the worker runs is not caught up.
@@ -24,7 +26,7 @@ impl SimSource {
     /// generates as fast as the stream is read.
     pub fn new(seed: u64, rate: f64) -> SimSource {
         SimSource {
-            generator: Generator::new(seed),
+            generator: Generator::live(seed),
             pacer: None,
             rate,
             seed,
@@ -73,6 +75,30 @@ mod tests {
     use tokio::time::Instant;
 
     use super::*;
+    use crate::sim::generator::{sent_ts, without_times};
+    use crate::timeline::now_ms;
+
+    /// Asserts that `frames` are the first payloads of `seed`'s stream (but for their times,
+    /// which are on the live clock) and were sent within the last few seconds.
+    fn assert_stream_of(seed: u64, frames: &[Frame]) {
+        let mut generator = Generator::new(seed);
+        let now = now_ms();
+        let mut times = 0;
+        for frame in frames {
+            let Frame::Payload(payload) = frame else {
+                panic!("not a payload: {frame:?}");
+            };
+            assert_eq!(
+                without_times(payload),
+                without_times(&generator.next_payload())
+            );
+            if let Some(ts) = sent_ts(payload) {
+                assert!((now - 5000..=now).contains(&ts), "sent at {ts}, now {now}");
+                times += 1;
+            }
+        }
+        assert!(times * 10 >= frames.len() * 9, "{times} times");
+    }
 
     #[tokio::test(start_paused = true)]
     async fn about_rate_frames_arrive_per_simulated_second() -> Result<(), SourceError> {
@@ -110,10 +136,7 @@ mod tests {
         while frames.len() < 300 {
             source.read(&mut frames).await?;
         }
-        let mut generator = Generator::new(8);
-        for frame in &frames {
-            assert_eq!(frame, &Frame::Payload(generator.next_payload()));
-        }
+        assert_stream_of(8, &frames);
         Ok(())
     }
 
@@ -132,10 +155,7 @@ mod tests {
         while frames.len() < 3 {
             source.read(&mut frames).await?;
         }
-        let mut generator = Generator::new(3);
-        for frame in &frames {
-            assert_eq!(frame, &Frame::Payload(generator.next_payload()));
-        }
+        assert_stream_of(3, &frames);
         Ok(())
     }
 

@@ -1,5 +1,5 @@
 //! The world every stream shares: the vocabularies, the nicks with the tags that do not change
-//! between their messages, and the rooms with their main language.
+//! between their messages, the chat bots, and the rooms with their main language.
 //!
 //! It is built once per process from a fixed seed, so it never depends on a stream's seed: two
 //! streams differ in what is said, not in who is there.
@@ -10,6 +10,7 @@ use std::sync::LazyLock;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
+use super::bots::Bots;
 use super::vocabulary::{ENGLISH, LANGUAGES, Vocabulary, Zipf};
 
 /// Zipf exponent of nicks: flatter than words, so no single chatter dominates every room.
@@ -58,6 +59,8 @@ pub(super) struct World {
     pub(super) nick_zipf: Zipf,
     pub(super) rooms: Vec<Room>,
     pub(super) room_zipf: Zipf,
+    /// The chat bots and their lines.
+    pub(super) bots: Bots,
     /// Cumulative [`LENGTH_WEIGHTS`].
     pub(super) lengths: [u32; 15],
 }
@@ -105,6 +108,8 @@ impl World {
             .collect();
         let emotes = Vocabulary::emotes();
         let emoji = Vocabulary::emoji();
+        // Draws nothing from `rng`.
+        let bots = Bots::new(&emotes);
         let parts = NickParts::new();
         let nicks = Self::nicks(&parts, &mut rng);
         let rooms = Self::rooms(&parts, &mut rng);
@@ -122,6 +127,7 @@ impl World {
             nicks,
             room_zipf: Zipf::new(rooms.len(), ROOM_EXPONENT),
             rooms,
+            bots,
             lengths,
         }
     }
