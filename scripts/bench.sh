@@ -98,6 +98,10 @@ for b in chatstats-worker chatstats-api chatstats-sim; do
   [[ -x $BIN/$b ]] || die "$BIN/$b missing: cargo build --release --bins"
 done
 
+# The binaries run in the temporary directory: the repository's .env (local defaults such as
+# IGNORED_NICKS) must not change what is measured.
+cd "$DIR"
+
 # --- 2. redis ------------------------------------------------------------------------------
 section "redis"
 start_redis "$DIR"

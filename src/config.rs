@@ -289,7 +289,11 @@ pub(crate) enum Statistics {
 impl WorkerArgs {
     /// The counting rules: reads EMOTE_NAMES_FILE.
     pub(crate) fn rules(&self) -> Result<Rules, ConfigError> {
-        let emote_names = match &self.emote_names_file {
+        let file = self
+            .emote_names_file
+            .as_ref()
+            .filter(|p| !p.as_os_str().is_empty());
+        let emote_names = match file {
             None => EmoteNames::default(),
             Some(path) => {
                 let text = std::fs::read_to_string(path).map_err(|err| {

@@ -6,11 +6,13 @@
 //! per bucket (activity), and the earliest and latest message time per room and nick. Merging
 //! first is what keeps the cost bounded: in 50 ms of a busy stream a popular word is counted
 //! once per bucket, not once per message. Buckets no longer kept ([`Retention`]) are left out;
-//! all-time lists get every message, however old.
+//! all-time lists get every message, however old. A store that rolls hours and days up itself
+//! (Redis) asks for minute buckets only, and for hours and days that have ended (late messages).
 
 use std::collections::HashMap;
 
 use bytes::Bytes;
+use rustc_hash::FxHashMap;
 
 use crate::message::{Message, TopList};
 use crate::timeline::{Bucket, Granularity, Retention};
@@ -131,79 +133,116 @@ impl Detail {
     }
 }
 
-/// Counts by member.
-type Counts = HashMap<Bytes, u64>;
+/// Which buckets a builder derives from the minutes of its messages.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Buckets {
+    /// Minute, hour and day buckets: the store writes every bucket (in memory).
+    All,
+    /// Minute buckets, and hour and day buckets only where they have ended: the store rolls
+    /// hours and days up from minutes itself (Redis), and late messages join them directly.
+    Rollups,
+}
 
-fn add_all(counts: &mut Counts, members: &[(Bytes, u64)]) {
-    for (member, n) in members {
-        *counts.entry(member.clone()).or_default() += n;
+/// The distinct members (rooms, nicks, words, emotes) of one batch, each stored once and known
+/// by a number from then on.
+#[derive(Debug, Default)]
+struct Names {
+    ids: HashMap<Bytes, u32>,
+    names: Vec<Bytes>,
+}
+
+impl Names {
+    /// The number of `name`, copying it the first time it is met.
+    fn id(&mut self, name: &[u8]) -> u32 {
+        if let Some(id) = self.ids.get(name) {
+            return *id;
+        }
+        let id = self.names.len() as u32;
+        let name = Bytes::copy_from_slice(name);
+        self.names.push(name.clone());
+        self.ids.insert(name, id);
+        id
+    }
+
+    fn get(&self, id: u32) -> Bytes {
+        self.names[id as usize].clone()
     }
 }
 
-/// What the messages of one scope (everything, or a room) did in one minute.
-#[derive(Debug, Default)]
-struct Minute {
-    messages: u64,
-    /// Per list, by [`TopList::index`].
-    lists: [Counts; 4],
+/// A scope by number: everything, a room or a nick (`Names` ids).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+enum ScopeId {
+    Global,
+    Room(u32),
+    Nick(u32),
 }
 
-/// Merges messages into one [`Detail`].
+/// All time, or a minute.
+const ALL_TIME: u64 = u64::MAX;
+
+/// One count of the batch: a scope, a minute (or [`ALL_TIME`] for a nick's lists), a list and
+/// a member.
+type CountKey = (ScopeId, u64, u8, u32);
+
+/// Merges messages into one [`Detail`]. Members are numbered as they come, so that a message
+/// costs a few hash-map increments of small integer keys, and each distinct member one copy.
 #[derive(Debug, Default)]
 pub struct DetailBuilder {
-    /// Per scope (`None`: everything, else a room) and message minute.
-    minutes: HashMap<(Option<Bytes>, u64), Minute>,
-    /// Per nick, per list.
-    nicks: HashMap<Bytes, [Counts; 4]>,
-    seen: HashMap<(Seen, Bytes), (u64, u64)>,
+    names: Names,
+    counts: FxHashMap<CountKey, u64>,
+    /// Messages per scope (everything, or a room) and minute.
+    messages_by_minute: FxHashMap<(ScopeId, u64), u64>,
+    seen: FxHashMap<(Seen, u32), (u64, u64)>,
     messages: u64,
 }
 
 impl DetailBuilder {
-    /// Adds one message. Its members are copied, so that the builder holds no slices of the
-    /// input it was read from.
+    /// Adds one message.
     pub fn add(&mut self, message: &Message) {
         self.messages += 1;
-        let owned = |m: &Bytes| Bytes::copy_from_slice(m);
         let minute = message.time_ms / Granularity::Minute.ms();
-        let room = message.room.as_ref().map(owned);
-        let nick = message.nick.as_ref().map(owned);
-        let words: Vec<(Bytes, u64)> = message.words.iter().map(|(w, n)| (owned(w), *n)).collect();
-        let emotes: Vec<(Bytes, u64)> =
-            message.emotes.iter().map(|(e, n)| (owned(e), *n)).collect();
-        let mut scopes = vec![None];
-        scopes.extend(room.clone().map(Some));
-        for scope in scopes {
-            let is_room = scope.is_some();
-            let counts = self.minutes.entry((scope, minute)).or_default();
-            counts.messages += 1;
-            add_all(&mut counts.lists[TopList::Words.index()], &words);
-            add_all(&mut counts.lists[TopList::Emotes.index()], &emotes);
-            if let Some(nick) = &nick {
-                *counts.lists[TopList::Nicks.index()]
-                    .entry(nick.clone())
-                    .or_default() += 1;
-            }
-            if let (false, Some(room)) = (is_room, &room) {
-                *counts.lists[TopList::Rooms.index()]
-                    .entry(room.clone())
-                    .or_default() += 1;
+        let room = message.room.as_ref().map(|r| self.names.id(r));
+        let nick = message.nick.as_ref().map(|n| self.names.id(n));
+        let mut scopes = [Some(ScopeId::Global), room.map(ScopeId::Room)];
+        for (list, members) in [
+            (TopList::Words, &message.words),
+            (TopList::Emotes, &message.emotes),
+        ] {
+            for (member, n) in members {
+                let id = self.names.id(member);
+                for scope in scopes.iter().flatten() {
+                    *self
+                        .counts
+                        .entry((*scope, minute, list as u8, id))
+                        .or_default() += n;
+                }
+                if let Some(nick) = nick {
+                    let key = (ScopeId::Nick(nick), ALL_TIME, list as u8, id);
+                    *self.counts.entry(key).or_default() += n;
+                }
             }
         }
-        if let Some(nick) = &nick {
-            let lists = self.nicks.entry(nick.clone()).or_default();
-            add_all(&mut lists[TopList::Words.index()], &words);
-            add_all(&mut lists[TopList::Emotes.index()], &emotes);
-            if let Some(room) = &room {
-                *lists[TopList::Rooms.index()]
-                    .entry(room.clone())
-                    .or_default() += 1;
+        if let Some(nick) = nick {
+            for scope in scopes.iter().flatten() {
+                let key = (*scope, minute, TopList::Nicks as u8, nick);
+                *self.counts.entry(key).or_default() += 1;
             }
+            if let Some(room) = room {
+                let key = (ScopeId::Nick(nick), ALL_TIME, TopList::Rooms as u8, room);
+                *self.counts.entry(key).or_default() += 1;
+            }
+        }
+        if let Some(room) = room {
+            let key = (ScopeId::Global, minute, TopList::Rooms as u8, room);
+            *self.counts.entry(key).or_default() += 1;
+        }
+        for scope in scopes.iter_mut().flatten() {
+            *self.messages_by_minute.entry((*scope, minute)).or_default() += 1;
         }
         let t = message.time_ms;
-        for (kind, name) in [(Seen::Room, room), (Seen::Nick, nick)] {
-            if let Some(name) = name {
-                let span = self.seen.entry((kind, name)).or_insert((t, t));
+        for (kind, id) in [(Seen::Room, room), (Seen::Nick, nick)] {
+            if let Some(id) = id {
+                let span = self.seen.entry((kind, id)).or_insert((t, t));
                 *span = (span.0.min(t), span.1.max(t));
             }
         }
@@ -219,77 +258,102 @@ impl DetailBuilder {
         self.messages == 0
     }
 
-    /// The merged detail, with the buckets still kept at `now_ms`; the builder is left empty.
-    pub fn take(&mut self, now_ms: u64, retention: &Retention) -> Detail {
-        let mut lists: HashMap<Place, Counts> = HashMap::new();
-        let mut activity: HashMap<(Scope, Bucket), u64> = HashMap::new();
-        for ((room, minute), counts) in self.minutes.drain() {
-            let scope = room.map_or(Scope::Global, Scope::Room);
-            let mut periods = vec![Period::AllTime];
-            for granularity in Granularity::ALL {
-                let bucket = Bucket::of(granularity, minute * Granularity::Minute.ms());
-                if retention.keeps(bucket, now_ms) {
-                    periods.push(Period::Bucket(bucket));
-                    *activity.entry((scope.clone(), bucket)).or_default() += counts.messages;
-                }
-            }
-            for list in TopList::ALL {
-                let members = &counts.lists[list.index()];
-                if members.is_empty() {
-                    continue;
-                }
-                for period in &periods {
-                    // All-time words, nicks and rooms of everything are the immediate lists.
-                    let immediate = scope == Scope::Global && list != TopList::Emotes;
-                    if *period == Period::AllTime && immediate {
-                        continue;
-                    }
-                    let place = Place {
-                        scope: scope.clone(),
-                        period: *period,
-                        list,
-                    };
-                    let merged = lists.entry(place).or_default();
-                    for (member, n) in members {
-                        *merged.entry(member.clone()).or_default() += n;
-                    }
-                }
+    /// The periods a minute's counts go to at `now_ms`: all time (unless `immediate`), and the
+    /// buckets still kept that `buckets` asks for.
+    fn periods(minute: u64, now_ms: u64, retention: &Retention, buckets: Buckets) -> Vec<Period> {
+        let mut periods = vec![Period::AllTime];
+        for granularity in Granularity::ALL {
+            let bucket = Bucket::of(granularity, minute * Granularity::Minute.ms());
+            let wanted = granularity == Granularity::Minute
+                || buckets == Buckets::All
+                || bucket.end_ms() <= now_ms;
+            if wanted && retention.keeps(bucket, now_ms) {
+                periods.push(Period::Bucket(bucket));
             }
         }
-        for (nick, counts) in self.nicks.drain() {
-            for (list, members) in TopList::ALL.into_iter().zip(counts) {
-                if members.is_empty() {
+        periods
+    }
+
+    /// The merged detail at `now_ms`, with the buckets still kept (and wanted: `buckets`); the
+    /// builder is left empty.
+    pub fn take(&mut self, now_ms: u64, retention: &Retention, buckets: Buckets) -> Detail {
+        let mut grouped: FxHashMap<(ScopeId, Period, u8), FxHashMap<u32, u64>> =
+            FxHashMap::default();
+        let mut periods_of: FxHashMap<u64, Vec<Period>> = FxHashMap::default();
+        for ((scope, minute, list, member), n) in self.counts.drain() {
+            let periods: &[Period] = if minute == ALL_TIME {
+                &[Period::AllTime]
+            } else {
+                periods_of
+                    .entry(minute)
+                    .or_insert_with(|| Self::periods(minute, now_ms, retention, buckets))
+            };
+            for period in periods {
+                // All-time words, nicks and rooms of everything are the immediate lists.
+                let immediate = scope == ScopeId::Global && list != TopList::Emotes as u8;
+                if *period == Period::AllTime && immediate {
                     continue;
                 }
+                *grouped
+                    .entry((scope, *period, list))
+                    .or_default()
+                    .entry(member)
+                    .or_default() += n;
+            }
+        }
+        let names = &self.names;
+        let scope_of = |scope: ScopeId| match scope {
+            ScopeId::Global => Scope::Global,
+            ScopeId::Room(id) => Scope::Room(names.get(id)),
+            ScopeId::Nick(id) => Scope::Nick(names.get(id)),
+        };
+        let mut lists: Vec<(Place, Vec<(Bytes, u64)>)> = grouped
+            .into_iter()
+            .map(|((scope, period, list), members)| {
                 let place = Place {
-                    scope: Scope::Nick(nick.clone()),
-                    period: Period::AllTime,
-                    list,
+                    scope: scope_of(scope),
+                    period,
+                    list: TopList::ALL[list as usize],
                 };
-                lists.insert(place, members);
+                let members = members
+                    .into_iter()
+                    .map(|(id, n)| (names.get(id), n))
+                    .collect();
+                (place, members)
+            })
+            .collect();
+        let mut activity: FxHashMap<(ScopeId, Bucket), u64> = FxHashMap::default();
+        for ((scope, minute), n) in self.messages_by_minute.drain() {
+            let periods = periods_of
+                .entry(minute)
+                .or_insert_with(|| Self::periods(minute, now_ms, retention, buckets));
+            for period in periods.iter() {
+                if let Period::Bucket(bucket) = period {
+                    *activity.entry((scope, *bucket)).or_default() += n;
+                }
             }
         }
-        let mut detail = Detail {
-            lists: lists
-                .into_iter()
-                .map(|(place, counts)| (place, counts.into_iter().collect()))
-                .collect(),
-            activity: activity
-                .into_iter()
-                .map(|((scope, bucket), n)| (scope, bucket, n))
-                .collect(),
-            seen: self
-                .seen
-                .drain()
-                .map(|((kind, name), (first, last))| (kind, name, first, last))
-                .collect(),
+        let mut activity: Vec<(Scope, Bucket, u64)> = activity
+            .into_iter()
+            .map(|((scope, bucket), n)| (scope_of(scope), bucket, n))
+            .collect();
+        let mut seen: Vec<(Seen, Bytes, u64, u64)> = self
+            .seen
+            .drain()
+            .map(|((kind, id), (first, last))| (kind, names.get(id), first, last))
+            .collect();
+        // A stable order: the same input gives the same calls.
+        lists.sort_by(|a, b| a.0.cmp(&b.0));
+        activity.sort();
+        seen.sort();
+        let detail = Detail {
+            lists,
+            activity,
+            seen,
             messages: self.messages,
         };
-        // A stable order: the same input gives the same calls.
-        detail.lists.sort_by(|a, b| a.0.cmp(&b.0));
-        detail.activity.sort();
-        detail.seen.sort();
         self.messages = 0;
+        self.names = Names::default();
         detail
     }
 }
@@ -347,7 +411,7 @@ mod tests {
         ));
         builder.add(&message(NOW - 500, "#a", "y", &["hi"], &[]));
         builder.add(&message(NOW - 400, "#b", "x", &["yo"], &[]));
-        let detail = builder.take(NOW, &Retention::default());
+        let detail = builder.take(NOW, &Retention::default(), Buckets::All);
         let minute = Period::Bucket(Bucket::of(Granularity::Minute, NOW - 1000));
         let hour = Period::Bucket(Bucket::of(Granularity::Hour, NOW - 1000));
         let room_a = Scope::Room(Bytes::from_static(b"#a"));
@@ -400,7 +464,7 @@ mod tests {
         let mut builder = DetailBuilder::default();
         let old = NOW - 3 * 86_400_000;
         builder.add(&message(old, "#a", "x", &["old"], &[]));
-        let detail = builder.take(NOW, &Retention::default());
+        let detail = builder.take(NOW, &Retention::default(), Buckets::All);
         let room = Scope::Room(Bytes::from_static(b"#a"));
         assert_eq!(
             find(&detail, room.clone(), Period::AllTime, TopList::Words),
@@ -432,7 +496,7 @@ mod tests {
                 &[],
             ));
         }
-        let detail = builder.take(NOW, &Retention::default());
+        let detail = builder.take(NOW, &Retention::default(), Buckets::All);
         let total = detail.members();
         let parts = detail.clone().split(64);
         assert!(parts.iter().all(|p| p.members() <= 64));

@@ -139,6 +139,47 @@ pub fn message_time(sent: Option<&str>, processed_ms: u64) -> u64 {
         .unwrap_or(processed_ms)
 }
 
+/// The buckets a store can read: with Redis, hour and day buckets exist once the finer buckets
+/// of a whole hour or day are rolled up into them; the last hour and day rolled for every scope
+/// are kept here. The in-memory store writes every bucket directly: [`Rolled::ALL`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Rolled {
+    /// The last hour number rolled up (hours up to it can be read).
+    pub hour: u64,
+    /// The last day number rolled up.
+    pub day: u64,
+}
+
+impl Rolled {
+    /// Every bucket can be read.
+    pub const ALL: Rolled = Rolled {
+        hour: u64::MAX,
+        day: u64::MAX,
+    };
+
+    /// Nothing rolled up yet.
+    pub const NONE: Rolled = Rolled { hour: 0, day: 0 };
+
+    /// True when `bucket` can be read.
+    pub fn has(&self, bucket: Bucket) -> bool {
+        match bucket.granularity {
+            Granularity::Minute => true,
+            Granularity::Hour => bucket.number <= self.hour,
+            Granularity::Day => bucket.number <= self.day,
+        }
+    }
+}
+
+/// The buckets of the next finer granularity that `bucket` is made of (none for a minute).
+pub fn children(bucket: Bucket) -> Vec<Bucket> {
+    let finer = match bucket.granularity {
+        Granularity::Minute => return Vec::new(),
+        Granularity::Hour => Granularity::Minute,
+        Granularity::Day => Granularity::Hour,
+    };
+    buckets_between(finer, bucket.start_ms(), bucket.end_ms())
+}
+
 /// A range as answered: the buckets read and the range they cover, `[from_ms, to_ms)`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Covered {
@@ -146,13 +187,21 @@ pub struct Covered {
     pub from_ms: u64,
     /// End of the covered range (Unix ms, exclusive), a bucket boundary.
     pub to_ms: u64,
-    /// The buckets, oldest first, tiling `[from_ms, to_ms)` without overlap.
+    /// The buckets read, oldest first, without overlap: they tile `[from_ms, to_ms)` but for
+    /// buckets no longer kept and the future.
     pub buckets: Vec<Bucket>,
 }
 
-/// The fewest buckets kept at `now_ms` that cover `[from_ms, to_ms)` (see the module docs).
-/// `from_ms < to_ms` is the caller's to check.
-pub fn cover(from_ms: u64, to_ms: u64, now_ms: u64, retention: &Retention) -> Covered {
+/// The fewest buckets kept at `now_ms` (and readable: `rolled`) that cover `[from_ms, to_ms)`
+/// (see the module docs). Buckets wholly in the future (past what a message's time may be)
+/// are empty and left out. `from_ms < to_ms` is the caller's to check.
+pub fn cover(
+    from_ms: u64,
+    to_ms: u64,
+    now_ms: u64,
+    retention: &Retention,
+    rolled: &Rolled,
+) -> Covered {
     // The finest granularity allowed: minutes only for short ranges; and only one whose buckets
     // are still kept at the start of the range.
     let finest = Granularity::ALL
@@ -163,20 +212,46 @@ pub fn cover(from_ms: u64, to_ms: u64, now_ms: u64, retention: &Retention) -> Co
     let unit = finest.ms();
     let start = from_ms / unit * unit;
     let end = to_ms.div_ceil(unit) * unit;
+    let horizon = now_ms.saturating_add(MAX_FUTURE_MS);
+    // A bucket not kept or not rolled up yet is read from the finer ones it is made of, those
+    // that are kept; wholly in the future, it is empty.
+    fn read(
+        bucket: Bucket,
+        horizon: u64,
+        now_ms: u64,
+        retention: &Retention,
+        rolled: &Rolled,
+        out: &mut Vec<Bucket>,
+    ) {
+        if bucket.start_ms() > horizon {
+            return;
+        }
+        if retention.keeps(bucket, now_ms) && rolled.has(bucket) {
+            out.push(bucket);
+            return;
+        }
+        for child in children(bucket) {
+            read(child, horizon, now_ms, retention, rolled, out);
+        }
+    }
     let mut buckets = Vec::new();
     let mut at = start;
-    while at < end {
-        // The coarsest bucket that starts here, fits, and is kept.
+    while at < end && at <= horizon {
+        // The coarsest bucket that starts here and fits.
         let size = Granularity::ALL
             .into_iter()
             .rev()
             .filter(|g| *g >= finest)
-            .find(|g| {
-                let bucket = Bucket::of(*g, at);
-                at % g.ms() == 0 && at + g.ms() <= end && retention.keeps(bucket, now_ms)
-            })
+            .find(|g| at % g.ms() == 0 && at + g.ms() <= end)
             .unwrap_or(finest);
-        buckets.push(Bucket::of(size, at));
+        read(
+            Bucket::of(size, at),
+            horizon,
+            now_ms,
+            retention,
+            rolled,
+            &mut buckets,
+        );
         at += size.ms();
     }
     Covered {
@@ -238,7 +313,7 @@ mod tests {
         let r = Retention::default();
         // 07:30:20 .. 10:17:05 → minutes 07:30..07:59, hours 08 and 09, minutes 10:00..10:17.
         let from = NOW - 2 * 3_600_000 - 46 * MINUTE_MS - 45_000;
-        let c = cover(from, NOW, NOW, &r);
+        let c = cover(from, NOW, NOW, &r, &Rolled::ALL);
         assert_eq!(c.from_ms, from / MINUTE_MS * MINUTE_MS);
         assert_eq!(c.to_ms, (NOW / MINUTE_MS + 1) * MINUTE_MS);
         assert_eq!(sizes(&c), format!("{}hh{}", "m".repeat(30), "m".repeat(18)));
@@ -249,7 +324,7 @@ mod tests {
     #[test]
     fn a_longer_range_is_widened_to_hours_with_days_inside() {
         let r = Retention::default();
-        let c = cover(NOW - 3 * 86_400_000, NOW, NOW, &r);
+        let c = cover(NOW - 3 * 86_400_000, NOW, NOW, &r, &Rolled::ALL);
         assert_eq!(c.from_ms % 3_600_000, 0);
         assert_eq!(c.to_ms, (NOW / 3_600_000 + 1) * 3_600_000);
         assert_eq!(sizes(&c), format!("{}dd{}", "h".repeat(14), "h".repeat(11)));
@@ -260,9 +335,27 @@ mod tests {
         let r = Retention::default();
         // One hour, ten days ago: minutes and hours are gone, so the whole day is read.
         let from = NOW - 10 * 86_400_000;
-        let c = cover(from, from + 3_600_000, NOW, &r);
+        let c = cover(from, from + 3_600_000, NOW, &r, &Rolled::ALL);
         assert_eq!(sizes(&c), "d");
         assert_eq!(c.from_ms, from / 86_400_000 * 86_400_000);
+    }
+
+    #[test]
+    fn buckets_not_rolled_up_yet_are_read_from_finer_ones_and_the_future_is_skipped() {
+        let r = Retention::default();
+        let hour = NOW / 3_600_000;
+        // Hours up to two hours ago are rolled up; the last one is not.
+        let rolled = Rolled {
+            hour: hour - 2,
+            day: NOW / 86_400_000 - 1,
+        };
+        let c = cover(NOW - 3 * 3_600_000, NOW + 3_600_000, NOW, &r, &rolled);
+        // 07:17..08:00 minutes, 08:00 hour, 09:00..10:17+5 minutes (not rolled, then future).
+        assert_eq!(
+            sizes(&c),
+            format!("{}h{}", "m".repeat(43), "m".repeat(60 + 18 + 5))
+        );
+        assert_eq!(children(Bucket::of(Granularity::Day, NOW)).len(), 24);
     }
 
     #[test]

@@ -34,7 +34,7 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
-use crate::detail::{Detail, DetailBuilder};
+use crate::detail::{Buckets, Detail, DetailBuilder};
 use crate::message::{Rules, Tally, TallyBuilder};
 use crate::retry::backoff;
 use crate::source::{Frame, Source, SourceError};
@@ -177,6 +177,14 @@ impl Work {
         }
     }
 
+    /// Members it writes.
+    fn members(&self) -> usize {
+        match self {
+            Work::Tally(tally) => tally.members(),
+            Work::Detail(detail) => detail.members(),
+        }
+    }
+
     /// Messages whose statistics by room, nick, emote and time it carries.
     fn detail_messages(&self) -> u64 {
         match self {
@@ -193,8 +201,12 @@ impl Work {
     }
 }
 
-/// A detail is sent once it merges this many messages, even before its interval ends.
-const DETAIL_MAX_MESSAGES: u64 = 20_000;
+/// A detail is sent once it merges this many messages, even before its interval ends: it
+/// bounds the builder's memory when input is read faster than the interval.
+const DETAIL_MAX_MESSAGES: u64 = 4_000;
+/// Most members written by the calls in flight together: about 0.1 s of Redis's work, well
+/// inside any store timeout.
+const MEMBERS_IN_FLIGHT: usize = 32_768;
 
 /// Runs the worker until the source ends (text mode) or `shutdown` is cancelled, then records
 /// everything already read and returns the run's counters.
@@ -211,10 +223,12 @@ pub async fn run<S: Store, R: Source>(
     let (tx, rx) = mpsc::channel::<Vec<Frame>>(settings.queue.max(1));
     let reader = tokio::spawn(read_source(source, tx, shutdown.clone()));
     let ticker = spawn_progress(progress.clone(), settings.progress_interval);
+    let housekeeping = spawn_maintenance(store.clone());
     let result = Worker::new(store, writer, settings, progress.clone())
         .drive(rx, &shutdown)
         .await;
     ticker.abort();
+    housekeeping.abort();
     progress.log_line(&mut (started, 0));
     let read = reader.await;
     result?;
@@ -240,6 +254,8 @@ struct Window<S> {
     in_flight_weight: u64,
     /// Messages whose details are carried by the calls in flight.
     in_flight_details: u64,
+    /// Members written by the calls in flight.
+    in_flight_members: usize,
     in_flight: FuturesUnordered<Pin<Box<dyn Future<Output = Done> + Send>>>,
 }
 
@@ -253,14 +269,19 @@ impl<S: Store> Window<S> {
             unfinished: BTreeSet::new(),
             in_flight_weight: 0,
             in_flight_details: 0,
+            in_flight_members: 0,
             in_flight: FuturesUnordered::new(),
         }
     }
 
-    /// True when a new call keeps the window within its span.
-    fn has_room(&self) -> bool {
+    /// True when a call of `members` keeps the window within its span, and the work queued in
+    /// Redis within [`MEMBERS_IN_FLIGHT`] (a queue of big calls would outlast the store
+    /// timeout).
+    fn has_room(&self, members: usize) -> bool {
         let oldest = self.unfinished.first().copied().unwrap_or(self.next_seq);
+        let queued = self.in_flight_members + members;
         self.next_seq - oldest < self.span
+            && (self.in_flight.is_empty() || queued <= MEMBERS_IN_FLIGHT)
     }
 
     fn mark(&self, seq: u64) -> Mark {
@@ -278,6 +299,7 @@ impl<S: Store> Window<S> {
         self.unfinished.insert(seq);
         self.in_flight_weight += work.weight();
         self.in_flight_details += work.detail_messages();
+        self.in_flight_members += work.members();
         let (store, mark) = (self.store.clone(), self.mark(seq));
         self.in_flight.push(Box::pin(async move {
             let started = Instant::now();
@@ -477,7 +499,8 @@ impl<S: Store> Worker<S> {
                     }
                     None => self.input_open = false,
                 },
-                _ = sleep_until(flush_at), if flush_at.is_some() => {}
+                // A flush can only happen once what waits for the window is sent.
+                _ = sleep_until(flush_at), if flush_at.is_some() && self.ready.is_empty() => {}
                 _ = shutdown.cancelled(), if deadline.is_none() => {
                     deadline = Some(self.deadline());
                 }
@@ -507,7 +530,8 @@ impl<S: Store> Worker<S> {
 
     /// Does one piece of work that needs no waiting; false when there is none.
     fn step(&mut self) -> bool {
-        if !self.ready.is_empty() && self.window.has_room() {
+        let next_members = self.ready.front().map_or(0, Work::members);
+        if !self.ready.is_empty() && self.window.has_room(next_members) {
             if let Some(part) = self.ready.pop_front() {
                 self.window.send(part);
             }
@@ -542,7 +566,14 @@ impl<S: Store> Worker<S> {
             .is_some_and(|at| at <= tokio::time::Instant::now());
         if !self.details.is_empty() && (details_due || input_ended) {
             self.details_due = None;
-            let detail = self.details.take(now_ms(), &self.settings.retention);
+            let buckets = if self.window.store.rolls_up() {
+                Buckets::Rollups
+            } else {
+                Buckets::All
+            };
+            let detail = self
+                .details
+                .take(now_ms(), &self.settings.retention, buckets);
             let max = self.settings.call_members_max;
             self.ready
                 .extend(detail.split(max).into_iter().map(Work::Detail));
@@ -593,6 +624,7 @@ impl<S: Store> Worker<S> {
     fn complete(&mut self, (seq, work, outcome, rtt): Done) {
         self.window.in_flight_weight -= work.weight();
         self.window.in_flight_details -= work.detail_messages();
+        self.window.in_flight_members -= work.members();
         match outcome {
             Ok(_) => {
                 self.progress.record(&work, rtt);
@@ -671,6 +703,23 @@ async fn read_source<R: Source>(
         }
     }
 }
+
+/// Runs the store's housekeeping ([`Store::maintain`]: rolling up hours and days) every
+/// [`MAINTENANCE_INTERVAL`]; a failure is retried at the next tick.
+fn spawn_maintenance<S: Store>(store: S) -> JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut ticks = tokio::time::interval(MAINTENANCE_INTERVAL);
+        loop {
+            ticks.tick().await;
+            if let Err(err) = store.maintain(now_ms()).await {
+                debug!(error = %err, "housekeeping failed; retried at the next tick");
+            }
+        }
+    })
+}
+
+/// How often the worker runs the store's housekeeping.
+const MAINTENANCE_INTERVAL: Duration = Duration::from_secs(10);
 
 fn spawn_progress(progress: Arc<Progress>, every: Duration) -> JoinHandle<()> {
     tokio::spawn(async move {

@@ -26,7 +26,7 @@ use utoipa::OpenApi;
 use utoipa_swagger_ui::SwaggerUi;
 
 use crate::store::{Store, StoreError};
-use crate::timeline::Retention;
+use crate::timeline::{Covered, Retention, Rolled, cover};
 
 /// The OpenAPI document, generated from the route handlers and their types.
 #[derive(OpenApi)]
@@ -64,6 +64,9 @@ pub struct ApiSettings {
 pub struct AppState<S> {
     store: S,
     settings: Arc<ApiSettings>,
+    /// The store's rolled-up horizon, read at most once a second (it only moves forward, and
+    /// a stale one only makes a range read from finer buckets).
+    rolled: Arc<std::sync::Mutex<Option<(std::time::Instant, Rolled)>>>,
 }
 
 impl<S: Store> AppState<S> {
@@ -72,7 +75,31 @@ impl<S: Store> AppState<S> {
         AppState {
             store,
             settings: settings.into(),
+            rolled: Arc::default(),
         }
+    }
+
+    /// Which hour and day buckets can be read.
+    async fn rolled(&self) -> Result<Rolled, StoreError> {
+        let lock = || {
+            self.rolled
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+        };
+        if let Some((at, rolled)) = *lock()
+            && at.elapsed() < Duration::from_secs(1)
+        {
+            return Ok(rolled);
+        }
+        let rolled = self.timed(self.store.rolled()).await?;
+        *lock() = Some((std::time::Instant::now(), rolled));
+        Ok(rolled)
+    }
+
+    /// The buckets that answer `[from, to)` at `now`.
+    async fn cover(&self, from: u64, to: u64, now: u64) -> Result<Covered, StoreError> {
+        let rolled = self.rolled().await?;
+        Ok(cover(from, to, now, &self.settings.retention, &rolled))
     }
 
     /// `call`, failing with a timeout error when the store takes too long.

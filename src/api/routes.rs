@@ -15,7 +15,7 @@ use super::query::{Params, rfc3339};
 use crate::detail::Period;
 use crate::message::TopList;
 use crate::store::{Entry, Store, unix_now};
-use crate::timeline::{Covered, cover, now_ms};
+use crate::timeline::{Covered, now_ms};
 
 /// `GET /`: the service is up.
 #[derive(Debug, Serialize, ToSchema)]
@@ -127,7 +127,7 @@ async fn top<S: Store>(
             .await?;
         return Ok(Json(TopBody(entries)).into_response());
     };
-    let covered = cover(from, to, now, retention);
+    let covered = state.cover(from, to, now).await?;
     let periods = periods(&covered);
     let entries = state
         .timed(state.store.top_in(list, &scope, &periods, limit))

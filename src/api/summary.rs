@@ -16,7 +16,7 @@ use super::routes::{BadQuery, TopBody, TopEntry, periods, ranged};
 use crate::detail::{Period, Scope, Seen};
 use crate::message::TopList;
 use crate::store::Store;
-use crate::timeline::{Covered, Granularity, buckets_between, cover, now_ms};
+use crate::timeline::{Bucket, Covered, Granularity, buckets_between, children, now_ms};
 
 /// `GET /stats/rooms/{room}`.
 #[derive(Serialize, ToSchema)]
@@ -186,9 +186,10 @@ pub(crate) async fn room<S: Store>(
         .ok_or_else(|| ApiError::Unknown(format!("room {room} was never seen")))?;
     let (limit, now) = (params.limit(), now_ms());
     let scope = scope_of(Seen::Room, &room);
-    let covered = params
-        .range(now, &state.settings.retention)?
-        .map(|(from, to)| cover(from, to, now, &state.settings.retention));
+    let covered = match params.range(now, &state.settings.retention)? {
+        Some((from, to)) => Some(state.cover(from, to, now).await?),
+        None => None,
+    };
     let periods = covered.as_ref().map_or(vec![Period::AllTime], periods);
     let messages = async {
         match &covered {
@@ -312,7 +313,28 @@ pub(crate) async fn activity<S: Store>(
     }
     let buckets = buckets_between(granularity, from, to);
     let scope = params.scope();
-    let counts = state.timed(state.store.activity(&scope, &buckets)).await?;
+    // A bucket not rolled up yet is the sum of the finer ones it is made of.
+    let rolled = state.rolled().await?;
+    let mut parts: Vec<Vec<Bucket>> = Vec::with_capacity(buckets.len());
+    for bucket in &buckets {
+        let mut expanded = vec![*bucket];
+        while expanded.iter().any(|b| !rolled.has(*b)) {
+            expanded = expanded
+                .into_iter()
+                .flat_map(|b| if rolled.has(b) { vec![b] } else { children(b) })
+                .collect();
+        }
+        parts.push(expanded);
+    }
+    let flat: Vec<Bucket> = parts.iter().flatten().copied().collect();
+    let mut counts = state
+        .timed(state.store.activity(&scope, &flat))
+        .await?
+        .into_iter();
+    let counts: Vec<u64> = parts
+        .iter()
+        .map(|p| counts.by_ref().take(p.len()).sum())
+        .collect();
     let points: Vec<ActivityPoint> = buckets
         .iter()
         .zip(counts)

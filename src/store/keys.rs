@@ -15,6 +15,9 @@
 //! | `{ns}activity:{g}:{n}` | hash | messages of everything per bucket of granularity `g`, grouped: minutes by hour, hours by day, days by 32-day block; expires |
 //! | `{ns}room:{R}:{list}`, `{ns}room:{R}:{list}:{g}:{n}`, `{ns}room:{R}:activity:{g}:{n}` | sorted set, hash | the same for one room, all time and per bucket |
 //! | `{ns}nick:{N}:{list}` | sorted set | one nick's words, rooms and emotes, all time |
+//! | `{ns}rollup`, `{ns}rolled`, `{ns}room:{R}:rolled` | hash | the last hour (`h`) and day (`d`) rolled up: for every scope, for everything, for one room |
+//! | `{ns}active:{g}:{n}` | set | the rooms with messages in an hour or a day, to roll up; expires |
+//! | `{ns}rollup:lock` | string | held by the worker rolling up; expires |
 //!
 //! `{R}` and `{N}` are the room or nick in braces, with `%`, `{` and `}` percent-encoded: the
 //! name is unambiguous whatever it holds, and in Redis Cluster the braces make it the hash tag,
@@ -127,6 +130,33 @@ impl Keys {
         };
         let end = if last { "last" } else { "first" };
         format!("{}{what}:{end}", self.ns)
+    }
+
+    /// Per scope, the last hour and day rolled up for it (hash fields `h`, `d`).
+    pub(crate) fn rolled(&self, scope: &Scope) -> String {
+        match scope {
+            Scope::Global => format!("{}rolled", self.ns),
+            other => format!("{}:rolled", self.scope_prefix(other)),
+        }
+    }
+
+    /// The last hour and day rolled up for every scope (hash fields `h`, `d`).
+    pub(crate) fn rollup(&self) -> String {
+        format!("{}rollup", self.ns)
+    }
+
+    /// Held by the one worker rolling up at a time.
+    pub(crate) fn rollup_lock(&self) -> String {
+        format!("{}rollup:lock", self.ns)
+    }
+
+    /// The rooms with messages in `bucket` (an hour or a day), to roll up.
+    pub(crate) fn active(&self, bucket: Bucket) -> String {
+        format!(
+            "{}active:{}",
+            self.ns,
+            bucket_suffix(bucket.granularity, bucket.number)
+        )
     }
 
     /// `{ns}room:{R}` or `{ns}nick:{N}`, the name escaped (see the module docs).

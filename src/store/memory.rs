@@ -15,7 +15,7 @@ use bytes::Bytes;
 use super::{Entry, Mark, Profile, Store, StoreError, rank_entries, unix_now};
 use crate::detail::{Detail, Period, Place, Scope, Seen};
 use crate::message::{Tally, TopList};
-use crate::timeline::{Bucket, Retention};
+use crate::timeline::{Bucket, Retention, Rolled};
 
 /// A top list: counts by member, and the same entries ordered by count then member.
 #[derive(Debug, Default)]
@@ -385,6 +385,19 @@ impl Store for MemoryStore {
             });
         }
         Ok(nicks.len() as u64)
+    }
+
+    fn rolls_up(&self) -> bool {
+        false
+    }
+
+    async fn rolled(&self) -> Result<Rolled, StoreError> {
+        // Every bucket is written directly.
+        Ok(Rolled::ALL)
+    }
+
+    async fn maintain(&self, _now_ms: u64) -> Result<(), StoreError> {
+        Ok(())
     }
 
     async fn top(&self, list: TopList, limit: usize) -> Result<Vec<Entry>, StoreError> {

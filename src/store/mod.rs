@@ -14,7 +14,7 @@ use std::sync::Arc;
 
 use crate::detail::{Detail, Period, Scope, Seen};
 use crate::message::{Tally, TopList};
-use crate::timeline::Bucket;
+use crate::timeline::{Bucket, Rolled};
 
 /// A top-list entry: member and count.
 pub type Entry = (String, u64);
@@ -128,6 +128,17 @@ pub trait Store: Clone + Send + Sync + 'static {
         room: &str,
         periods: &[Period],
     ) -> impl Future<Output = Result<u64, StoreError>> + Send;
+
+    /// True when the store rolls hour and day buckets up from minutes itself (Redis), so that
+    /// writers send minutes only (and late messages for hours and days that ended).
+    fn rolls_up(&self) -> bool;
+
+    /// Which hour and day buckets can be read (see [`Rolled`]).
+    fn rolled(&self) -> impl Future<Output = Result<Rolled, StoreError>> + Send;
+
+    /// Housekeeping a worker runs every few seconds: Redis rolls up the minutes of hours (and
+    /// the hours of days) that ended into their buckets. Any number of workers may call it.
+    fn maintain(&self, now_ms: u64) -> impl Future<Output = Result<(), StoreError>> + Send;
 
     /// The `limit` highest counts of `list`: highest first, ties in descending byte order.
     fn top(

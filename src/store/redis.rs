@@ -18,7 +18,7 @@ use super::{Entry, Mark, Profile, Store, StoreError, rank_entries};
 use crate::detail::{Detail, Period, Scope, Seen};
 use crate::message::{Tally, TopList};
 use crate::telemetry::SecretUrl;
-use crate::timeline::{Bucket, Retention};
+use crate::timeline::{Bucket, Granularity, Retention, Rolled, children, now_ms};
 
 /// A Lua script, run by `EVALSHA` (its SHA1 computed once).
 struct Script {
@@ -56,6 +56,14 @@ static TOP: Script = Script::new(include_str!("lua/top.lua"));
 static FIELDS: Script = Script::new(include_str!("lua/fields.lua"));
 /// Distinct members of several sorted sets.
 static UNION_SIZE: Script = Script::new(include_str!("lua/union_size.lua"));
+/// Rolls one scope's minutes up into an hour (or hours into a day).
+static ROLLUP: Script = Script::new(include_str!("lua/rollup.lua"));
+
+/// How long after an hour (or day) ends its roll-up waits: longer than any message can take
+/// from being read to being applied, and than clock differences between workers.
+const SETTLE_MS: u64 = 120_000;
+/// At most this many hours (and days) are rolled up per call of [`Store::maintain`].
+const ROLLUPS_PER_CALL: u64 = 6;
 
 /// How to reach Redis and how to keep data there.
 #[derive(Debug, Clone)]
@@ -267,6 +275,106 @@ fn build_call(
 }
 
 impl RedisStore {
+    /// Rolls up the hours, then the days, that ended at least [`SETTLE_MS`] ago and are not
+    /// rolled up yet: for everything and for each room active in them, their finer buckets are
+    /// merged into theirs, then the hour (day) is marked rolled for every scope. Hours whose
+    /// minutes are no longer kept are skipped: there is nothing left to roll up.
+    async fn roll_up(&self, now_ms: u64) -> Result<(), StoreError> {
+        let retention = &self.settings.retention;
+        for granularity in [Granularity::Hour, Granularity::Day] {
+            let finer = match granularity {
+                Granularity::Hour => Granularity::Minute,
+                _ => Granularity::Hour,
+            };
+            for _ in 0..ROLLUPS_PER_CALL {
+                let rolled = self.rolled().await?;
+                let (last, ready) = match granularity {
+                    Granularity::Hour => (rolled.hour, u64::MAX),
+                    // A day rolls up once all its hours have.
+                    _ => (
+                        rolled.day,
+                        ((rolled.hour + 1) * Granularity::Hour.ms() / Granularity::Day.ms())
+                            .saturating_sub(1),
+                    ),
+                };
+                // The first one whose finer buckets are all still kept.
+                let kept_from = now_ms.saturating_sub(retention.of(finer).as_millis() as u64);
+                let first_kept = kept_from.div_ceil(granularity.ms());
+                let next = Bucket {
+                    granularity,
+                    number: (last + 1).max(first_kept),
+                };
+                if next.end_ms() + SETTLE_MS > now_ms || next.number > ready {
+                    break;
+                }
+                self.roll_up_bucket(next).await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Rolls up one hour or day for every scope, then marks it rolled.
+    async fn roll_up_bucket(&self, bucket: Bucket) -> Result<(), StoreError> {
+        let rooms: Vec<Value> = self
+            .client
+            .smembers(self.keys.active(bucket))
+            .await
+            .map_err(|e| self.fail(e))?;
+        let mut scopes = vec![Scope::Global];
+        scopes.extend(
+            rooms
+                .into_iter()
+                .filter_map(Value::into_bytes)
+                .map(Scope::Room),
+        );
+        for scope in &scopes {
+            self.roll_up_scope(scope, bucket).await?;
+        }
+        let field = bucket.granularity.letter().to_string();
+        let _: () = self
+            .client
+            .hset(self.keys.rollup(), (field, bucket.number))
+            .await
+            .map_err(|e| self.fail(e))?;
+        tracing::debug!(bucket = ?bucket, scopes = scopes.len(), "rolled up");
+        Ok(())
+    }
+
+    async fn roll_up_scope(&self, scope: &Scope, bucket: Bucket) -> Result<(), StoreError> {
+        let lists: &[TopList] = match scope {
+            Scope::Global => &TopList::ALL,
+            _ => &[TopList::Words, TopList::Nicks, TopList::Emotes],
+        };
+        let sources = children(bucket);
+        let call = || {
+            let (write, _) = self.keys.activity(scope, bucket);
+            let (read, _) = self.keys.activity(scope, sources[0]);
+            let mut keys = vec![
+                Key::from(self.keys.rolled(scope)),
+                Key::from(write),
+                Key::from(read),
+            ];
+            let mut args = vec![
+                Value::from(bucket.granularity.letter().to_string()),
+                Value::Integer(bucket.number as i64),
+                Value::Integer(self.settings.retention.expiry_secs(bucket) as i64),
+                Value::Integer(lists.len() as i64),
+            ];
+            for list in lists {
+                keys.push(Key::from(self.keys.bucket_list(scope, *list, bucket)));
+                keys.extend(
+                    sources
+                        .iter()
+                        .map(|s| Key::from(self.keys.bucket_list(scope, *list, *s))),
+                );
+                args.push(Value::Integer(sources.len() as i64));
+            }
+            ScriptCall { keys, args }
+        };
+        let _: i64 = self.run(&ROLLUP, call).await?;
+        Ok(())
+    }
+
     /// The `limit` highest of one sorted set, in `ZREVRANGE` order.
     async fn top_of(&self, key: Key, limit: usize) -> Result<Vec<Entry>, StoreError> {
         if limit == 0 {
@@ -294,12 +402,25 @@ fn entries(reply: Vec<Value>) -> Result<Vec<Entry>, StoreError> {
     Ok(entries)
 }
 
-/// The detail script's call for `detail` (layout at the top of `lua/detail.lua`).
+/// A group applied only once its scope is rolled up to its bucket: the scope's `rolled` hash,
+/// and the bucket (`None`: always applied).
+type Condition = Option<(String, Bucket)>;
+
+/// The fields of one activity hash: its expiry, and `field, n` pairs.
+type ActivityGroup = (u64, Vec<(Value, Value)>);
+
+/// The detail script's call for `detail` at `now_ms` (layout at the top of `lua/detail.lua`).
+///
+/// Hour and day buckets are made by rolling up finer ones once the hour or day has ended
+/// ([`RedisStore::roll_up`]), not written per message: their increments are left out while the
+/// bucket has not ended (its minutes carry them), and sent as conditional groups once it has (a
+/// late message): applied only if the scope was rolled up already, atomically with the check.
 fn detail_call(
     keys: &Keys,
     retention: &Retention,
     detail: &Detail,
     mark: Option<&Mark>,
+    now_ms: u64,
 ) -> ScriptCall {
     let (seq, window) = mark.map_or((0, 1), |m| (m.seq, m.window.max(1)));
     let writer = Key::from(keys.writer(mark.map_or("", |m| &m.writer)));
@@ -307,42 +428,100 @@ fn detail_call(
         keys: vec![writer],
         args: vec![Value::Integer(seq as i64), Value::Integer(window as i64)],
     };
-    let mut group = |key: String, op: &'static str, expiry: u64, pairs: Vec<(Value, Value)>| {
+    let int = |n: u64| Value::Integer(n as i64);
+    // One group: its key, operation, expiry, condition (the scope's rolled hash and the bucket)
+    // and pairs.
+    let mut group = |key: String,
+                     op: &'static str,
+                     expiry: u64,
+                     condition: Condition,
+                     pairs: Vec<(Value, Value)>| {
         call.keys.push(Key::from(key));
-        call.args.push(Value::from(op));
-        call.args.push(Value::Integer(expiry as i64));
-        call.args.push(Value::Integer(pairs.len() as i64));
+        call.args.push(Value::from(if condition.is_some() {
+            match op {
+                "z" => "zr",
+                _ => "hr",
+            }
+        } else {
+            op
+        }));
+        call.args.push(int(expiry));
+        call.args.push(int(pairs.len() as u64));
+        if let Some((marker, bucket)) = condition {
+            call.keys.push(Key::from(marker));
+            call.args
+                .push(Value::from(bucket.granularity.letter().to_string()));
+            call.args.push(int(bucket.number));
+        }
         for (member, n) in pairs {
             call.args.push(member);
             call.args.push(n);
         }
     };
-    let int = |n: u64| Value::Integer(n as i64);
+    // Hour and day buckets: none before they end, conditional after.
+    let condition = |scope: &Scope, bucket: Bucket| -> Option<Condition> {
+        match bucket.granularity {
+            Granularity::Minute => Some(None),
+            _ if bucket.end_ms() > now_ms => None,
+            _ => Some(Some((keys.rolled(scope), bucket))),
+        }
+    };
+    let mut active: BTreeMap<Bucket, Vec<Value>> = BTreeMap::new();
     for (place, members) in &detail.lists {
-        let (key, expiry) = match place.period {
-            Period::AllTime => (keys.list(&place.scope, place.list), 0),
-            Period::Bucket(bucket) => (
-                keys.bucket_list(&place.scope, place.list, bucket),
-                retention.expiry_secs(bucket),
-            ),
+        let pairs = || {
+            members
+                .iter()
+                .map(|(m, n)| (Value::Bytes(m.clone()), int(*n)))
+                .collect()
         };
-        let pairs = members
-            .iter()
-            .map(|(m, n)| (Value::Bytes(m.clone()), int(*n)))
-            .collect();
-        group(key, "z", expiry, pairs);
+        match place.period {
+            Period::AllTime => group(keys.list(&place.scope, place.list), "z", 0, None, pairs()),
+            Period::Bucket(bucket) => {
+                let Some(condition) = condition(&place.scope, bucket) else {
+                    continue;
+                };
+                let key = keys.bucket_list(&place.scope, place.list, bucket);
+                group(key, "z", retention.expiry_secs(bucket), condition, pairs());
+            }
+        }
     }
-    // Activity fields grouped by hash.
-    let mut hashes: BTreeMap<String, (u64, Vec<(Value, Value)>)> = BTreeMap::new();
+    for (scope, bucket, _) in &detail.activity {
+        if let (Scope::Room(room), Granularity::Minute) = (scope, bucket.granularity) {
+            // The rooms to roll up: those with messages in the hour and the day.
+            for g in [Granularity::Hour, Granularity::Day] {
+                active
+                    .entry(Bucket::of(g, bucket.start_ms()))
+                    .or_default()
+                    .push(Value::Bytes(room.clone()));
+            }
+        }
+    }
+    for (bucket, rooms) in active {
+        // Kept until its finer buckets are gone: no roll-up after that.
+        let finer = match bucket.granularity {
+            Granularity::Hour => Granularity::Minute,
+            _ => Granularity::Hour,
+        };
+        let expiry = (bucket.end_ms() + retention.of(finer).as_millis() as u64).div_ceil(1000);
+        let pairs = rooms.into_iter().map(|room| (room, int(1))).collect();
+        group(keys.active(bucket), "s", expiry, None, pairs);
+    }
+    // Activity fields grouped by hash (and condition).
+    let mut hashes: BTreeMap<(String, Condition), ActivityGroup> = BTreeMap::new();
     for (scope, bucket, n) in &detail.activity {
+        let Some(condition) = condition(scope, *bucket) else {
+            continue;
+        };
         let (key, field) = keys.activity(scope, *bucket);
         let kept = retention.of(bucket.granularity).as_millis() as u64;
         let expiry = (activity_group_end_ms(*bucket) + kept).div_ceil(1000);
-        let entry = hashes.entry(key).or_insert((expiry, Vec::new()));
+        let entry = hashes
+            .entry((key, condition))
+            .or_insert((expiry, Vec::new()));
         entry.1.push((Value::from(field), int(*n)));
     }
-    for (key, (expiry, pairs)) in hashes {
-        group(key, "h", expiry, pairs);
+    for ((key, condition), (expiry, pairs)) in hashes {
+        group(key, "h", expiry, condition, pairs);
     }
     for kind in [Seen::Room, Seen::Nick] {
         let of_kind = || detail.seen.iter().filter(move |s| s.0 == kind);
@@ -352,11 +531,11 @@ fn detail_call(
         let firsts = of_kind()
             .map(|(_, name, first, _)| (Value::Bytes(name.clone()), int(*first)))
             .collect();
-        group(keys.seen(kind, false), "lt", 0, firsts);
+        group(keys.seen(kind, false), "lt", 0, None, firsts);
         let lasts = of_kind()
             .map(|(_, name, _, last)| (Value::Bytes(name.clone()), int(*last)))
             .collect();
-        group(keys.seen(kind, true), "gt", 0, lasts);
+        group(keys.seen(kind, true), "gt", 0, None, lasts);
     }
     call
 }
@@ -392,7 +571,8 @@ impl Store for RedisStore {
         if detail.is_empty() {
             return Ok(true);
         }
-        let call = || detail_call(&self.keys, &self.settings.retention, detail, mark);
+        let now = now_ms();
+        let call = || detail_call(&self.keys, &self.settings.retention, detail, mark, now);
         let applied: i64 = self.run(&DETAIL, call).await?;
         Ok(applied == 1)
     }
@@ -495,6 +675,53 @@ impl Store for RedisStore {
         };
         let count: i64 = self.run(&UNION_SIZE, call).await?;
         Ok(count.max(0) as u64)
+    }
+
+    fn rolls_up(&self) -> bool {
+        true
+    }
+
+    async fn rolled(&self) -> Result<Rolled, StoreError> {
+        let values: Vec<Option<u64>> = self
+            .client
+            .hmget(self.keys.rollup(), vec!["h", "d"])
+            .await
+            .map_err(|e| self.fail(e))?;
+        let at = |i: usize| values.get(i).copied().flatten().unwrap_or(0);
+        Ok(Rolled {
+            hour: at(0),
+            day: at(1),
+        })
+    }
+
+    async fn maintain(&self, now_ms: u64) -> Result<(), StoreError> {
+        // One worker rolls up at a time; the lock expires should it die.
+        let lock = self.keys.rollup_lock();
+        let token = format!("{:016x}", rand::random::<u64>());
+        let taken: Option<String> = self
+            .client
+            .set(
+                &lock,
+                token.as_str(),
+                Some(Expiration::PX(60_000)),
+                Some(SetOptions::NX),
+                false,
+            )
+            .await
+            .map_err(|e| self.fail(e))?;
+        if taken.is_none() {
+            return Ok(());
+        }
+        let rolled = self.roll_up(now_ms).await;
+        let _: Result<i64, _> = self
+            .client
+            .eval(
+                "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end return 0",
+                vec![lock],
+                vec![token],
+            )
+            .await;
+        rolled
     }
 
     async fn top(&self, list: TopList, limit: usize) -> Result<Vec<Entry>, StoreError> {

@@ -178,3 +178,134 @@ async fn the_api_starts_and_answers_503_when_redis_was_never_there() {
     assert_eq!(api.get("/healthcheck").await.0, 503);
     assert_eq!(api.get("/").await, (200, json!({"status": true})));
 }
+
+/// A message at `time_ms` in `room` by `nick` with `words`.
+fn message(time_ms: u64, room: &str, nick: &str, words: &[&str]) -> chatstats::message::Message {
+    let mut counts: Vec<(bytes::Bytes, u64)> = Vec::new();
+    for w in words {
+        match counts.iter_mut().find(|(m, _)| m == w.as_bytes()) {
+            Some((_, n)) => *n += 1,
+            None => counts.push((bytes::Bytes::copy_from_slice(w.as_bytes()), 1)),
+        }
+    }
+    chatstats::message::Message {
+        time_ms,
+        room: Some(bytes::Bytes::copy_from_slice(room.as_bytes())),
+        nick: Some(bytes::Bytes::copy_from_slice(nick.as_bytes())),
+        words: counts,
+        emotes: Vec::new(),
+    }
+}
+
+#[tokio::test]
+async fn hours_and_days_are_rolled_up_exactly_and_late_messages_join_them() {
+    use chatstats::detail::{Buckets, DetailBuilder, Period, Scope};
+    use chatstats::message::TopList;
+    use chatstats::timeline::{Bucket, Granularity, Retention, now_ms};
+
+    let redis = TestRedis::start();
+    // Minutes kept two days, so that yesterday's hours can be rolled up into its day.
+    let retention = Retention {
+        kept: [
+            Duration::from_secs(2 * 86_400),
+            Duration::from_secs(8 * 86_400),
+            Duration::from_secs(35 * 86_400),
+        ],
+    };
+    let store =
+        chatstats::store::redis::RedisStore::connect(chatstats::store::redis::RedisSettings {
+            retention,
+            ..redis_settings(&redis)
+        })
+        .unwrap();
+    let now = now_ms();
+    let hour = Bucket::of(Granularity::Hour, now - 30 * 3_600_000);
+    let day = Bucket::of(Granularity::Day, hour.start_ms());
+    let room = Scope::Room(bytes::Bytes::from_static(b"#a"));
+    let apply = |messages: Vec<chatstats::message::Message>| {
+        let store = store.clone();
+        async move {
+            let mut builder = DetailBuilder::default();
+            for m in &messages {
+                builder.add(m);
+            }
+            let detail = builder.take(now_ms(), &retention, Buckets::Rollups);
+            assert!(store.apply_detail(&detail, None).await.unwrap());
+        }
+    };
+    apply(vec![
+        message(hour.start_ms() + 1_000, "#a", "x", &["hi", "Kappa"]),
+        message(hour.start_ms() + 61_000, "#a", "y", &["hi"]),
+        message(hour.start_ms() + 3_599_000, "#b", "x", &["yo"]),
+        message(now, "#a", "z", &["now"]),
+    ])
+    .await;
+    let in_hour = [Period::Bucket(hour)];
+    let in_minutes: Vec<Period> = chatstats::timeline::children(hour)
+        .into_iter()
+        .map(Period::Bucket)
+        .collect();
+    let by_minutes = store
+        .top_in(TopList::Words, &room, &in_minutes, 10)
+        .await
+        .unwrap();
+    assert_eq!(
+        by_minutes,
+        vec![("hi".to_owned(), 2), ("Kappa".to_owned(), 1)]
+    );
+    assert!(
+        store
+            .top_in(TopList::Words, &room, &in_hour, 10)
+            .await
+            .unwrap()
+            .is_empty(),
+        "no hour bucket before the roll-up"
+    );
+    // Housekeeping rolls up, a few hours per call, until yesterday's day is done.
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while store.rolled().await.unwrap().day < day.number {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "roll-ups did not get there"
+        );
+        store.maintain(now_ms()).await.unwrap();
+    }
+    assert_eq!(
+        store
+            .top_in(TopList::Words, &room, &in_hour, 10)
+            .await
+            .unwrap(),
+        by_minutes
+    );
+    assert_eq!(
+        store
+            .top_in(TopList::Nicks, &Scope::Global, &[Period::Bucket(day)], 10)
+            .await
+            .unwrap(),
+        vec![("x".to_owned(), 2), ("y".to_owned(), 1)]
+    );
+    assert_eq!(
+        store.activity(&room, &[hour, day]).await.unwrap(),
+        vec![2, 2]
+    );
+    // A late message for that hour joins the rolled-up hour and day at once.
+    apply(vec![message(hour.start_ms() + 120_000, "#a", "y", &["hi"])]).await;
+    assert_eq!(
+        store
+            .top_in(TopList::Words, &room, &in_hour, 10)
+            .await
+            .unwrap(),
+        vec![("hi".to_owned(), 3), ("Kappa".to_owned(), 1)]
+    );
+    assert_eq!(
+        store.activity(&room, &[hour, day]).await.unwrap(),
+        vec![3, 3]
+    );
+    assert_eq!(
+        store
+            .top_in(TopList::Words, &room, &[Period::Bucket(day)], 10)
+            .await
+            .unwrap(),
+        vec![("hi".to_owned(), 3), ("Kappa".to_owned(), 1)]
+    );
+}

@@ -1,31 +1,55 @@
 -- chatstats: applies increments of the statistics by room, nick, emote and time atomically, at
 -- most once per (writer, sequence number); `mark.lua` is prepended. Layout (built by
 -- src/store/redis.rs, key names by src/store/keys.rs):
---   KEYS: writer, then one key per group
---   ARGV: seq (0: no mark), window, then per group, in the order of KEYS: an operation, an
---         expiry (Unix seconds, 0: none), a count c, and c `member, n` pairs
+--   KEYS: writer, then per group its key, and for a conditional group the scope's `rolled` hash
+--   ARGV: seq (0: no mark), window, then per group: an operation, an expiry (Unix seconds, 0:
+--         none), a count c, for a conditional group the `rolled` field (`h`, `d`) and the
+--         bucket's number, then c `member, n` pairs
 -- Operations: `z` ZINCRBY n member; `h` HINCRBY member n; `lt` / `gt` ZADD LT / GT n member
--- (the earliest / latest time).
+-- (the earliest / latest time); `s` SADD member. `zr` and `hr` are `z` and `h` applied only when
+-- the bucket was already rolled up for the scope: a late message for an hour or a day that ended
+-- (its minutes were rolled up without it) goes into the hour or day directly; before the roll-up
+-- the minutes carry it.
 if not admit(KEYS[1], tonumber(ARGV[1]), tonumber(ARGV[2])) then
   return 0
 end
-local i = 3
-for k = 2, #KEYS do
+local rolled = {}
+local function is_rolled(marker, field, bucket)
+  local cache = marker .. ' ' .. field
+  if rolled[cache] == nil then
+    rolled[cache] = tonumber(redis.call('HGET', marker, field) or '-1')
+  end
+  return bucket <= rolled[cache]
+end
+local i, k = 3, 2
+while k <= #KEYS do
   local key, op, expiry, count = KEYS[k], ARGV[i], tonumber(ARGV[i + 1]), tonumber(ARGV[i + 2])
   i = i + 3
-  for _ = 1, count do
-    local member, n = ARGV[i], ARGV[i + 1]
-    if op == 'z' then
-      redis.call('ZINCRBY', key, n, member)
-    elseif op == 'h' then
-      redis.call('HINCRBY', key, member, n)
-    else
-      redis.call('ZADD', key, string.upper(op), n, member)
-    end
+  k = k + 1
+  local apply = true
+  if op == 'zr' or op == 'hr' then
+    apply = is_rolled(KEYS[k], ARGV[i], tonumber(ARGV[i + 1]))
+    op = string.sub(op, 1, 1)
     i = i + 2
+    k = k + 1
   end
-  if expiry > 0 then
-    redis.call('EXPIREAT', key, expiry)
+  if apply then
+    for j = i, i + 2 * count - 1, 2 do
+      local member, n = ARGV[j], ARGV[j + 1]
+      if op == 'z' then
+        redis.call('ZINCRBY', key, n, member)
+      elseif op == 'h' then
+        redis.call('HINCRBY', key, member, n)
+      elseif op == 's' then
+        redis.call('SADD', key, member)
+      else
+        redis.call('ZADD', key, string.upper(op), n, member)
+      end
+    end
+    if expiry > 0 then
+      redis.call('EXPIREAT', key, expiry)
+    end
   end
+  i = i + 2 * count
 end
 return 1
