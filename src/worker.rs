@@ -204,9 +204,11 @@ impl Work {
 /// A detail is sent once it merges this many messages, even before its interval ends: it
 /// bounds the builder's memory when input is read faster than the interval.
 const DETAIL_MAX_MESSAGES: u64 = 4_000;
-/// Most members written by the calls in flight together: about 0.1 s of Redis's work, well
+/// Most members written by the calls in flight together: about 0.05 s of Redis's work, well
 /// inside any store timeout.
-const MEMBERS_IN_FLIGHT: usize = 32_768;
+const MEMBERS_IN_FLIGHT: usize = 16_384;
+/// Most members of one call of a detail: about 2 ms of Redis's work.
+const DETAIL_CALL_MEMBERS: usize = 1024;
 
 /// Runs the worker until the source ends (text mode) or `shutdown` is cancelled, then records
 /// everything already read and returns the run's counters.
@@ -224,11 +226,18 @@ pub async fn run<S: Store, R: Source>(
     let reader = tokio::spawn(read_source(source, tx, shutdown.clone()));
     let ticker = spawn_progress(progress.clone(), settings.progress_interval);
     let housekeeping = spawn_maintenance(store.clone());
-    let result = Worker::new(store, writer, settings, progress.clone())
+    let result = Worker::new(store.clone(), writer, settings, progress.clone())
         .drive(rx, &shutdown)
         .await;
     ticker.abort();
     housekeeping.abort();
+    if result.is_ok() && !shutdown.is_cancelled() {
+        // A finished input (text mode): roll up what it completed, rather than leave it to the
+        // next worker.
+        if let Err(err) = store.maintain(now_ms()).await {
+            debug!(error = %err, "housekeeping after the input failed");
+        }
+    }
     progress.log_line(&mut (started, 0));
     let read = reader.await;
     result?;
@@ -574,7 +583,9 @@ impl<S: Store> Worker<S> {
             let detail = self
                 .details
                 .take(now_ms(), &self.settings.retention, buckets);
-            let max = self.settings.call_members_max;
+            // Smaller parts than the tallies': each runs in Redis between per-message calls,
+            // so its size is the delay it adds to them.
+            let max = self.settings.call_members_max.min(DETAIL_CALL_MEMBERS);
             self.ready
                 .extend(detail.split(max).into_iter().map(Work::Detail));
             return true;
