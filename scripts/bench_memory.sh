@@ -10,8 +10,8 @@
 #     Redis, and waits until housekeeping has rolled the hour up;
 #  3. measures used_memory by kind of key (MEMORY USAGE of every key): all-time lists, minute
 #     buckets, the hour bucket, activity and the rest;
-#  4. prints the steady state at 1,000 messages/s: all-time + (MINUTE_RETENTION in minutes) x a
-#     minute + (HOUR_RETENTION in hours) x the hour + (DAY_RETENTION in days) x a day, with a day
+#  4. prints the steady state at 1,000 messages/s with the default retention: all-time + 420 x a
+#     minute (7 h) + 49 x the hour (49 h) + 35 x a day (35 d), with a day
 #     taken as DAY_FACTOR (default 2) hours: the simulator's vocabulary, nicks and rooms are
 #     finite, so a day's buckets hold few members an hour's do not.
 #
@@ -108,9 +108,9 @@ print(f"used_memory {used / 2**20:.1f} MiB for one hour at 1,000 messages/s (3.6
 minute = kinds.get("minute buckets", (0, 0))[1] / 60
 hour_b = kinds.get("the hour bucket", (0, 0))[1]
 alltime = kinds.get("all-time lists", (0, 0))[1]
-steady = alltime + 7 * 60 * minute + 8 * 24 * hour_b + 35 * day_factor * hour_b
+steady = alltime + 7 * 60 * minute + 49 * hour_b + 35 * day_factor * hour_b
 print(f"a minute {minute / 2**20:.2f} MiB, the hour {hour_b / 2**20:.1f} MiB, all-time {alltime / 2**20:.1f} MiB")
-print(f"steady state at 1,000 msg/s with MINUTE_RETENTION=7h HOUR_RETENTION=8d DAY_RETENTION=35d "
+print(f"steady state at 1,000 msg/s with MINUTE_RETENTION=7h HOUR_RETENTION=49h DAY_RETENTION=35d "
       f"(a day = {day_factor:g} hours): {steady / 2**30:.2f} GiB "
-      f"= {7*60*minute/2**30:.2f} minutes + {8*24*hour_b/2**30:.2f} hours + {35*day_factor*hour_b/2**30:.2f} days + {alltime/2**30:.2f} all-time")
+      f"= {7*60*minute/2**30:.2f} minutes + {49*hour_b/2**30:.2f} hours + {35*day_factor*hour_b/2**30:.2f} days + {alltime/2**30:.2f} all-time")
 EOF

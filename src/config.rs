@@ -88,7 +88,7 @@ pub(crate) struct DataArgs {
     #[arg(long, env, default_value = "7h", value_parser = parse_retention)]
     pub(crate) minute_retention: Duration,
     /// How long hour buckets are kept.
-    #[arg(long, env, default_value = "8d", value_parser = parse_retention)]
+    #[arg(long, env, default_value = "49h", value_parser = parse_retention)]
     pub(crate) hour_retention: Duration,
     /// How long day buckets are kept.
     #[arg(long, env, default_value = "35d", value_parser = parse_retention)]

@@ -98,8 +98,8 @@ impl Default for Retention {
     fn default() -> Self {
         Retention {
             kept: [
-                Duration::from_secs(6 * 3600 + 3600),
-                Duration::from_secs(8 * 86_400),
+                Duration::from_secs(7 * 3600),
+                Duration::from_secs(49 * 3600),
                 Duration::from_secs(35 * 86_400),
             ],
         }
@@ -323,7 +323,13 @@ mod tests {
 
     #[test]
     fn a_longer_range_is_widened_to_hours_with_days_inside() {
-        let r = Retention::default();
+        let r = Retention {
+            kept: [
+                Duration::from_secs(7 * 3600),
+                Duration::from_secs(8 * 86_400),
+                Duration::from_secs(35 * 86_400),
+            ],
+        };
         let c = cover(NOW - 3 * 86_400_000, NOW, NOW, &r, &Rolled::ALL);
         assert_eq!(c.from_ms % 3_600_000, 0);
         assert_eq!(c.to_ms, (NOW / 3_600_000 + 1) * 3_600_000);
