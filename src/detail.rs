@@ -462,7 +462,7 @@ mod tests {
     #[test]
     fn a_message_older_than_a_retention_counts_all_time_but_not_in_that_bucket() {
         let mut builder = DetailBuilder::default();
-        let old = NOW - 3 * 86_400_000;
+        let old = NOW - 30 * 3_600_000;
         builder.add(&message(old, "#a", "x", &["old"], &[]));
         let detail = builder.take(NOW, &Retention::default(), Buckets::All);
         let room = Scope::Room(Bytes::from_static(b"#a"));
