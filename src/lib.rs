@@ -5,21 +5,24 @@
 //! # Layout
 //!
 //! ```text
-//!  upstream bytes ──► source::decode ──► message::Tally ──► worker ──► store ──► api
-//!  (HTTP, file, sim)   frames, line cap    counting rules    window,    Redis or   axum +
-//!                                          bounded parts     retries    memory     OpenAPI
+//!  upstream bytes ──► source::decode ──► message::Rules ──► worker ──► store ──► api
+//!  (HTTP, file, sim)   frames, line cap    Tally + Message   window,    Redis or   axum +
+//!                                          (detail: merged)  retries    memory     OpenAPI
 //! ```
 //!
 //! - [`source`]: where the stream comes from ([`source::http`], [`source::file`]) and the
 //!   framing decoder ([`source::decode`]).
 //! - [`sim`]: the simulated Twitch-like chat stream, in process or served by `chatstats-sim`.
-//! - [`message`]: the counting rules — what one payload adds to the statistics.
+//! - [`message`]: the counting rules — what one payload adds to the all-time lists
+//!   ([`message::Tally`]) and to the statistics by room, nick, emote and time
+//!   ([`message::Message`]); [`detail`] merges the latter over a short interval.
 //! - [`store`]: the [`store::Store`] trait, the Redis store and the in-memory store.
-//! - [`worker`]: drives a source into a store, exactly once per message, with backpressure.
+//! - [`worker`]: drives a source into a store, exactly once per call, with backpressure.
 //! - [`api`]: the HTTP routes, errors, the generated OpenAPI document, and the bounded server.
 //! - [`config`], [`startup`]: settings from flags, environment and `.env`; what each binary runs.
 //! - Leaves, which import nothing from the crate: [`telemetry`] (logs, and [`telemetry::SecretUrl`],
-//!   the only holder of secrets), `retry` (backoff delays), `shutdown` (signals).
+//!   the only holder of secrets), [`timeline`] (message time, buckets, ranges), [`emotes`],
+//!   `retry` (backoff delays), `shutdown` (signals).
 //!
 //! Every import points down this list: `config` and `startup` assemble the layers, the layers
 //! use only the leaves and the layers below them.

@@ -88,7 +88,7 @@ impl Failures {
     }
 }
 
-/// One writer's applied sequence numbers, by the rule of `lua/apply.lua`: the highest, and which
+/// One writer's applied sequence numbers, by the rule of `lua/mark.lua`: the highest, and which
 /// of the `window` numbers below it are applied (a ring of bits indexed by `seq % window`).
 #[derive(Debug, Default)]
 struct Applied {
@@ -199,6 +199,16 @@ impl MemoryStore {
         MemoryStore { retention, ..self }
     }
 
+    /// Records `mark`; false when it was applied before (the rule of `lua/mark.lua`).
+    fn admit(&self, mark: Option<&Mark>) -> bool {
+        let Some(mark) = mark else {
+            return true;
+        };
+        let mut writers = lock(&self.inner.writers);
+        let applied = writers.entry(mark.writer.clone()).or_default();
+        applied.admit(mark.seq, mark.window)
+    }
+
     /// Applies a detail without marks; the synchronous core of [`Store::apply_detail`].
     fn apply_detail_now(&self, detail: &Detail) {
         let now = unix_now() * 1000;
@@ -293,27 +303,19 @@ impl MemoryStore {
 
 impl Store for MemoryStore {
     async fn apply(&self, tally: &Tally, mark: Option<&Mark>) -> Result<bool, StoreError> {
-        if let Some(mark) = mark {
-            let mut writers = lock(&self.inner.writers);
-            let applied = writers.entry(mark.writer.clone()).or_default();
-            if !applied.admit(mark.seq, mark.window) {
-                return Ok(false);
-            }
+        let admitted = self.admit(mark);
+        if admitted {
+            self.apply_now(tally);
         }
-        self.apply_now(tally);
-        Ok(true)
+        Ok(admitted)
     }
 
     async fn apply_detail(&self, detail: &Detail, mark: Option<&Mark>) -> Result<bool, StoreError> {
-        if let Some(mark) = mark {
-            let mut writers = lock(&self.inner.writers);
-            let applied = writers.entry(mark.writer.clone()).or_default();
-            if !applied.admit(mark.seq, mark.window) {
-                return Ok(false);
-            }
+        let admitted = self.admit(mark);
+        if admitted {
+            self.apply_detail_now(detail);
         }
-        self.apply_detail_now(detail);
-        Ok(true)
+        Ok(admitted)
     }
 
     async fn top_in(

@@ -48,7 +48,7 @@ pub fn rank_entries(mut entries: Vec<Entry>, limit: usize) -> Vec<Entry> {
 ///
 /// A writer promises never to have a call in flight `window` or more sequence numbers below its
 /// newest one; the store then needs only the highest applied number and a `window`-bit map
-/// below it to recognise every retry (see `lua/apply.lua`), a fixed size whatever happens.
+/// below it to recognise every retry (see `lua/mark.lua`), a fixed size whatever happens.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Mark {
     /// The writer (one per worker process).

@@ -1,10 +1,13 @@
 //! The Redis store: the TypeScript service's keys, one atomic script call per tally.
 //!
-//! Each tally is one `EVALSHA` of `lua/apply.lua`: a single round trip that is also atomic, so a
-//! message is applied entirely or not at all, and the writer's sequence numbers are checked and
-//! recorded in the same step (a retried call whose first reply was lost is recognised and
-//! skipped). Every key the script touches is passed in `KEYS`; the layout of `KEYS` and `ARGV`
-//! is written at the top of the script.
+//! Each tally is one `EVALSHA` of `lua/apply.lua`, each detail (statistics by room, nick, emote
+//! and time) one of `lua/detail.lua`: a single round trip that is also atomic, so a message is
+//! applied entirely or not at all, and the writer's sequence numbers are checked and recorded in
+//! the same step (`lua/mark.lua`: a retried call whose first reply was lost is recognised and
+//! skipped). Every key a script touches is passed in `KEYS`; the layout of `KEYS` and `ARGV` is
+//! written at the top of each script. Hours and days are rolled up from minutes by
+//! [`Store::maintain`] (`lua/rollup.lua`); top lists over several buckets are read without
+//! merging them (`lua/top.lua`).
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, OnceLock, PoisonError};
