@@ -19,8 +19,12 @@ pids=()
 cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; rm -rf "$work"; }
 trap cleanup EXIT
 
+# Every check but positive_data_acceptance: the statistics routes have rules across parameters
+# that OpenAPI cannot state (room with nick, window with from/to, from before to, at most 1,440
+# activity buckets), and refuse with the 400 the contract asks for; the document says so.
 fuzz() {
-  "$venv/bin/schemathesis" run "$1/documentation/json" --checks all --max-examples "$examples" \
+  "$venv/bin/schemathesis" run "$1/documentation/json" --checks all \
+    --exclude-checks positive_data_acceptance --max-examples "$examples" \
     --request-timeout 5 --seed 1
 }
 
