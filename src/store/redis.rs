@@ -410,7 +410,7 @@ fn entries(reply: Vec<Value>) -> Result<Vec<Entry>, StoreError> {
 type Condition = Option<(String, Bucket)>;
 
 /// The fields of one activity hash: its expiry, and `field, n` pairs.
-type ActivityGroup = (u64, Vec<(Value, Value)>);
+type ActivityGroup = (u64, Vec<(Value, u64)>);
 
 /// The detail script's call for `detail` at `now_ms` (layout at the top of `lua/detail.lua`).
 ///
@@ -434,11 +434,13 @@ fn detail_call(
     let int = |n: u64| Value::Integer(n as i64);
     // One group: its key, operation, expiry, condition (the scope's rolled hash and the bucket)
     // and pairs.
+    // Increments of 1 (most of them) go without their count: half the arguments to convert.
     let mut group = |key: String,
                      op: &'static str,
                      expiry: u64,
                      condition: Condition,
-                     pairs: Vec<(Value, Value)>| {
+                     pairs: Vec<(Value, u64)>| {
+        let (ones, others): (Vec<_>, Vec<_>) = pairs.into_iter().partition(|(_, n)| *n == 1);
         call.keys.push(Key::from(key));
         call.args.push(Value::from(if condition.is_some() {
             match op {
@@ -449,16 +451,18 @@ fn detail_call(
             op
         }));
         call.args.push(int(expiry));
-        call.args.push(int(pairs.len() as u64));
+        call.args.push(int(ones.len() as u64));
+        call.args.push(int(others.len() as u64));
         if let Some((marker, bucket)) = condition {
             call.keys.push(Key::from(marker));
             call.args
                 .push(Value::from(bucket.granularity.letter().to_string()));
             call.args.push(int(bucket.number));
         }
-        for (member, n) in pairs {
+        call.args.extend(ones.into_iter().map(|(member, _)| member));
+        for (member, n) in others {
             call.args.push(member);
-            call.args.push(n);
+            call.args.push(int(n));
         }
     };
     // Hour and day buckets: none before they end, conditional after.
@@ -474,7 +478,7 @@ fn detail_call(
         let pairs = || {
             members
                 .iter()
-                .map(|(m, n)| (Value::Bytes(m.clone()), int(*n)))
+                .map(|(m, n)| (Value::Bytes(m.clone()), *n))
                 .collect()
         };
         match place.period {
@@ -506,7 +510,7 @@ fn detail_call(
             _ => Granularity::Hour,
         };
         let expiry = (bucket.end_ms() + retention.of(finer).as_millis() as u64).div_ceil(1000);
-        let pairs = rooms.into_iter().map(|room| (room, int(1))).collect();
+        let pairs = rooms.into_iter().map(|room| (room, 1)).collect();
         group(keys.active(bucket), "s", expiry, None, pairs);
     }
     // Activity fields grouped by hash (and condition).
@@ -521,7 +525,7 @@ fn detail_call(
         let entry = hashes
             .entry((key, condition))
             .or_insert((expiry, Vec::new()));
-        entry.1.push((Value::from(field), int(*n)));
+        entry.1.push((Value::from(field), *n));
     }
     for ((key, condition), (expiry, pairs)) in hashes {
         group(key, "h", expiry, condition, pairs);
@@ -532,11 +536,11 @@ fn detail_call(
             continue;
         }
         let firsts = of_kind()
-            .map(|(_, name, first, _)| (Value::Bytes(name.clone()), int(*first)))
+            .map(|(_, name, first, _)| (Value::Bytes(name.clone()), *first))
             .collect();
         group(keys.seen(kind, false), "lt", 0, None, firsts);
         let lasts = of_kind()
-            .map(|(_, name, _, last)| (Value::Bytes(name.clone()), int(*last)))
+            .map(|(_, name, _, last)| (Value::Bytes(name.clone()), *last))
             .collect();
         group(keys.seen(kind, true), "gt", 0, None, lasts);
     }

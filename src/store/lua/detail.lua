@@ -3,8 +3,9 @@
 -- src/store/redis.rs, key names by src/store/keys.rs):
 --   KEYS: writer, then per group its key, and for a conditional group the scope's `rolled` hash
 --   ARGV: seq (0: no mark), window, then per group: an operation, an expiry (Unix seconds, 0:
---         none), a count c, for a conditional group the `rolled` field (`h`, `d`) and the
---         bucket's number, then c `member, n` pairs
+--         none), a count u of increments by 1, a count c of others, for a conditional group the
+--         `rolled` field (`h`, `d`) and the bucket's number, then u members (each `n` = 1), then
+--         c `member, n` pairs (most increments are 1: half the arguments to convert)
 -- Operations: `z` ZINCRBY n member; `h` HINCRBY member n; `lt` / `gt` ZADD LT / GT n member
 -- (the earliest / latest time); `s` SADD member. `zr` and `hr` are `z` and `h` applied only when
 -- the bucket was already rolled up for the scope: a late message for an hour or a day that ended
@@ -22,34 +23,40 @@ local function is_rolled(marker, field, bucket)
   return bucket <= rolled[cache]
 end
 local i, k = 3, 2
+local function apply(key, op, member, n)
+  if op == 'z' then
+    redis.call('ZINCRBY', key, n, member)
+  elseif op == 'h' then
+    redis.call('HINCRBY', key, member, n)
+  elseif op == 's' then
+    redis.call('SADD', key, member)
+  else
+    redis.call('ZADD', key, string.upper(op), n, member)
+  end
+end
 while k <= #KEYS do
-  local key, op, expiry, count = KEYS[k], ARGV[i], tonumber(ARGV[i + 1]), tonumber(ARGV[i + 2])
-  i = i + 3
+  local key, op, expiry = KEYS[k], ARGV[i], tonumber(ARGV[i + 1])
+  local ones, count = tonumber(ARGV[i + 2]), tonumber(ARGV[i + 3])
+  i = i + 4
   k = k + 1
-  local apply = true
+  local wanted = true
   if op == 'zr' or op == 'hr' then
-    apply = is_rolled(KEYS[k], ARGV[i], tonumber(ARGV[i + 1]))
+    wanted = is_rolled(KEYS[k], ARGV[i], tonumber(ARGV[i + 1]))
     op = string.sub(op, 1, 1)
     i = i + 2
     k = k + 1
   end
-  if apply then
-    for j = i, i + 2 * count - 1, 2 do
-      local member, n = ARGV[j], ARGV[j + 1]
-      if op == 'z' then
-        redis.call('ZINCRBY', key, n, member)
-      elseif op == 'h' then
-        redis.call('HINCRBY', key, member, n)
-      elseif op == 's' then
-        redis.call('SADD', key, member)
-      else
-        redis.call('ZADD', key, string.upper(op), n, member)
-      end
+  if wanted then
+    for j = i, i + ones - 1 do
+      apply(key, op, ARGV[j], 1)
+    end
+    for j = i + ones, i + ones + 2 * count - 1, 2 do
+      apply(key, op, ARGV[j], ARGV[j + 1])
     end
     if expiry > 0 then
       redis.call('EXPIREAT', key, expiry)
     end
   end
-  i = i + 2 * count
+  i = i + ones + 2 * count
 end
 return 1
