@@ -271,6 +271,10 @@ pub(crate) struct WorkerArgs {
     /// A file of third-party emote names (BTTV, FFZ, 7TV), one per line, counted as emotes.
     #[arg(long, env)]
     pub(crate) emote_names_file: Option<std::path::PathBuf>,
+    /// `chatstats-worker` only: serve its Prometheus metrics at `GET /metrics` on this address
+    /// (`0.0.0.0:9100`); `chatstats` and `chatstats-api` serve them on the API's port.
+    #[arg(long, env)]
+    pub(crate) metrics_addr: Option<String>,
     /// The statistics by room, nick, emote and time of the messages read within this many
     /// milliseconds are merged into one store call (they lag by at most this much).
     #[arg(long, env, default_value_t = 50, value_parser = clap::value_parser!(u64).range(1..=10_000))]

@@ -98,6 +98,7 @@ where
     };
     let code = runtime.block_on(async {
         telemetry::init(cli.process().log_format);
+        telemetry::metrics::install();
         match run(cli, shutdown::on_signal()).await {
             Ok(()) => ExitCode::SUCCESS,
             Err(AppError::Config(err)) => {
@@ -350,7 +351,31 @@ pub async fn run_worker(cli: WorkerCli, shutdown: CancellationToken) -> Result<(
         sim_rate: 0.0,
         sim_seed: 0,
     };
+    if let Some(address) = &cli.worker.metrics_addr {
+        serve_metrics(address, shutdown.clone()).await?;
+    }
     drive(store, Some(upstream), &sim, settings, shutdown).await
+}
+
+/// Serves `GET /metrics` of a worker on `address` until `shutdown` (METRICS_ADDR).
+async fn serve_metrics(address: &str, shutdown: CancellationToken) -> Result<(), AppError> {
+    let listener = TcpListener::bind(address)
+        .await
+        .map_err(|source| AppError::Listen {
+            address: address.to_owned(),
+            source,
+        })?;
+    info!(address = %display_address(&listener), "worker metrics at /metrics");
+    let app = axum::Router::new().route(
+        "/metrics",
+        axum::routing::get(|| async { telemetry::metrics::render() }),
+    );
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, app)
+            .with_graceful_shutdown(shutdown.cancelled_owned())
+            .await;
+    });
+    Ok(())
 }
 
 /// Runs `chatstats-api` until `shutdown` is cancelled.

@@ -8,6 +8,8 @@
 //! [`SecretUrl`] holds is also registered with the log writer, which masks it in every line
 //! before the line is written, whatever its level or format.
 
+pub mod metrics;
+
 use std::fmt;
 use std::io::{IsTerminal, Write};
 use std::sync::{Mutex, PoisonError, RwLock};

@@ -39,6 +39,7 @@ use crate::message::{Rules, Tally, TallyBuilder};
 use crate::retry::backoff;
 use crate::source::{Frame, Source, SourceError};
 use crate::store::{Mark, Store, StoreError};
+use crate::telemetry::metrics;
 use crate::timeline::{Retention, now_ms};
 
 /// How the worker runs.
@@ -147,11 +148,18 @@ impl Progress {
     }
 
     fn record(&self, work: &Work, rtt: Duration) {
-        if let Work::Tally(tally) = work {
-            self.recorded.fetch_add(tally.messages(), Ordering::Relaxed);
-            self.failed
-                .fetch_add(tally.failed.len() as u64, Ordering::Relaxed);
-        }
+        let kind = match work {
+            Work::Tally(tally) => {
+                self.recorded.fetch_add(tally.messages(), Ordering::Relaxed);
+                self.failed
+                    .fetch_add(tally.failed.len() as u64, Ordering::Relaxed);
+                metrics::messages_recorded(tally.messages());
+                metrics::failed_messages(tally.failed.len() as u64);
+                "tally"
+            }
+            Work::Detail(_) => "detail",
+        };
+        metrics::store_call(kind, rtt);
         self.calls.fetch_add(1, Ordering::Relaxed);
         self.rtt_micros
             .fetch_add(rtt.as_micros() as u64, Ordering::Relaxed);
@@ -315,6 +323,7 @@ impl<S: Store> Window<S> {
             let outcome = work.apply(&store, &mark).await;
             (seq, work, outcome, started.elapsed())
         }));
+        metrics::calls_in_flight(self.in_flight.len());
     }
 
     fn acknowledge(&mut self, seq: u64) {
@@ -373,6 +382,7 @@ impl Retries {
             Err(err) => {
                 self.failures += 1;
                 progress.retries.fetch_add(1, Ordering::Relaxed);
+                metrics::store_retry();
                 if self.failures % 10 == 1 {
                     warn!(error = %err, attempt = self.failures, waiting = self.waiting.len(), "store still failing: retrying");
                 }
@@ -636,6 +646,7 @@ impl<S: Store> Worker<S> {
         self.window.in_flight_weight -= work.weight();
         self.window.in_flight_details -= work.detail_messages();
         self.window.in_flight_members -= work.members();
+        metrics::calls_in_flight(self.window.in_flight.len());
         match outcome {
             Ok(_) => {
                 self.progress.record(&work, rtt);
@@ -643,6 +654,7 @@ impl<S: Store> Worker<S> {
             }
             Err(err) => {
                 self.progress.retries.fetch_add(1, Ordering::Relaxed);
+                metrics::store_retry();
                 self.retries.add(seq, work, &err);
             }
         }

@@ -1,4 +1,6 @@
-//! A short-lived cache of whole answers of the statistics routes (`STATS_CACHE_MS`).
+//! A short-lived cache of whole answers of the statistics routes (`STATS_CACHE_MS`), and their
+//! validators: every `200` of a `/stats` route carries a weak `ETag` (a hash of its body), and
+//! a request whose `If-None-Match` names it gets `304 Not Modified` without the body.
 //!
 //! Dashboards poll the same few URLs; answering them from memory for a few tens of
 //! milliseconds costs a handful of Redis calls per second instead of one per request, and makes
@@ -12,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use axum::body::{Body, Bytes};
 use axum::extract::{Request, State};
-use axum::http::{HeaderMap, Method, StatusCode};
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use tokio::sync::OnceCell;
@@ -114,9 +116,13 @@ pub(crate) async fn layer(
             let body = axum::body::to_bytes(body, MAX_BODY)
                 .await
                 .unwrap_or_default();
+            let mut headers = parts.headers;
+            if parts.status == StatusCode::OK {
+                headers.insert(header::ETAG, etag(&body));
+            }
             Answer {
                 status: parts.status,
-                headers: parts.headers,
+                headers,
                 body,
             }
         })
@@ -126,4 +132,57 @@ pub(crate) async fn layer(
         cache.forget(&url, &cell);
     }
     answer.into_response()
+}
+
+/// A weak validator of `body` (weak: the same answer may be sent compressed or not).
+fn etag(body: &[u8]) -> HeaderValue {
+    use std::hash::{Hash, Hasher};
+    let mut hasher = rustc_hash::FxHasher::default();
+    body.hash(&mut hasher);
+    let value = format!("W/\"{:016x}{:08x}\"", hasher.finish(), body.len());
+    HeaderValue::from_str(&value).unwrap_or(HeaderValue::from_static("W/\"0\""))
+}
+
+/// Answers `304 Not Modified` when a `/stats` request's `If-None-Match` names the answer's
+/// `ETag`; adds the `ETag` when the cache is off.
+pub(crate) async fn conditional(request: Request, next: Next) -> Response {
+    let stats = request.method() == Method::GET && request.uri().path().starts_with("/stats");
+    let wanted = request.headers().get(header::IF_NONE_MATCH).cloned();
+    let response = next.run(request).await;
+    if !stats || response.status() != StatusCode::OK {
+        return response;
+    }
+    let (mut parts, body) = response.into_parts();
+    let body = match parts.headers.get(header::ETAG) {
+        Some(_) => body,
+        None => {
+            let bytes = axum::body::to_bytes(body, MAX_BODY)
+                .await
+                .unwrap_or_default();
+            parts.headers.insert(header::ETAG, etag(&bytes));
+            Body::from(bytes)
+        }
+    };
+    let tag = parts.headers.get(header::ETAG).cloned();
+    let matches =
+        match (wanted, tag) {
+            (Some(wanted), Some(tag)) => wanted
+                .to_str()
+                .unwrap_or("")
+                .split(',')
+                .map(str::trim)
+                .any(|w| {
+                    w == "*"
+                        || w.trim_start_matches("W/")
+                            == tag.to_str().unwrap_or("").trim_start_matches("W/")
+                }),
+            _ => false,
+        };
+    if matches {
+        parts.status = StatusCode::NOT_MODIFIED;
+        parts.headers.remove(header::CONTENT_LENGTH);
+        parts.headers.remove(header::CONTENT_TYPE);
+        return Response::from_parts(parts, Body::empty());
+    }
+    Response::from_parts(parts, body)
 }

@@ -20,19 +20,21 @@ use axum::http::{HeaderValue, Method};
 use axum::routing::get;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
+use tower_http::compression::CompressionLayer;
 use tower_http::cors::{AllowOrigin, CorsLayer};
 use tower_http::trace::TraceLayer;
 use utoipa::OpenApi;
 use utoipa_swagger_ui::SwaggerUi;
 
 use crate::store::{Store, StoreError};
+use crate::telemetry::metrics;
 use crate::timeline::{Covered, Retention, Rolled, cover};
 
 /// The OpenAPI document, generated from the route handlers and their types.
 #[derive(OpenApi)]
 #[openapi(
     info(title = "chatstats", description = "Statistics of a live chat stream: top words, nicks, rooms and emotes — all time, per room, per nick and per time range — activity over time, messages per second, failed messages."),
-    paths(routes::root, routes::healthcheck, routes::stats, routes::words, routes::nicks, routes::rooms, routes::emotes,
+    paths(routes::root, routes::healthcheck, routes::metrics, routes::stats, routes::words, routes::nicks, routes::rooms, routes::emotes,
         summary::room, summary::nick, summary::activity, routes::failed_messages),
     components(schemas(routes::RootBody, routes::StatsBody, routes::HealthBody, routes::TopEntry, error::ErrorBody,
         summary::RoomSummary, summary::NickSummary, summary::ActivityPoint)),
@@ -114,6 +116,19 @@ impl<S: Store> AppState<S> {
     }
 }
 
+/// Counts each request of a route in the metrics, by its pattern (`/stats/rooms/{room}`).
+async fn count_request(
+    route: axum::extract::MatchedPath,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    let started = std::time::Instant::now();
+    let route = route.as_str().to_owned();
+    let response = next.run(request).await;
+    metrics::api_request(route, response.status().as_u16(), started.elapsed());
+    response
+}
+
 fn cors(origins: &str) -> Option<CorsLayer> {
     let origins = origins.trim();
     if origins.is_empty() {
@@ -151,14 +166,19 @@ pub fn router<S: Store>(state: AppState<S>) -> Router {
         .route("/stats/rooms/{room}", get(summary::room::<S>))
         .route("/stats/nicks/{nick}", get(summary::nick::<S>))
         .route("/stats/activity", get(summary::activity::<S>))
+        .route("/metrics", get(routes::metrics))
         .route("/stats/failedMessages", get(routes::failed_messages::<S>))
+        .route_layer(axum::middleware::from_fn(count_request))
         .with_state(state)
         .merge(Router::from(docs).layer(axum::middleware::from_fn(error::json_not_found)))
         .fallback(routes::not_found)
         .method_not_allowed_fallback(routes::method_not_allowed)
         .layer(axum::middleware::from_fn(error::guard))
         .layer(axum::middleware::from_fn_with_state(cache, cache::layer))
-        .layer(TraceLayer::new_for_http());
+        .layer(axum::middleware::from_fn(cache::conditional))
+        .layer(TraceLayer::new_for_http())
+        // Large answers (top 1,000 lists, failed messages) compressed for clients that ask.
+        .layer(CompressionLayer::new());
     match cors {
         Some(cors) => api.layer(cors),
         None => api,

@@ -288,6 +288,22 @@ pub(crate) async fn healthcheck<S: Store>(State(state): State<AppState<S>>) -> R
     (code, Json(body)).into_response()
 }
 
+/// Prometheus metrics of this process: messages, failed messages, upstream reconnects, store
+/// retries, calls in flight, store call latency and API latency per route (histograms).
+#[utoipa::path(get, path = "/metrics", tag = "service",
+    responses((status = 200, description = "Prometheus text format, version 0.0.4", body = String, content_type = "text/plain",
+        example = json!("# TYPE chatstats_messages_total counter\nchatstats_messages_total 120345\n"))))]
+pub(crate) async fn metrics() -> Response {
+    (
+        [(
+            axum::http::header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        crate::telemetry::metrics::render(),
+    )
+        .into_response()
+}
+
 /// The service answers.
 #[utoipa::path(get, path = "/", tag = "service",
     responses((status = 200, description = "Always", body = RootBody)))]

@@ -82,6 +82,7 @@ impl HttpSource {
                 delay_ms = delay.as_millis() as u64,
                 "reconnecting to the upstream"
             );
+            crate::telemetry::metrics::upstream_reconnect();
             tokio::time::sleep(delay).await;
         }
         self.attempt = self.attempt.saturating_add(1);

@@ -176,3 +176,77 @@ async fn oversized_requests_are_refused_in_the_error_shape() {
         413
     );
 }
+
+#[tokio::test]
+async fn stats_answers_carry_an_etag_and_if_none_match_gives_304() {
+    for cache in [
+        std::time::Duration::ZERO,
+        std::time::Duration::from_millis(50),
+    ] {
+        let store = memory_store();
+        record_bytes(
+            &store,
+            &std::fs::read(fixture("multiple-messages.txt")).unwrap(),
+        )
+        .await;
+        let settings = chatstats::api::ApiSettings {
+            cache,
+            ..api_settings()
+        };
+        let app = router(AppState::new(store, settings));
+        let get = |tag: Option<String>| {
+            let mut request = axum::http::Request::builder().uri("/stats/words");
+            if let Some(tag) = tag {
+                request = request.header("if-none-match", tag);
+            }
+            app.clone()
+                .oneshot(request.body(axum::body::Body::empty()).unwrap())
+        };
+        let first = get(None).await.unwrap();
+        assert_eq!(first.status(), 200);
+        let tag = first.headers()["etag"].to_str().unwrap().to_owned();
+        assert!(tag.starts_with("W/\""), "{tag}");
+        let again = get(Some(tag.clone())).await.unwrap();
+        assert_eq!(again.status(), 304, "cache {cache:?}");
+        let body = axum::body::to_bytes(again.into_body(), 1024).await.unwrap();
+        assert!(body.is_empty());
+        let other = get(Some("W/\"nope\"".to_owned())).await.unwrap();
+        assert_eq!(other.status(), 200);
+    }
+}
+
+#[tokio::test]
+async fn large_answers_are_compressed_for_clients_that_ask() {
+    let (status, headers, body) =
+        call("/documentation/json", "GET", &[("accept-encoding", "gzip")]).await;
+    assert_eq!(status, 200);
+    assert_eq!(headers["content-encoding"], "gzip");
+    assert!(body.starts_with(&[0x1f, 0x8b]), "a gzip stream");
+}
+
+#[tokio::test]
+async fn metrics_are_served_in_the_prometheus_text_format() {
+    chatstats::telemetry::metrics::install();
+    let store = memory_store();
+    let api = TestApi::spawn(store.clone()).await;
+    assert_eq!(api.get("/stats/words").await.0, 200);
+    record_bytes(
+        &store,
+        &std::fs::read(fixture("multiple-messages.txt")).unwrap(),
+    )
+    .await;
+    let text = reqwest::get(api.url("/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    for name in [
+        "chatstats_http_request_seconds_bucket{route=\"/stats/words\",status=\"200\"",
+        "chatstats_messages_total",
+        "chatstats_store_call_seconds_bucket",
+        "chatstats_store_calls_in_flight",
+    ] {
+        assert!(text.contains(name), "{name} in:\n{text}");
+    }
+}

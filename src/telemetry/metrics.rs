@@ -1,0 +1,73 @@
+//! Prometheus metrics: what the worker and the API count, rendered as text for `GET /metrics`.
+//!
+//! Failures are events that also count (the vector model): every place that logs a reconnect,
+//! a retry or a failed message also increments its counter here. Histograms use fixed buckets
+//! (seconds), so they aggregate across processes.
+
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use metrics::{counter, gauge, histogram};
+use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+
+/// Buckets of the latency histograms, in seconds: 0.1 ms to 5 s.
+const LATENCY_BUCKETS: [f64; 14] = [
+    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 5.0,
+];
+
+static HANDLE: OnceLock<Option<PrometheusHandle>> = OnceLock::new();
+
+/// Installs the process's recorder (once; later calls return the same handle). `None` when
+/// another recorder was installed first.
+pub fn install() -> Option<&'static PrometheusHandle> {
+    HANDLE
+        .get_or_init(|| {
+            PrometheusBuilder::new()
+                .set_buckets(&LATENCY_BUCKETS)
+                .ok()?
+                .install_recorder()
+                .ok()
+        })
+        .as_ref()
+}
+
+/// The current metrics in Prometheus's text format.
+pub fn render() -> String {
+    install().map(PrometheusHandle::render).unwrap_or_default()
+}
+
+/// Messages recorded (failed ones excluded).
+pub(crate) fn messages_recorded(n: u64) {
+    counter!("chatstats_messages_total").increment(n);
+}
+
+/// Failed messages recorded.
+pub(crate) fn failed_messages(n: u64) {
+    counter!("chatstats_failed_messages_total").increment(n);
+}
+
+/// A reconnect to the upstream.
+pub(crate) fn upstream_reconnect() {
+    counter!("chatstats_upstream_reconnects_total").increment(1);
+}
+
+/// A store call that failed and will be retried.
+pub(crate) fn store_retry() {
+    counter!("chatstats_store_retries_total").increment(1);
+}
+
+/// Store calls in flight now.
+pub(crate) fn calls_in_flight(n: usize) {
+    gauge!("chatstats_store_calls_in_flight").set(n as f64);
+}
+
+/// One store call of the worker (`kind`: `tally` or `detail`) and how long it took.
+pub(crate) fn store_call(kind: &'static str, took: Duration) {
+    histogram!("chatstats_store_call_seconds", "kind" => kind).record(took.as_secs_f64());
+}
+
+/// One API request: its route (the matched pattern, `/stats/rooms/{room}`), status and time.
+pub(crate) fn api_request(route: String, status: u16, took: Duration) {
+    histogram!("chatstats_http_request_seconds", "route" => route, "status" => status.to_string())
+        .record(took.as_secs_f64());
+}
