@@ -93,6 +93,10 @@ pub(crate) struct DataArgs {
     /// How long day buckets are kept.
     #[arg(long, env, default_value = "35d", value_parser = parse_retention)]
     pub(crate) day_retention: Duration,
+    /// How long recorded messages are kept for `GET /messages` (`0`: not kept; the live feed
+    /// still works).
+    #[arg(long, env, default_value = "24h", value_parser = parse_history_retention)]
+    pub(crate) history_retention: Duration,
 }
 
 impl DataArgs {
@@ -104,6 +108,7 @@ impl DataArgs {
                 self.hour_retention,
                 self.day_retention,
             ],
+            history: self.history_retention,
         }
     }
 }
@@ -315,6 +320,8 @@ impl WorkerArgs {
             full: self.statistics == Statistics::Full,
             ignored: Arc::new(Rules::ignored_nicks(&self.ignored_nicks)),
             emote_names: Arc::new(emote_names),
+            // The history and the live feed come with the full statistics.
+            history: self.statistics == Statistics::Full,
         })
     }
 
@@ -457,6 +464,13 @@ fn parse_retention(value: &str) -> Result<Duration, String> {
         return Err("expected a duration between 1m and 10 years".to_owned());
     }
     Ok(kept)
+}
+
+fn parse_history_retention(value: &str) -> Result<Duration, String> {
+    match value.trim() {
+        "0" => Ok(Duration::ZERO),
+        other => parse_retention(other),
+    }
 }
 
 fn parse_redis_url(value: &str) -> Result<SecretUrl, String> {

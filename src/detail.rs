@@ -15,7 +15,7 @@ use bytes::Bytes;
 use rustc_hash::FxHashMap;
 
 use crate::message::{Message, TopList};
-use crate::timeline::{Bucket, Granularity, Retention};
+use crate::timeline::{Bucket, Granularity, Retention, rfc3339};
 
 /// Whose statistics a list is.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -57,6 +57,68 @@ pub enum Seen {
     Nick,
 }
 
+/// One counted message as kept for the history and sent on the live feed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HistoryEntry {
+    /// Its id: the upstream `id` tag, else one made up.
+    pub id: String,
+    /// Its room (empty when blank), to filter by.
+    pub room: Bytes,
+    /// Its nick (empty when blank), to filter by.
+    pub nick: Bytes,
+    /// The entry as the API answers it: `{"id","time","room","nick","body","emotes":[…]}`.
+    pub json: String,
+}
+
+impl HistoryEntry {
+    /// The entry of `message`, whose id is `id()` when it has none of its own.
+    pub fn of(message: &Message, id: impl FnOnce() -> String) -> HistoryEntry {
+        #[derive(serde::Serialize)]
+        struct Shape<'a> {
+            id: &'a str,
+            time: String,
+            room: &'a str,
+            nick: &'a str,
+            body: &'a str,
+            emotes: Vec<&'a str>,
+        }
+        let id = match &message.id {
+            Some(own) => String::from_utf8_lossy(own).into_owned(),
+            None => id(),
+        };
+        let room = message.room.clone().unwrap_or_default();
+        let nick = message.nick.clone().unwrap_or_default();
+        let (room_text, nick_text) = (
+            String::from_utf8_lossy(&room),
+            String::from_utf8_lossy(&nick),
+        );
+        let body = String::from_utf8_lossy(&message.body);
+        let emote_texts: Vec<std::borrow::Cow<'_, str>> = message
+            .emotes
+            .iter()
+            .flat_map(|(e, n)| std::iter::repeat_n(String::from_utf8_lossy(e), *n as usize))
+            .collect();
+        let shape = Shape {
+            id: &id,
+            time: rfc3339(message.time_ms, true),
+            room: &room_text,
+            nick: &nick_text,
+            body: &body,
+            emotes: emote_texts.iter().map(|e| e.as_ref()).collect(),
+        };
+        let json = serde_json::to_string(&shape).unwrap_or_default();
+        HistoryEntry {
+            id,
+            room,
+            nick,
+            json,
+        }
+    }
+}
+
+/// Writes of one history entry: the entry, its room's and nick's indexes, its id.
+const HISTORY_WRITES: usize = 4;
+
 /// Increments of the statistics by room, nick, emote and time.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Detail {
@@ -66,6 +128,8 @@ pub struct Detail {
     pub activity: Vec<(Scope, Bucket, u64)>,
     /// Earliest and latest message time (Unix ms) per room and nick.
     pub seen: Vec<(Seen, Bytes, u64, u64)>,
+    /// Messages kept for the history and the live feed, in the order they were read.
+    pub history: Vec<HistoryEntry>,
     /// Messages merged into this detail.
     pub messages: u64,
 }
@@ -73,14 +137,19 @@ pub struct Detail {
 impl Detail {
     /// True when it changes nothing.
     pub fn is_empty(&self) -> bool {
-        self.lists.is_empty() && self.activity.is_empty() && self.seen.is_empty()
+        self.lists.is_empty()
+            && self.activity.is_empty()
+            && self.seen.is_empty()
+            && self.history.is_empty()
     }
 
-    /// How many members it writes: the measure of a store call's work.
+    /// How many members it writes: the measure of a store call's work (a history entry is a
+    /// few writes).
     pub fn members(&self) -> usize {
         self.lists.iter().map(|(_, m)| m.len()).sum::<usize>()
             + self.activity.len()
             + self.seen.len()
+            + HISTORY_WRITES * self.history.len()
     }
 
     /// The same increments in parts of at most `max` members each, so that one store call's
@@ -127,6 +196,16 @@ impl Detail {
             room -= 1;
             if let Some(part) = parts.last_mut() {
                 part.seen.push(item);
+            }
+        }
+        for entry in self.history {
+            if room < HISTORY_WRITES {
+                parts.push(Detail::default());
+                room = max.max(HISTORY_WRITES);
+            }
+            room -= HISTORY_WRITES;
+            if let Some(part) = parts.last_mut() {
+                part.history.push(entry);
             }
         }
         parts
@@ -193,13 +272,21 @@ pub struct DetailBuilder {
     /// Messages per scope (everything, or a room) and minute.
     messages_by_minute: FxHashMap<(ScopeId, u64), u64>,
     seen: FxHashMap<(Seen, u32), (u64, u64)>,
+    history: Vec<HistoryEntry>,
     messages: u64,
 }
 
 impl DetailBuilder {
-    /// Adds one message.
-    pub fn add(&mut self, message: &Message) {
+    /// Adds one message: to the statistics when `stats`, to the history with `entry`.
+    pub fn add(&mut self, message: &Message, stats: bool, entry: Option<HistoryEntry>) {
         self.messages += 1;
+        self.history.extend(entry);
+        if stats {
+            self.add_stats(message);
+        }
+    }
+
+    fn add_stats(&mut self, message: &Message) {
         let minute = message.time_ms / Granularity::Minute.ms();
         let room = message.room.as_ref().map(|r| self.names.id(r));
         let nick = message.nick.as_ref().map(|n| self.names.id(n));
@@ -350,6 +437,7 @@ impl DetailBuilder {
             lists,
             activity,
             seen,
+            history: std::mem::take(&mut self.history),
             messages: self.messages,
         };
         self.messages = 0;
@@ -380,6 +468,8 @@ mod tests {
             nick: present(nick),
             words: counts(words),
             emotes: counts(emotes),
+            id: None,
+            body: Bytes::new(),
         }
     }
 
@@ -402,15 +492,13 @@ mod tests {
     #[test]
     fn a_batch_is_merged_per_scope_and_bucket() {
         let mut builder = DetailBuilder::default();
-        builder.add(&message(
-            NOW - 1000,
-            "#a",
-            "x",
-            &["hi", "Kappa"],
-            &["Kappa"],
-        ));
-        builder.add(&message(NOW - 500, "#a", "y", &["hi"], &[]));
-        builder.add(&message(NOW - 400, "#b", "x", &["yo"], &[]));
+        builder.add(
+            &message(NOW - 1000, "#a", "x", &["hi", "Kappa"], &["Kappa"]),
+            true,
+            None,
+        );
+        builder.add(&message(NOW - 500, "#a", "y", &["hi"], &[]), true, None);
+        builder.add(&message(NOW - 400, "#b", "x", &["yo"], &[]), true, None);
         let detail = builder.take(NOW, &Retention::default(), Buckets::All);
         let minute = Period::Bucket(Bucket::of(Granularity::Minute, NOW - 1000));
         let hour = Period::Bucket(Bucket::of(Granularity::Hour, NOW - 1000));
@@ -463,7 +551,7 @@ mod tests {
     fn a_message_older_than_a_retention_counts_all_time_but_not_in_that_bucket() {
         let mut builder = DetailBuilder::default();
         let old = NOW - 30 * 3_600_000;
-        builder.add(&message(old, "#a", "x", &["old"], &[]));
+        builder.add(&message(old, "#a", "x", &["old"], &[]), true, None);
         let detail = builder.take(NOW, &Retention::default(), Buckets::All);
         let room = Scope::Room(Bytes::from_static(b"#a"));
         assert_eq!(
@@ -488,13 +576,17 @@ mod tests {
     fn split_parts_are_bounded_and_add_up() {
         let mut builder = DetailBuilder::default();
         for i in 0..50 {
-            builder.add(&message(
-                NOW - 1000,
-                "#a",
-                &format!("n{i}"),
-                &["w", &format!("u{i}")],
-                &[],
-            ));
+            builder.add(
+                &message(
+                    NOW - 1000,
+                    "#a",
+                    &format!("n{i}"),
+                    &["w", &format!("u{i}")],
+                    &[],
+                ),
+                true,
+                None,
+            );
         }
         let detail = builder.take(NOW, &Retention::default(), Buckets::All);
         let total = detail.members();

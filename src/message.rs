@@ -221,6 +221,10 @@ pub struct Message {
     pub words: Vec<(Bytes, u64)>,
     /// Its emotes and their uses.
     pub emotes: Vec<(Bytes, u64)>,
+    /// Its upstream id (the `id` tag), if it has one.
+    pub id: Option<Bytes>,
+    /// Its body, as received.
+    pub body: Bytes,
 }
 
 /// What judging one payload gives.
@@ -228,8 +232,9 @@ pub struct Message {
 pub struct Judged {
     /// Its effect on the all-time lists, messages per second and failed messages.
     pub tally: Tally,
-    /// Its effect on the statistics by room, nick, emote and time: counted messages only, with
-    /// the full statistics only, never for ignored nicks.
+    /// Its effect on the statistics by room, nick, emote and time, and its history entry:
+    /// counted messages only, with the full statistics or the history on, never for ignored
+    /// nicks.
     pub message: Option<Message>,
 }
 
@@ -244,6 +249,8 @@ pub struct Rules {
     pub ignored: Arc<HashSet<String>>,
     /// Third-party emote names.
     pub emote_names: Arc<EmoteNames>,
+    /// Whether counted messages are kept for the history and the live feed.
+    pub history: bool,
 }
 
 impl Rules {
@@ -304,7 +311,7 @@ impl Rules {
             words.add(word);
         }
         tally.words = words.into_members(payload);
-        if !self.full {
+        if !self.full && !self.history {
             return Judged {
                 tally,
                 message: None,
@@ -321,6 +328,10 @@ impl Rules {
             nick,
             words: tally.words.clone(),
             emotes: emotes.into_members(payload),
+            id: tag(tags, "id")
+                .filter(|id| !id.is_empty())
+                .map(|id| member(payload, id)),
+            body: member(payload, body),
         };
         Judged {
             tally,

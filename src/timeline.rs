@@ -87,11 +87,14 @@ impl Bucket {
     }
 }
 
-/// How long the buckets of each granularity are kept, counted from their end.
+/// How long the buckets of each granularity are kept, counted from their end, and how long
+/// recorded messages are kept for the history.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Retention {
     /// Per granularity, finest first.
     pub kept: [Duration; 3],
+    /// Recorded messages, counted from their recording (zero: not kept).
+    pub history: Duration,
 }
 
 impl Default for Retention {
@@ -102,6 +105,7 @@ impl Default for Retention {
                 Duration::from_secs(49 * 3600),
                 Duration::from_secs(35 * 86_400),
             ],
+            history: Duration::from_secs(24 * 3600),
         }
     }
 }
@@ -129,6 +133,34 @@ pub fn now_ms() -> u64 {
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_millis() as u64)
         .unwrap_or(0)
+}
+
+/// `ms` as an RFC 3339 UTC date-time, with milliseconds (`2026-11-23T08:00:05.000Z`) or, when
+/// `millis` is false, whole seconds (`2026-11-23T08:00:00Z`).
+pub fn rfc3339(ms: u64, millis: bool) -> String {
+    // Civil date from days since the epoch (Howard Hinnant's algorithm), to stay a leaf.
+    let (days, rest) = (ms / 86_400_000, ms % 86_400_000);
+    let z = days as i64 + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    let (hour, minute, second, milli) = (
+        rest / 3_600_000,
+        rest / 60_000 % 60,
+        rest / 1000 % 60,
+        rest % 1000,
+    );
+    let mut out = format!("{year:04}-{month:02}-{day:02}T{hour:02}:{minute:02}:{second:02}");
+    if millis {
+        out.push_str(&format!(".{milli:03}"));
+    }
+    out.push('Z');
+    out
 }
 
 /// The time a message counts at: its `tmi-sent-ts` (Unix ms) when that is a valid integer no
@@ -329,6 +361,7 @@ mod tests {
                 Duration::from_secs(8 * 86_400),
                 Duration::from_secs(35 * 86_400),
             ],
+            ..Retention::default()
         };
         let c = cover(NOW - 3 * 86_400_000, NOW, NOW, &r, &Rolled::ALL);
         assert_eq!(c.from_ms % 3_600_000, 0);
@@ -362,6 +395,18 @@ mod tests {
             format!("{}h{}", "m".repeat(43), "m".repeat(60 + 18 + 5))
         );
         assert_eq!(children(Bucket::of(Granularity::Day, NOW)).len(), 24);
+    }
+
+    #[test]
+    fn times_are_written_in_rfc_3339() {
+        assert_eq!(rfc3339(1_795_420_805_000, true), "2026-11-23T08:00:05.000Z");
+        assert_eq!(rfc3339(1_795_420_800_000, false), "2026-11-23T08:00:00Z");
+        assert_eq!(rfc3339(0, true), "1970-01-01T00:00:00.000Z");
+        assert_eq!(rfc3339(951_782_400_123, true), "2000-02-29T00:00:00.123Z");
+        assert_eq!(
+            rfc3339(253_402_300_799_999, true),
+            "9999-12-31T23:59:59.999Z"
+        );
     }
 
     #[test]

@@ -34,7 +34,7 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
-use crate::detail::{Buckets, Detail, DetailBuilder};
+use crate::detail::{Buckets, Detail, DetailBuilder, HistoryEntry};
 use crate::message::{Rules, Tally, TallyBuilder};
 use crate::retry::backoff;
 use crate::source::{Frame, Source, SourceError};
@@ -442,6 +442,8 @@ struct Worker<S> {
     details_due: Option<tokio::time::Instant>,
     /// The Unix millisecond the frames being judged were read at.
     read_ms: u64,
+    /// History entries given an id of this writer's so far.
+    made_up_ids: u64,
     input_open: bool,
 }
 
@@ -464,6 +466,7 @@ impl<S: Store> Worker<S> {
             details: DetailBuilder::default(),
             details_due: None,
             read_ms: 0,
+            made_up_ids: 0,
             input_open: true,
         }
     }
@@ -617,7 +620,14 @@ impl<S: Store> Worker<S> {
             Frame::Payload(payload) => {
                 let judged = rules.judge(&payload, self.read_ms);
                 if let Some(message) = judged.message {
-                    self.details.add(&message);
+                    let (stats, history) = (rules.full, rules.history);
+                    let entry = history.then(|| {
+                        // Messages without an upstream id get this writer's id and a number.
+                        self.made_up_ids += 1;
+                        let made_up = format!("{}-{:x}", self.window.writer, self.made_up_ids);
+                        HistoryEntry::of(&message, || made_up)
+                    });
+                    self.details.add(&message, stats, entry);
                     if self.details.len() >= DETAIL_MAX_MESSAGES {
                         self.details_due = Some(tokio::time::Instant::now());
                     } else if self.details_due.is_none() {

@@ -6,6 +6,7 @@
 
 mod cache;
 pub(crate) mod error;
+mod history;
 mod query;
 pub(crate) mod routes;
 mod server;
@@ -35,10 +36,13 @@ use crate::timeline::{Covered, Retention, Rolled, cover};
 #[openapi(
     info(title = "chatstats", description = "Statistics of a live chat stream: top words, nicks, rooms and emotes — all time, per room, per nick and per time range — activity over time, messages per second, failed messages."),
     paths(routes::root, routes::healthcheck, routes::metrics, routes::stats, routes::words, routes::nicks, routes::rooms, routes::emotes,
-        summary::room, summary::nick, summary::activity, routes::failed_messages),
+        summary::room, summary::nick, summary::activity, routes::failed_messages,
+        history::messages, history::message, history::live, history::ws),
     components(schemas(routes::RootBody, routes::StatsBody, routes::HealthBody, routes::TopEntry, error::ErrorBody,
-        summary::RoomSummary, summary::NickSummary, summary::ActivityPoint)),
-    tags((name = "stats", description = "Statistics"), (name = "service", description = "Service status"))
+        summary::RoomSummary, summary::NickSummary, summary::ActivityPoint,
+        history::HistoryMessage, history::HistoryPageBody)),
+    tags((name = "stats", description = "Statistics"), (name = "history", description = "Recorded messages and the live feed"),
+        (name = "service", description = "Service status"))
 )]
 pub(crate) struct ApiDoc;
 
@@ -69,6 +73,10 @@ pub struct AppState<S> {
     /// The store's rolled-up horizon, read at most once a second (it only moves forward, and
     /// a stale one only makes a range read from finer buckets).
     rolled: Arc<std::sync::Mutex<Option<(std::time::Instant, Rolled)>>>,
+    /// The live statistics, shared by every subscriber.
+    live: Arc<history::LiveHub>,
+    /// Cancelled when the API shuts down: live feeds end.
+    closing: CancellationToken,
 }
 
 impl<S: Store> AppState<S> {
@@ -78,6 +86,8 @@ impl<S: Store> AppState<S> {
             store,
             settings: settings.into(),
             rolled: Arc::default(),
+            live: Arc::default(),
+            closing: CancellationToken::new(),
         }
     }
 
@@ -167,6 +177,10 @@ pub fn router<S: Store>(state: AppState<S>) -> Router {
         .route("/stats/nicks/{nick}", get(summary::nick::<S>))
         .route("/stats/activity", get(summary::activity::<S>))
         .route("/metrics", get(routes::metrics))
+        .route("/messages", get(history::messages::<S>))
+        .route("/messages/{id}", get(history::message::<S>))
+        .route("/live", get(history::live::<S>))
+        .route("/ws", get(history::ws::<S>))
         .route("/stats/failedMessages", get(routes::failed_messages::<S>))
         .route_layer(axum::middleware::from_fn(count_request))
         .with_state(state)
@@ -200,5 +214,12 @@ pub async fn serve<S: Store>(
         max_connections: settings.max_connections,
         shutdown_timeout: settings.shutdown_timeout,
     };
+    // Live feeds end when the API shuts down, so that the drain does not wait for them.
+    let closing = state.closing.clone();
+    let stop = shutdown.clone();
+    tokio::spawn(async move {
+        stop.cancelled().await;
+        closing.cancel();
+    });
     server::serve(listener, router(state), limits, shutdown).await
 }

@@ -38,6 +38,7 @@ pub(crate) struct Params {
     pub(crate) to_ms: Option<u64>,
     pub(crate) window_ms: Option<u64>,
     pub(crate) bucket: Option<Granularity>,
+    pub(crate) before: Option<String>,
 }
 
 fn bad(message: impl Into<String>) -> ApiError {
@@ -57,6 +58,7 @@ impl Params {
                 "to" => params.to_ms = Some(time_value("to", &value)?),
                 "window" => params.window_ms = Some(window(&value)?),
                 "bucket" => params.bucket = Some(bucket(&value)?),
+                "before" => params.before = Some(name_value("before", value.into_owned())?),
                 _ => {}
             }
         }
@@ -212,27 +214,7 @@ fn bucket(raw: &str) -> Result<Granularity, ApiError> {
     }
 }
 
-/// `ms` as an RFC 3339 UTC date-time, with milliseconds (`2026-11-23T08:00:05.000Z`) or, when
-/// `millis` is false, whole seconds (`2026-11-23T08:00:00Z`).
-pub(crate) fn rfc3339(ms: u64, millis: bool) -> String {
-    let at = time::OffsetDateTime::from_unix_timestamp_nanos(ms as i128 * 1_000_000)
-        .unwrap_or(time::OffsetDateTime::UNIX_EPOCH);
-    let (date, clock) = (at.date(), at.time());
-    let mut out = format!(
-        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}",
-        date.year(),
-        u8::from(date.month()),
-        date.day(),
-        clock.hour(),
-        clock.minute(),
-        clock.second()
-    );
-    if millis {
-        out.push_str(&format!(".{:03}", clock.millisecond()));
-    }
-    out.push('Z');
-    out
-}
+pub(crate) use crate::timeline::rfc3339;
 
 #[cfg(test)]
 mod tests {

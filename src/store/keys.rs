@@ -17,6 +17,9 @@
 //! | `{ns}nick:{N}:{list}` | sorted set | one nick's words, rooms and emotes, all time |
 //! | `{ns}rollup`, `{ns}rolled`, `{ns}room:{R}:rolled` | hash | the last hour (`h`) and day (`d`) rolled up: for every scope, for everything, for one room |
 //! | `{ns}active:{g}:{n}` | set | the rooms with messages in an hour or a day, to roll up; expires |
+//! | `{ns}history` | stream | recorded messages (field `m`: the entry's JSON, `r`: its room), trimmed to `HISTORY_RETENTION` (to 1,000 when it is 0: the live feed) |
+//! | `{ns}room:{R}:history`, `{ns}nick:{N}:history` | stream | a room's or nick's messages: field `i`, the id of the entry in `{ns}history`; trimmed alike |
+//! | `{ns}history:ids:{hour}` | hash | message id → entry id, for the messages recorded in that hour; expires |
 //! | `{ns}rollup:lock` | string | held by the worker rolling up; expires |
 //!
 //! `{R}` and `{N}` are the room or nick in braces, with `%`, `{` and `}` percent-encoded: the
@@ -157,6 +160,20 @@ impl Keys {
             self.ns,
             bucket_suffix(bucket.granularity, bucket.number)
         )
+    }
+
+    /// The recorded messages (everything: a stream of the entries), or a room's or nick's
+    /// index of them (a stream of the entries' ids in the first).
+    pub(crate) fn history(&self, scope: &Scope) -> String {
+        match scope {
+            Scope::Global => format!("{}history", self.ns),
+            other => format!("{}:history", self.scope_prefix(other)),
+        }
+    }
+
+    /// Message id → the id of its entry in the history, for messages recorded in one hour.
+    pub(crate) fn history_ids(&self, hour: u64) -> String {
+        format!("{}history:ids:{hour}", self.ns)
     }
 
     /// `{ns}room:{R}` or `{ns}nick:{N}`, the name escaped (see the module docs).

@@ -7,13 +7,16 @@
 //! room, nick, emote and time are rankings too, one per [`Place`]; buckets are dropped once
 //! their retention has passed, as Redis expires them.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use bytes::Bytes;
 
-use super::{Entry, Mark, Profile, Store, StoreError, rank_entries, unix_now};
-use crate::detail::{Detail, Period, Place, Scope, Seen};
+use super::{
+    Entry, HistoryPage, LIVE_BACKLOG, Live, Mark, Profile, Store, StoreError, rank_entries,
+    unix_now,
+};
+use crate::detail::{Detail, HistoryEntry, Period, Place, Scope, Seen};
 use crate::message::{Tally, TopList};
 use crate::timeline::{Bucket, Retention, Rolled};
 
@@ -136,6 +139,81 @@ struct Inner {
     /// Serialises whole applications, so a reader never sees half a tally.
     apply: Mutex<()>,
     detail: Mutex<DetailState>,
+    history: Mutex<History>,
+    live: LiveSender,
+}
+
+/// The live feed's sender (a `Default` one, so that `Inner` can derive it).
+#[derive(Debug)]
+struct LiveSender(tokio::sync::broadcast::Sender<Live>);
+
+impl Default for LiveSender {
+    fn default() -> Self {
+        LiveSender(tokio::sync::broadcast::channel(LIVE_BACKLOG).0)
+    }
+}
+
+/// One kept message.
+#[derive(Debug)]
+struct Kept {
+    seq: u64,
+    recorded_ms: u64,
+    id: String,
+    json: Arc<str>,
+}
+
+/// The recorded messages, oldest first, numbered; and per room and nick their numbers.
+#[derive(Debug, Default)]
+struct History {
+    kept: VecDeque<Kept>,
+    by_scope: HashMap<Scope, VecDeque<u64>>,
+    by_id: HashMap<String, u64>,
+    next: u64,
+}
+
+impl History {
+    fn keep(&mut self, entry: &HistoryEntry, now_ms: u64) {
+        self.next += 1;
+        let seq = self.next;
+        self.by_id.insert(entry.id.clone(), seq);
+        for scope in [
+            Scope::Room(entry.room.clone()),
+            Scope::Nick(entry.nick.clone()),
+        ] {
+            if !matches!(&scope, Scope::Room(n) | Scope::Nick(n) if n.is_empty()) {
+                self.by_scope.entry(scope).or_default().push_back(seq);
+            }
+        }
+        self.kept.push_back(Kept {
+            seq,
+            recorded_ms: now_ms,
+            id: entry.id.clone(),
+            json: entry.json.as_str().into(),
+        });
+    }
+
+    /// Drops what was recorded before `oldest_ms`.
+    fn trim(&mut self, oldest_ms: u64) {
+        while self.kept.front().is_some_and(|k| k.recorded_ms < oldest_ms) {
+            if let Some(gone) = self.kept.pop_front() {
+                if self.by_id.get(&gone.id) == Some(&gone.seq) {
+                    self.by_id.remove(&gone.id);
+                }
+            }
+        }
+        let first = self.kept.front().map_or(self.next + 1, |k| k.seq);
+        self.by_scope.retain(|_, seqs| {
+            while seqs.front().is_some_and(|s| *s < first) {
+                seqs.pop_front();
+            }
+            !seqs.is_empty()
+        });
+    }
+
+    fn get(&self, seq: u64) -> Option<&Kept> {
+        let first = self.kept.front()?.seq;
+        self.kept.get(seq.checked_sub(first)? as usize)
+    }
 }
 
 /// The statistics by room, nick, emote and time.
@@ -212,6 +290,22 @@ impl MemoryStore {
     /// Applies a detail without marks; the synchronous core of [`Store::apply_detail`].
     fn apply_detail_now(&self, detail: &Detail) {
         let now = unix_now() * 1000;
+        if !detail.history.is_empty() {
+            let kept = self.retention.history.as_millis() as u64;
+            let mut history = lock(&self.inner.history);
+            for entry in &detail.history {
+                if kept > 0 {
+                    history.keep(entry, now);
+                }
+                let live = Live {
+                    room: entry.room.clone(),
+                    json: entry.json.as_str().into(),
+                };
+                // No subscriber is not an error.
+                let _ = self.inner.live.0.send(live);
+            }
+            history.trim(now.saturating_sub(kept));
+        }
         let mut state = lock(&self.inner.detail);
         state.sweep(now, &self.retention);
         for (place, members) in &detail.lists {
@@ -391,6 +485,63 @@ impl Store for MemoryStore {
 
     fn rolls_up(&self) -> bool {
         false
+    }
+
+    async fn history(
+        &self,
+        scope: &Scope,
+        before: Option<&str>,
+        limit: usize,
+    ) -> Result<HistoryPage, StoreError> {
+        let before = match before {
+            None => u64::MAX,
+            Some(cursor) => cursor
+                .strip_prefix('m')
+                .and_then(|n| u64::from_str_radix(n, 16).ok())
+                .ok_or_else(|| StoreError::Cursor(cursor.to_owned()))?,
+        };
+        let history = lock(&self.inner.history);
+        let older: Vec<u64> = match scope {
+            Scope::Global => {
+                let upto = history.kept.partition_point(|k| k.seq < before);
+                history
+                    .kept
+                    .range(..upto)
+                    .rev()
+                    .take(limit + 1)
+                    .map(|k| k.seq)
+                    .collect()
+            }
+            other => match history.by_scope.get(other) {
+                None => Vec::new(),
+                Some(seqs) => {
+                    let upto = seqs.partition_point(|s| *s < before);
+                    seqs.range(..upto).rev().take(limit + 1).copied().collect()
+                }
+            },
+        };
+        let more = older.len() > limit;
+        let page: Vec<u64> = older.into_iter().take(limit).collect();
+        Ok(HistoryPage {
+            entries: page
+                .iter()
+                .filter_map(|seq| history.get(*seq).map(|k| k.json.to_string()))
+                .collect(),
+            next: page.last().filter(|_| more).map(|seq| format!("m{seq:x}")),
+        })
+    }
+
+    async fn message(&self, id: &str) -> Result<Option<String>, StoreError> {
+        let history = lock(&self.inner.history);
+        Ok(history
+            .by_id
+            .get(id)
+            .and_then(|seq| history.get(*seq))
+            .map(|k| k.json.to_string()))
+    }
+
+    fn subscribe(&self) -> tokio::sync::broadcast::Receiver<Live> {
+        self.inner.live.0.subscribe()
     }
 
     async fn rolled(&self) -> Result<Rolled, StoreError> {

@@ -33,6 +33,27 @@ pub struct Profile {
     pub rank: Option<u64>,
 }
 
+/// A page of the history, newest first.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct HistoryPage {
+    /// The entries, as the API answers them (JSON objects).
+    pub entries: Vec<String>,
+    /// Where the next (older) page starts, if there is one: an opaque cursor.
+    pub next: Option<String>,
+}
+
+/// A recorded message as the live feed sends it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Live {
+    /// Its room, to filter by.
+    pub room: bytes::Bytes,
+    /// The entry, as the API answers it (a JSON object).
+    pub json: Arc<str>,
+}
+
+/// Live messages waiting to be read by one subscriber at most; a slower one loses the oldest.
+pub const LIVE_BACKLOG: usize = 1024;
+
 /// Orders entries as the top lists are ordered — highest count first, equal counts by member
 /// in descending byte order (Redis's `ZREVRANGE`) — and keeps the first `limit`.
 pub fn rank_entries(mut entries: Vec<Entry>, limit: usize) -> Vec<Entry> {
@@ -75,6 +96,9 @@ pub enum StoreError {
     /// The store holds data of an unexpected shape.
     #[error("unexpected data in the store: {0}")]
     Data(String),
+    /// A history cursor that this store did not give.
+    #[error("not a cursor of this history: {0}")]
+    Cursor(String),
 }
 
 /// Storage of the statistics, shared by any number of workers and API instances.
@@ -128,6 +152,21 @@ pub trait Store: Clone + Send + Sync + 'static {
         room: &str,
         periods: &[Period],
     ) -> impl Future<Output = Result<u64, StoreError>> + Send;
+
+    /// The recorded messages of `scope` (everything, a room or a nick), newest first: at most
+    /// `limit`, older than the cursor `before` when given.
+    fn history(
+        &self,
+        scope: &Scope,
+        before: Option<&str>,
+        limit: usize,
+    ) -> impl Future<Output = Result<HistoryPage, StoreError>> + Send;
+
+    /// The recorded message whose id is `id`, while it is kept.
+    fn message(&self, id: &str) -> impl Future<Output = Result<Option<String>, StoreError>> + Send;
+
+    /// Every message recorded from now on, by any worker (a slow reader loses the oldest).
+    fn subscribe(&self) -> tokio::sync::broadcast::Receiver<Live>;
 
     /// True when the store rolls hour and day buckets up from minutes itself (Redis), so that
     /// writers send minutes only (and late messages for hours and days that ended).

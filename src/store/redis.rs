@@ -17,8 +17,10 @@ use fred::prelude::*;
 use fred::types::config::ReconnectPolicy;
 
 use super::keys::{Keys, activity_group_end_ms};
-use super::{Entry, Mark, Profile, Store, StoreError, rank_entries};
-use crate::detail::{Detail, Period, Scope, Seen};
+use super::{
+    Entry, HistoryPage, LIVE_BACKLOG, Live, Mark, Profile, Store, StoreError, rank_entries,
+};
+use crate::detail::{Detail, HistoryEntry, Period, Scope, Seen};
 use crate::message::{Tally, TopList};
 use crate::telemetry::SecretUrl;
 use crate::timeline::{Bucket, Granularity, Retention, Rolled, children, now_ms};
@@ -61,6 +63,10 @@ static FIELDS: Script = Script::new(include_str!("lua/fields.lua"));
 static UNION_SIZE: Script = Script::new(include_str!("lua/union_size.lua"));
 /// Rolls one scope's minutes up into an hour (or hours into a day).
 static ROLLUP: Script = Script::new(include_str!("lua/rollup.lua"));
+/// One page of the history.
+static HISTORY: Script = Script::new(include_str!("lua/history.lua"));
+/// One recorded message by id.
+static MESSAGE: Script = Script::new(include_str!("lua/message.lua"));
 
 /// How long after an hour (or day) ends its roll-up waits: longer than any message can take
 /// from being read to being applied, and than clock differences between workers.
@@ -94,6 +100,8 @@ pub struct RedisStore {
     /// The last connection error, so that a call that times out while Redis cannot be reached
     /// says why (refused, wrong password…) instead of only "timeout".
     last_error: Arc<Mutex<Option<String>>>,
+    /// The live feed, read from the history stream by one task once someone subscribes.
+    live: Arc<OnceLock<tokio::sync::broadcast::Sender<Live>>>,
 }
 
 impl RedisStore {
@@ -131,6 +139,7 @@ impl RedisStore {
             keys: Keys::new(settings.namespace.clone()),
             settings: settings.into(),
             last_error,
+            live: Arc::default(),
         })
     }
 
@@ -184,6 +193,99 @@ impl RedisStore {
         }
         StoreError::Redis(err)
     }
+}
+
+/// Follows the history stream with a connection of its own (a blocking read would hold up the
+/// shared one) and sends every new entry to `sender`, for as long as anyone listens.
+async fn tail(
+    settings: Arc<RedisSettings>,
+    stream: String,
+    sender: tokio::sync::broadcast::Sender<Live>,
+) {
+    const BLOCK_MS: u64 = 2_000;
+    let client = Config::from_url(settings.url.expose().as_str()).and_then(|mut config| {
+        config.fail_fast = false;
+        Builder::from_config(config)
+            .with_performance_config(|perf| {
+                perf.default_command_timeout = Duration::from_millis(BLOCK_MS) + settings.timeout;
+            })
+            .set_policy(ReconnectPolicy::new_exponential(0, 100, 1_000, 2))
+            .build()
+    });
+    let Ok(client) = client else {
+        return;
+    };
+    client.connect();
+    let mut last = "$".to_owned();
+    loop {
+        let read: Result<Value, Error> = client
+            .xread(Some(500), Some(BLOCK_MS), stream.as_str(), last.as_str())
+            .await;
+        match read {
+            Ok(reply) => {
+                for (id, fields) in stream_entries(reply) {
+                    last = id;
+                    let field = |name: &str| {
+                        fields
+                            .iter()
+                            .find(|(n, _)| n.as_ref() == name.as_bytes())
+                            .map(|(_, v)| v.clone())
+                    };
+                    if let Some(json) = field("m") {
+                        let live = Live {
+                            room: field("r").unwrap_or_default(),
+                            json: String::from_utf8_lossy(&json).into(),
+                        };
+                        let _ = sender.send(live);
+                    }
+                }
+            }
+            Err(_) => tokio::time::sleep(Duration::from_millis(500)).await,
+        }
+    }
+}
+
+/// The entries of an `XREAD` reply: id and field-value pairs (RESP2 arrays or RESP3 maps).
+fn stream_entries(reply: Value) -> Vec<(String, Vec<(bytes::Bytes, bytes::Bytes)>)> {
+    let streams: Vec<Value> = match reply {
+        Value::Array(streams) => streams
+            .into_iter()
+            .filter_map(|s| match s {
+                Value::Array(mut pair) if pair.len() == 2 => pair.pop(),
+                _ => None,
+            })
+            .collect(),
+        Value::Map(map) => map.inner().into_values().collect(),
+        _ => Vec::new(),
+    };
+    let mut out = Vec::new();
+    for entries in streams {
+        let Value::Array(entries) = entries else {
+            continue;
+        };
+        for entry in entries {
+            let Value::Array(mut parts) = entry else {
+                continue;
+            };
+            if parts.len() != 2 {
+                continue;
+            }
+            let fields = parts.pop();
+            let id = parts.pop().and_then(|v| v.into_bytes());
+            let (Some(id), Some(Value::Array(fields))) = (id, fields) else {
+                continue;
+            };
+            let mut pairs = Vec::with_capacity(fields.len() / 2);
+            let mut values = fields.into_iter();
+            while let (Some(name), Some(value)) = (values.next(), values.next()) {
+                if let (Some(name), Some(value)) = (name.into_bytes(), value.into_bytes()) {
+                    pairs.push((name, value));
+                }
+            }
+            out.push((String::from_utf8_lossy(&id).into_owned(), pairs));
+        }
+    }
+    out
 }
 
 /// A connection error as an operator reads it: `connection refused`, `WRONGPASS …`.
@@ -544,7 +646,60 @@ fn detail_call(
             .collect();
         group(keys.seen(kind, true), "gt", 0, None, lasts);
     }
+    if !detail.history.is_empty() {
+        history_group(&mut call, keys, retention, &detail.history, now_ms);
+    }
     call
+}
+
+/// The history group of a detail call, last (layout at the top of `lua/detail.lua`).
+fn history_group(
+    call: &mut ScriptCall,
+    keys: &Keys,
+    retention: &Retention,
+    entries: &[HistoryEntry],
+    now_ms: u64,
+) {
+    let kept = retention.history.as_millis() as u64;
+    let hour = now_ms / Granularity::Hour.ms();
+    call.keys.push(Key::from(keys.history(&Scope::Global)));
+    call.keys.push(Key::from(keys.history_ids(hour)));
+    let expiry = ((hour + 1) * Granularity::Hour.ms() + kept).div_ceil(1000);
+    let minid = if kept == 0 {
+        0
+    } else {
+        now_ms.saturating_sub(kept).max(1)
+    };
+    call.args.push(Value::from("x"));
+    call.args.push(Value::Integer(expiry as i64));
+    call.args.push(Value::from(minid.to_string()));
+    call.args.push(Value::Integer(entries.len() as i64));
+    for entry in entries {
+        call.args.push(Value::from(entry.json.as_str()));
+        call.args.push(Value::from(entry.id.as_str()));
+        call.args.push(Value::Bytes(entry.room.clone()));
+        let mut flags = String::new();
+        for (flag, scope) in [
+            ('r', Scope::Room(entry.room.clone())),
+            ('n', Scope::Nick(entry.nick.clone())),
+        ] {
+            if kept > 0 && !matches!(&scope, Scope::Room(n) | Scope::Nick(n) if n.is_empty()) {
+                flags.push(flag);
+                call.keys.push(Key::from(keys.history(&scope)));
+            }
+        }
+        if flags.is_empty() {
+            flags.push('-');
+        }
+        call.args.push(Value::from(flags));
+    }
+}
+
+/// A history cursor of this store: `r` and a stream entry id.
+fn stream_id(cursor: &str) -> Option<&str> {
+    let id = cursor.strip_prefix('r')?;
+    let (ms, seq) = id.split_once('-')?;
+    (ms.parse::<u64>().is_ok() && seq.parse::<u64>().is_ok()).then_some(id)
 }
 
 /// Text of a reply value; Redis data is bytes, so invalid UTF-8 is replaced, not rejected.
@@ -686,6 +841,87 @@ impl Store for RedisStore {
 
     fn rolls_up(&self) -> bool {
         true
+    }
+
+    async fn history(
+        &self,
+        scope: &Scope,
+        before: Option<&str>,
+        limit: usize,
+    ) -> Result<HistoryPage, StoreError> {
+        let start = match before {
+            None => "+".to_owned(),
+            Some(cursor) => {
+                let id = stream_id(cursor).ok_or_else(|| StoreError::Cursor(cursor.to_owned()))?;
+                format!("({id}")
+            }
+        };
+        if self.settings.retention.history.is_zero() {
+            // History off: the stream holds only the live feed's last messages.
+            return Ok(HistoryPage::default());
+        }
+        let indexed = *scope != Scope::Global;
+        let call = || ScriptCall {
+            keys: vec![
+                Key::from(self.keys.history(scope)),
+                Key::from(self.keys.history(&Scope::Global)),
+            ],
+            args: vec![
+                Value::from(start.as_str()),
+                Value::Integer(limit as i64 + 1),
+                Value::from(if indexed { "1" } else { "0" }),
+            ],
+        };
+        let mut reply: Vec<Value> = self.run(&HISTORY, call).await?;
+        let rows = reply.pop().and_then(|v| v.as_u64()).unwrap_or(0) as usize;
+        let mut entries = Vec::with_capacity(limit);
+        let mut last = None;
+        let mut values = reply.into_iter();
+        while let (Some(id), Some(json)) = (values.next(), values.next()) {
+            if entries.len() == limit {
+                break;
+            }
+            last = Some(text(id));
+            entries.push(text(json));
+        }
+        let next = last.filter(|_| rows > limit).map(|id| format!("r{id}"));
+        Ok(HistoryPage { entries, next })
+    }
+
+    async fn message(&self, id: &str) -> Result<Option<String>, StoreError> {
+        let kept = self.settings.retention.history.as_millis() as u64;
+        if kept == 0 {
+            return Ok(None);
+        }
+        let now = now_ms();
+        let hour = Granularity::Hour.ms();
+        let call = || {
+            let mut keys: Vec<Key> = (now.saturating_sub(kept) / hour..=now / hour)
+                .rev()
+                .map(|h| Key::from(self.keys.history_ids(h)))
+                .collect();
+            keys.push(Key::from(self.keys.history(&Scope::Global)));
+            ScriptCall {
+                keys,
+                args: vec![Value::from(id)],
+            }
+        };
+        let found: Option<String> = self.run(&MESSAGE, call).await?;
+        Ok(found)
+    }
+
+    fn subscribe(&self) -> tokio::sync::broadcast::Receiver<Live> {
+        self.live
+            .get_or_init(|| {
+                let (sender, _) = tokio::sync::broadcast::channel(LIVE_BACKLOG);
+                tokio::spawn(tail(
+                    self.settings.clone(),
+                    self.keys.history(&Scope::Global),
+                    sender.clone(),
+                ));
+                sender
+            })
+            .subscribe()
     }
 
     async fn rolled(&self) -> Result<Rolled, StoreError> {

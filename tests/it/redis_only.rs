@@ -194,6 +194,8 @@ fn message(time_ms: u64, room: &str, nick: &str, words: &[&str]) -> chatstats::m
         nick: Some(bytes::Bytes::copy_from_slice(nick.as_bytes())),
         words: counts,
         emotes: Vec::new(),
+        id: None,
+        body: bytes::Bytes::new(),
     }
 }
 
@@ -211,6 +213,7 @@ async fn hours_and_days_are_rolled_up_exactly_and_late_messages_join_them() {
             Duration::from_secs(8 * 86_400),
             Duration::from_secs(35 * 86_400),
         ],
+        ..Retention::default()
     };
     let store =
         chatstats::store::redis::RedisStore::connect(chatstats::store::redis::RedisSettings {
@@ -227,7 +230,7 @@ async fn hours_and_days_are_rolled_up_exactly_and_late_messages_join_them() {
         async move {
             let mut builder = DetailBuilder::default();
             for m in &messages {
-                builder.add(m);
+                builder.add(m, true, None);
             }
             let detail = builder.take(now_ms(), &retention, Buckets::Rollups);
             assert!(store.apply_detail(&detail, None).await.unwrap());

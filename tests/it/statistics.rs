@@ -82,6 +82,7 @@ fn full_rules() -> Rules {
     Rules {
         failed_max: 4096,
         full: true,
+        history: true,
         ignored: Arc::new(Rules::ignored_nicks("nightbot,streamelements")),
         emote_names: Arc::new(EmoteNames::parse(
             &std::fs::read_to_string(part2("emote-names.txt")).unwrap(),

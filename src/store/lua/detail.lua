@@ -7,7 +7,13 @@
 --         `rolled` field (`h`, `d`) and the bucket's number, then u members (each `n` = 1), then
 --         c `member, n` pairs (most increments are 1: half the arguments to convert)
 -- Operations: `z` ZINCRBY n member; `h` HINCRBY member n; `lt` / `gt` ZADD LT / GT n member
--- (the earliest / latest time); `s` SADD member. `zr` and `hr` are `z` and `h` applied only when
+-- (the earliest / latest time); `s` SADD member.
+-- A history group (last) is laid out differently: KEYS the history stream, the ids hash of the
+-- hour, then per entry its room's and nick's index streams (as its flags say); ARGV `x`, the
+-- ids hash's expiry, the trimming MINID (`0`: not kept, only the last 1,000 for the live
+-- feed), a count c, then per entry its JSON, id, room and flags (`r`, `n`, `rn` or `-`); every
+-- key of the group expires with the ids hash, so a room gone quiet leaves nothing behind.
+-- `zr` and `hr` are `z` and `h` applied only when
 -- the bucket was already rolled up for the scope: a late message for an hour or a day that ended
 -- (its minutes were rolled up without it) goes into the hour or day directly; before the roll-up
 -- the minutes carry it.
@@ -34,7 +40,38 @@ local function apply(key, op, member, n)
     redis.call('ZADD', key, string.upper(op), n, member)
   end
 end
+local function history()
+  local stream, ids = KEYS[k], KEYS[k + 1]
+  local expiry, minid, count = tonumber(ARGV[i + 1]), ARGV[i + 2], tonumber(ARGV[i + 3])
+  i = i + 4
+  k = k + 2
+  for _ = 1, count do
+    local json, id, room, flags = ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3]
+    i = i + 4
+    if minid == '0' then
+      redis.call('XADD', stream, 'MAXLEN', '~', 1000, '*', 'm', json, 'r', room)
+    else
+      local entry = redis.call('XADD', stream, 'MINID', '~', minid, '*', 'm', json, 'r', room)
+      redis.call('HSET', ids, id, entry)
+      if flags ~= '-' then
+        for _ = 1, #flags do
+          redis.call('XADD', KEYS[k], 'MINID', '~', minid, '*', 'i', entry)
+          redis.call('EXPIREAT', KEYS[k], expiry)
+          k = k + 1
+        end
+      end
+    end
+  end
+  if minid ~= '0' then
+    redis.call('EXPIREAT', ids, expiry)
+    redis.call('EXPIREAT', stream, expiry)
+  end
+end
 while k <= #KEYS do
+  if ARGV[i] == 'x' then
+    history()
+    break
+  end
   local key, op, expiry = KEYS[k], ARGV[i], tonumber(ARGV[i + 1])
   local ones, count = tonumber(ARGV[i + 2]), tonumber(ARGV[i + 3])
   i = i + 4
