@@ -93,7 +93,8 @@ while True:
     for k in keys:
         key = k.decode("utf-8", "replace")
         size = call("MEMORY", "USAGE", k, "SAMPLES", 0) or 0
-        if ":m:" in key and "activity" not in key: kind = "minute buckets"
+        if key.endswith(":history") or ":history:" in key or key == "m:history": kind = "history (HISTORY_RETENTION; scripts/bench_history.sh)"
+        elif ":m:" in key and "activity" not in key: kind = "minute buckets"
         elif key.endswith(f":h:{hour}") and "activity" not in key: kind = "the hour bucket"
         elif ":d:" in key and "activity" not in key: kind = "day buckets"
         elif "activity" in key: kind = "activity"

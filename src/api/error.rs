@@ -51,7 +51,19 @@ pub(crate) enum ApiError {
     },
     /// The store failed or did not answer (503).
     #[error("statistics are unavailable: the store did not answer")]
-    Store(#[from] StoreError),
+    Store(StoreError),
+}
+
+impl From<StoreError> for ApiError {
+    fn from(error: StoreError) -> Self {
+        match error {
+            // A cursor is the client's input: refusing it is a 400, not an outage.
+            StoreError::Cursor(cursor) => ApiError::BadRequest(format!(
+                "querystring/before is not a cursor of this history: {cursor:.64}"
+            )),
+            other => ApiError::Store(other),
+        }
+    }
 }
 
 impl ApiError {

@@ -7,6 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::rejection::PathRejection;
+use axum::extract::ws::rejection::WebSocketUpgradeRejection;
 use axum::extract::ws::{Message as Frame, WebSocket, WebSocketUpgrade};
 use axum::extract::{Path, RawQuery, State};
 use axum::http::header;
@@ -242,11 +243,11 @@ enum Update {
 
 /// The updates for one subscriber: messages of `room` (or all), statistics once a second, and
 /// a `lagged` notice when it read too slowly and lost messages; ends at shutdown.
-fn updates<S: Store>(
+async fn updates<S: Store>(
     state: &AppState<S>,
     room: Option<String>,
 ) -> impl Stream<Item = Update> + Send + use<S> {
-    let messages = state.store.subscribe();
+    let messages = state.store.subscribe().await;
     let stats = state.live.stats(state);
     let closing = state.closing.clone();
     futures::stream::unfold(
@@ -301,7 +302,7 @@ pub(crate) async fn live<S: Store>(
     RawQuery(q): RawQuery,
 ) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, ApiError> {
     let room = live_room(q.as_deref())?;
-    let events = futures::StreamExt::map(updates(&state, room), |update| {
+    let events = futures::StreamExt::map(updates(&state, room).await, |update| {
         Ok(match update {
             Update::Message(json) => Event::default().event("message").data(&*json),
             Update::Stats(json) => Event::default().event("stats").data(&*json),
@@ -324,10 +325,12 @@ pub(crate) async fn live<S: Store>(
 pub(crate) async fn ws<S: Store>(
     State(state): State<AppState<S>>,
     RawQuery(q): RawQuery,
-    upgrade: WebSocketUpgrade,
+    upgrade: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
 ) -> Result<Response, ApiError> {
     let room = live_room(q.as_deref())?;
-    let updates = updates(&state, room);
+    let upgrade =
+        upgrade.map_err(|e| ApiError::BadRequest(format!("headers: {}", e.body_text())))?;
+    let updates = updates(&state, room).await;
     Ok(upgrade.on_upgrade(move |socket| forward(socket, updates)))
 }
 

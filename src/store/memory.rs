@@ -540,7 +540,7 @@ impl Store for MemoryStore {
             .map(|k| k.json.to_string()))
     }
 
-    fn subscribe(&self) -> tokio::sync::broadcast::Receiver<Live> {
+    async fn subscribe(&self) -> tokio::sync::broadcast::Receiver<Live> {
         self.inner.live.0.subscribe()
     }
 

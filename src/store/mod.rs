@@ -166,7 +166,8 @@ pub trait Store: Clone + Send + Sync + 'static {
     fn message(&self, id: &str) -> impl Future<Output = Result<Option<String>, StoreError>> + Send;
 
     /// Every message recorded from now on, by any worker (a slow reader loses the oldest).
-    fn subscribe(&self) -> tokio::sync::broadcast::Receiver<Live>;
+    /// Resolves once the feed is in place: a message recorded after that is received.
+    fn subscribe(&self) -> impl Future<Output = tokio::sync::broadcast::Receiver<Live>> + Send;
 
     /// True when the store rolls hour and day buckets up from minutes itself (Redis), so that
     /// writers send minutes only (and late messages for hours and days that ended).

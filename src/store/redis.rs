@@ -101,7 +101,7 @@ pub struct RedisStore {
     /// says why (refused, wrong password…) instead of only "timeout".
     last_error: Arc<Mutex<Option<String>>>,
     /// The live feed, read from the history stream by one task once someone subscribes.
-    live: Arc<OnceLock<tokio::sync::broadcast::Sender<Live>>>,
+    live: Arc<tokio::sync::OnceCell<tokio::sync::broadcast::Sender<Live>>>,
 }
 
 impl RedisStore {
@@ -201,6 +201,7 @@ async fn tail(
     settings: Arc<RedisSettings>,
     stream: String,
     sender: tokio::sync::broadcast::Sender<Live>,
+    started: tokio::sync::oneshot::Sender<()>,
 ) {
     const BLOCK_MS: u64 = 2_000;
     let client = Config::from_url(settings.url.expose().as_str()).and_then(|mut config| {
@@ -216,7 +217,17 @@ async fn tail(
         return;
     };
     client.connect();
-    let mut last = "$".to_owned();
+    // Start after the newest entry now, by its id: "$" would be read again at every retry, and
+    // miss what was added between the subscription and the first read.
+    let mut last = loop {
+        let newest: Result<Value, Error> =
+            client.xrevrange(stream.as_str(), "+", "-", Some(1)).await;
+        match newest {
+            Ok(reply) => break newest_id(reply).unwrap_or_else(|| "0-0".to_owned()),
+            Err(_) => tokio::time::sleep(Duration::from_millis(500)).await,
+        }
+    };
+    let _ = started.send(());
     loop {
         let read: Result<Value, Error> = client
             .xread(Some(500), Some(BLOCK_MS), stream.as_str(), last.as_str())
@@ -242,6 +253,17 @@ async fn tail(
             }
             Err(_) => tokio::time::sleep(Duration::from_millis(500)).await,
         }
+    }
+}
+
+/// The id of the one entry of an `XREVRANGE … COUNT 1` reply.
+fn newest_id(reply: Value) -> Option<String> {
+    match reply {
+        Value::Array(mut entries) => match entries.pop()? {
+            Value::Array(mut entry) if !entry.is_empty() => entry.swap_remove(0).into_string(),
+            _ => None,
+        },
+        _ => None,
     }
 }
 
@@ -910,17 +932,23 @@ impl Store for RedisStore {
         Ok(found)
     }
 
-    fn subscribe(&self) -> tokio::sync::broadcast::Receiver<Live> {
+    async fn subscribe(&self) -> tokio::sync::broadcast::Receiver<Live> {
         self.live
-            .get_or_init(|| {
+            .get_or_init(|| async {
                 let (sender, _) = tokio::sync::broadcast::channel(LIVE_BACKLOG);
+                let (started, start) = tokio::sync::oneshot::channel();
                 tokio::spawn(tail(
                     self.settings.clone(),
                     self.keys.history(&Scope::Global),
                     sender.clone(),
+                    started,
                 ));
+                // Wait (a bounded time: Redis may be down) until the tail knows where the
+                // stream ends, so that what is recorded from now on is received.
+                let _ = tokio::time::timeout(self.settings.timeout, start).await;
                 sender
             })
+            .await
             .subscribe()
     }
 

@@ -145,6 +145,28 @@ async fn the_openapi_document_describes_every_route_with_schemas_and_examples() 
     let limit = &paths["/stats/words"]["get"]["parameters"][0];
     assert_eq!(limit["name"], "limit");
     assert_eq!(limit["schema"]["maximum"], 1000);
+    // History and the live feed: JSON pages, then SSE and WebSocket described as such.
+    for route in ["/messages", "/messages/{id}"] {
+        let ok = &paths[route]["get"]["responses"]["200"]["content"]["application/json"];
+        assert!(ok["schema"]["$ref"].is_string(), "{route}");
+    }
+    assert_eq!(
+        paths["/messages/{id}"]["get"]["responses"]["404"]["content"]["application/json"]["example"]
+            ["statusCode"],
+        404
+    );
+    let sse = &paths["/live"]["get"]["responses"]["200"]["content"]["text/event-stream"];
+    assert!(
+        sse["example"]
+            .as_str()
+            .is_some_and(|e| e.contains("event: stats"))
+    );
+    let ws = &paths["/ws"]["get"]["responses"]["101"]["description"];
+    assert!(ws.as_str().is_some_and(|d| d.contains("WebSocket")));
+    for route in ["/live", "/ws"] {
+        let room = &paths[route]["get"]["parameters"][0];
+        assert_eq!(room["name"], "room", "{route}");
+    }
     let (status, _, html) = call("/documentation/", "GET", &[]).await;
     assert_eq!(status, 200);
     assert!(

@@ -7,6 +7,7 @@ mod bins;
 mod contract;
 mod e2e;
 mod fuzz;
+mod history;
 mod hostile;
 mod operations;
 mod redis_only;
