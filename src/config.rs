@@ -7,6 +7,7 @@
 //! settings types of each layer ([`HttpSettings`], [`RedisSettings`], [`WorkerSettings`],
 //! [`ApiSettings`]) from the flags.
 
+use std::num::NonZeroU32;
 use std::process::ExitCode;
 use std::time::Duration;
 
@@ -15,7 +16,7 @@ use clap::{Args, Parser, ValueEnum};
 
 use std::sync::Arc;
 
-use crate::api::ApiSettings;
+use crate::api::{ApiSettings, IngestTokens, RateLimit, TrustedProxies};
 use crate::emotes::EmoteNames;
 use crate::message::Rules;
 use crate::source::http::HttpSettings;
@@ -25,7 +26,7 @@ use crate::timeline::Retention;
 use crate::worker::WorkerSettings;
 
 /// Variables whose values may hold a secret: never repeated in an error message.
-const SECRET_VARIABLES: [&str; 2] = ["REDIS_URL", "CHAT_INTERFACE_URL"];
+const SECRET_VARIABLES: [&str; 3] = ["REDIS_URL", "CHAT_INTERFACE_URL", "INGEST_TOKENS"];
 
 /// How the upstream is read.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -60,7 +61,7 @@ impl ProcessArgs {
 pub(crate) struct RedisArgs {
     /// Redis URL (`redis://[user:password@]host:port[/db]`, `rediss://` for TLS); overrides
     /// REDIS_HOST and REDIS_PORT.
-    #[arg(long, env, value_parser = parse_redis_url)]
+    #[arg(long, env, hide_env_values = true, value_parser = parse_redis_url)]
     pub(crate) redis_url: Option<SecretUrl>,
     /// Redis host, when REDIS_URL is not set [default: localhost].
     #[arg(long, env)]
@@ -186,6 +187,63 @@ pub(crate) struct ApiArgs {
     /// Also kept below the process's open-file limit.
     #[arg(long, env, default_value_t = 10_000, value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
     pub(crate) max_connections: u64,
+    /// Bearer tokens accepted by `POST /messages`, comma-separated, each at least 16 visible
+    /// ASCII characters (`openssl rand -hex 32`); unset or empty: ingestion is disabled (403).
+    #[arg(long, env, value_parser = IngestTokens::parse, hide_env_values = true)]
+    pub(crate) ingest_tokens: Option<IngestTokens>,
+    /// Requests of `POST /messages` per token: `200/s`, `600/m` or `10000/h`; unset or empty:
+    /// no limit.
+    #[arg(long, env, value_parser = parse_rate_limit)]
+    pub(crate) ingest_rate_limit: Option<Blankable<RateLimit>>,
+    /// Requests of `POST /messages` a token may send at once [default: the limit's amount per
+    /// second, at least 1].
+    #[arg(long, env, value_parser = parse_burst)]
+    pub(crate) ingest_rate_burst: Option<Blankable<NonZeroU32>>,
+    /// `GET` and `HEAD` requests per client IP address (IPv6: per /64): `100/s`, `600/m`…;
+    /// unset or empty: no limit.
+    #[arg(long, env, value_parser = parse_rate_limit)]
+    pub(crate) read_rate_limit: Option<Blankable<RateLimit>>,
+    /// Reads a client may send at once [default: the limit's amount per second, at least 1].
+    #[arg(long, env, value_parser = parse_burst)]
+    pub(crate) read_rate_burst: Option<Blankable<NonZeroU32>>,
+    /// Proxies whose `X-Forwarded-For` names the client, comma-separated IP addresses or CIDR
+    /// networks (`10.0.0.0/8,127.0.0.1`); unset: the TCP peer is the client.
+    #[arg(long, env, value_parser = TrustedProxies::parse)]
+    pub(crate) trusted_proxies: Option<TrustedProxies>,
+}
+
+/// A setting that may be set to an empty value, which means "not set" (a `.env` template's
+/// `NAME=`).
+#[derive(Debug, Clone)]
+pub(crate) struct Blankable<T>(Option<T>);
+
+impl<T: Clone> Blankable<T> {
+    fn get(value: &Option<Blankable<T>>) -> Option<T> {
+        value.as_ref().and_then(|v| v.0.clone())
+    }
+}
+
+fn parse_rate_limit(value: &str) -> Result<Blankable<RateLimit>, String> {
+    RateLimit::parse(value).map(Blankable)
+}
+
+fn parse_burst(value: &str) -> Result<Blankable<NonZeroU32>, String> {
+    let value = value.trim();
+    if value.is_empty() {
+        return Ok(Blankable(None));
+    }
+    match value.parse::<NonZeroU32>() {
+        Ok(burst) if burst.get() <= 1_000_000 => Ok(Blankable(Some(burst))),
+        _ => Err("expected a whole number from 1 to 1000000; empty for the default".to_owned()),
+    }
+}
+
+/// `rate` with `burst` when one is set.
+fn with_burst(rate: Option<RateLimit>, burst: Option<NonZeroU32>) -> Option<RateLimit> {
+    rate.map(|rate| match burst {
+        Some(burst) => rate.with_burst(burst),
+        None => rate,
+    })
 }
 
 impl ApiArgs {
@@ -199,6 +257,16 @@ impl ApiArgs {
             max_connections: self.max_connections as usize,
             shutdown_timeout: process.shutdown_timeout(),
             retention: data.retention(),
+            ingest_tokens: self.ingest_tokens.clone().unwrap_or_default(),
+            ingest_rate: with_burst(
+                Blankable::get(&self.ingest_rate_limit),
+                Blankable::get(&self.ingest_rate_burst),
+            ),
+            read_rate: with_burst(
+                Blankable::get(&self.read_rate_limit),
+                Blankable::get(&self.read_rate_burst),
+            ),
+            trusted_proxies: self.trusted_proxies.clone().unwrap_or_default(),
         }
     }
 
@@ -226,8 +294,9 @@ impl ApiArgs {
 /// Where the upstream is and how it is followed.
 #[derive(Clone, Args)]
 pub(crate) struct SourceArgs {
-    /// Upstream stream URL (http mode) or file path, `-` for stdin (text mode).
-    #[arg(long, env)]
+    /// Upstream stream URL (http mode) or file path, `-` for stdin (text mode), or `inbox`:
+    /// consume the Redis inbox with the other workers.
+    #[arg(long, env, hide_env_values = true)]
     pub(crate) chat_interface_url: Option<String>,
     /// `http` or `text`.
     #[arg(long, env, default_value = "http", ignore_case = true)]
@@ -284,6 +353,17 @@ pub(crate) struct WorkerArgs {
     /// milliseconds are merged into one store call (they lag by at most this much).
     #[arg(long, env, default_value_t = 50, value_parser = clap::value_parser!(u64).range(1..=10_000))]
     pub(crate) stats_flush_ms: u64,
+    /// `CHAT_INTERFACE_URL=inbox`: most inbox entries read and applied in one call.
+    #[arg(long, env, default_value_t = 500, value_parser = clap::value_parser!(u64).range(1..=5_000))]
+    pub(crate) inbox_batch: u64,
+    /// `CHAT_INTERFACE_URL=inbox`: milliseconds an entry may stay pending with a consumer
+    /// before another takes it over (the consumer is taken for dead or stalled).
+    #[arg(long, env, default_value_t = 30_000, value_parser = clap::value_parser!(u64).range(100..=86_400_000))]
+    pub(crate) inbox_claim_idle_ms: u64,
+    /// `chatstats-worker`: append the upstream's payloads to the Redis inbox instead of applying
+    /// them, so that one reader feeds the workers that consume the inbox.
+    #[arg(long, env, default_value = "false", value_parser = clap::builder::BoolishValueParser::new(), action = clap::ArgAction::Set)]
+    pub(crate) forward_to_inbox: bool,
 }
 
 /// Which statistics the worker gathers.
@@ -351,6 +431,11 @@ impl WorkerArgs {
 pub(crate) enum Upstream {
     /// An endless HTTP stream.
     Http(HttpSettings),
+    /// The Redis inbox, shared with other workers (`CHAT_INTERFACE_URL=inbox`).
+    Inbox {
+        /// Longest payload.
+        line_cap: usize,
+    },
     /// A file path or `-`, read to its end.
     Text {
         /// The path, or `-` for stdin.
@@ -364,6 +449,7 @@ impl std::fmt::Display for Upstream {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             Upstream::Http(http) => write!(f, "HTTP stream {}", http.url),
+            Upstream::Inbox { .. } => f.write_str("the Redis inbox (consumer group chatstats)"),
             Upstream::Text { path, .. } if path == "-" => f.write_str("text mode, stdin"),
             Upstream::Text { path, .. } => write!(f, "text mode, {path}"),
         }
@@ -381,6 +467,9 @@ impl SourceArgs {
             return Ok(None);
         };
         let line_cap = self.max_line_bytes as usize;
+        if location.trim().eq_ignore_ascii_case("inbox") {
+            return Ok(Some(Upstream::Inbox { line_cap }));
+        }
         Ok(Some(match self.response_stream_mode {
             StreamMode::Text => Upstream::Text {
                 path: location.to_owned(),

@@ -18,6 +18,8 @@
 //!   ([`message::Message`]); [`detail`] merges the latter over a short interval.
 //! - [`store`]: the [`store::Store`] trait, the Redis store and the in-memory store.
 //! - [`worker`]: drives a source into a store, exactly once per call, with backpressure.
+//! - [`inbox`]: workers sharing the Redis inbox (`CHAT_INTERFACE_URL=inbox`), each batch applied
+//!   and acknowledged in one call; and forwarding an upstream into it.
 //! - [`api`]: the HTTP routes, errors, the generated OpenAPI document, and the bounded server.
 //! - [`config`], [`startup`]: settings from flags, environment and `.env`; what each binary runs.
 //! - Leaves, which import nothing from the crate: [`telemetry`] (logs, and [`telemetry::SecretUrl`],
@@ -31,6 +33,7 @@ pub mod api;
 pub mod config;
 pub mod detail;
 pub mod emotes;
+pub mod inbox;
 pub mod message;
 pub(crate) mod retry;
 pub(crate) mod shutdown;

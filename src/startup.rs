@@ -18,6 +18,7 @@ use crate::api::{self, AppState};
 use crate::config::{
     self, ApiArgs, ConfigError, ProcessArgs, RedisArgs, SourceArgs, Upstream, WorkerArgs,
 };
+use crate::inbox::{self, InboxSettings};
 use crate::sim::SimSource;
 use crate::source::file::FileSource;
 use crate::source::http::HttpSource;
@@ -312,6 +313,14 @@ async fn drive<S: Store>(
         Some(Upstream::Http(http)) => {
             worker::run(store, HttpSource::new(http), settings, progress, shutdown).await?;
         }
+        Some(Upstream::Inbox { .. }) => {
+            return Err(ConfigError::invalid(
+                "CHAT_INTERFACE_URL",
+                "inbox",
+                "an upstream: the inbox is consumed by chatstats-worker, with Redis",
+            )
+            .into());
+        }
         Some(Upstream::Text { path, line_cap }) => {
             let source = FileSource::open(&path, line_cap)
                 .await
@@ -354,7 +363,53 @@ pub async fn run_worker(cli: WorkerCli, shutdown: CancellationToken) -> Result<(
     if let Some(address) = &cli.worker.metrics_addr {
         serve_metrics(address, shutdown.clone()).await?;
     }
+    if cli.worker.forward_to_inbox {
+        let forwarded = match upstream {
+            Upstream::Http(http) => {
+                inbox::forward(store, HttpSource::new(http), &settings, shutdown).await?
+            }
+            Upstream::Text { path, line_cap } => {
+                let source = FileSource::open(&path, line_cap)
+                    .await
+                    .map_err(WorkerError::from)?;
+                inbox::forward(store, source, &settings, shutdown).await?
+            }
+            Upstream::Inbox { .. } => {
+                return Err(ConfigError::invalid(
+                    "CHAT_INTERFACE_URL",
+                    "inbox",
+                    "an HTTP upstream or a file with FORWARD_TO_INBOX=true (the inbox cannot feed itself)",
+                )
+                .into());
+            }
+        };
+        info!(forwarded, "chatstats-worker stopped");
+        return Ok(());
+    }
+    if let Upstream::Inbox { line_cap } = upstream {
+        let inbox = InboxSettings {
+            consumer: consumer_name(),
+            batch: cli.worker.inbox_batch as usize,
+            claim_idle: Duration::from_millis(cli.worker.inbox_claim_idle_ms),
+            // A blocked read must end before the store's timeout would fail it.
+            block: Duration::from_millis(cli.redis.data.redis_timeout_ms / 2)
+                .max(Duration::from_millis(1)),
+            line_cap,
+        };
+        inbox::consume(store, inbox, settings, Arc::default(), shutdown).await?;
+        return Ok(());
+    }
     drive(store, Some(upstream), &sim, settings, shutdown).await
+}
+
+/// A consumer name unique to this process: host, process id and a random part.
+fn consumer_name() -> String {
+    let host = std::env::var("HOSTNAME").unwrap_or_else(|_| "worker".to_owned());
+    format!(
+        "{host}-{}-{:08x}",
+        std::process::id(),
+        rand::random::<u32>()
+    )
 }
 
 /// Serves `GET /metrics` of a worker on `address` until `shutdown` (METRICS_ADDR).

@@ -51,8 +51,9 @@ const MIN_SECRET_LEN: usize = 3;
 /// Every secret seen so far, longest first, so that a secret containing another is masked whole.
 static SECRETS: RwLock<Vec<String>> = RwLock::new(Vec::new());
 
-/// Registers `secret` so that the log writer masks it wherever it appears.
-fn register(secret: &str) {
+/// Registers `secret` so that the log writer masks it wherever it appears (the URLs' secrets,
+/// and the API's bearer tokens).
+pub(crate) fn register(secret: &str) {
     if secret.len() < MIN_SECRET_LEN {
         return;
     }

@@ -130,7 +130,7 @@ pub struct Progress {
 }
 
 impl Progress {
-    fn log_line(&self, since: &mut (Instant, u64)) {
+    pub(crate) fn log_line(&self, since: &mut (Instant, u64)) {
         let recorded = self.recorded.load(Ordering::Relaxed);
         let calls = self.calls.load(Ordering::Relaxed).max(1);
         let elapsed = since.0.elapsed().as_secs_f64().max(1e-3);
@@ -739,7 +739,7 @@ async fn read_source<R: Source>(
 
 /// Runs the store's housekeeping ([`Store::maintain`]: rolling up hours and days) every
 /// [`MAINTENANCE_INTERVAL`]; a failure is retried at the next tick.
-fn spawn_maintenance<S: Store>(store: S) -> JoinHandle<()> {
+pub(crate) fn spawn_maintenance<S: Store>(store: S) -> JoinHandle<()> {
     tokio::spawn(async move {
         let mut ticks = tokio::time::interval(MAINTENANCE_INTERVAL);
         loop {
@@ -754,7 +754,7 @@ fn spawn_maintenance<S: Store>(store: S) -> JoinHandle<()> {
 /// How often the worker runs the store's housekeeping.
 const MAINTENANCE_INTERVAL: Duration = Duration::from_secs(10);
 
-fn spawn_progress(progress: Arc<Progress>, every: Duration) -> JoinHandle<()> {
+pub(crate) fn spawn_progress(progress: Arc<Progress>, every: Duration) -> JoinHandle<()> {
     tokio::spawn(async move {
         if every.is_zero() {
             return;

@@ -52,6 +52,32 @@ pub(crate) enum ApiError {
     /// The store failed or did not answer (503).
     #[error("statistics are unavailable: the store did not answer")]
     Store(StoreError),
+    /// The store cannot do what was asked, by its nature (503, the reason shown).
+    #[error("{0}")]
+    Unavailable(String),
+    /// No credentials, or wrong ones (401, with `WWW-Authenticate: Bearer`).
+    #[error("{message}")]
+    Unauthorized {
+        /// What is wrong.
+        message: String,
+        /// A token was given but is not valid (RFC 6750's `error="invalid_token"`).
+        invalid_token: bool,
+    },
+    /// The action is not enabled (403).
+    #[error("{0}")]
+    Forbidden(String),
+    /// The body is too large (413).
+    #[error("{0}")]
+    TooLarge(String),
+    /// The body's content type is not one the route reads (415).
+    #[error("{0}")]
+    UnsupportedMediaType(String),
+    /// The client is over its rate limit (429, with `Retry-After`).
+    #[error("rate limit exceeded: retry in {retry_after} s")]
+    TooManyRequests {
+        /// Whole seconds until a request would be accepted (at least 1).
+        retry_after: u64,
+    },
 }
 
 impl From<StoreError> for ApiError {
@@ -61,6 +87,7 @@ impl From<StoreError> for ApiError {
             StoreError::Cursor(cursor) => ApiError::BadRequest(format!(
                 "querystring/before is not a cursor of this history: {cursor:.64}"
             )),
+            StoreError::Unsupported(what) => ApiError::Unavailable(what),
             other => ApiError::Store(other),
         }
     }
@@ -72,8 +99,52 @@ impl ApiError {
             ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
             ApiError::NotFound { .. } | ApiError::Unknown(_) => StatusCode::NOT_FOUND,
             ApiError::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
-            ApiError::Store(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Store(_) | ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Unauthorized { .. } => StatusCode::UNAUTHORIZED,
+            ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
+            ApiError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            ApiError::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
         }
+    }
+
+    /// The headers the status calls for: `Allow` (405), `WWW-Authenticate` (401),
+    /// `Retry-After` (429), `Accept-Post` (415).
+    fn headers(&self) -> Option<(header::HeaderName, header::HeaderValue)> {
+        use header::HeaderValue;
+        match self {
+            ApiError::MethodNotAllowed { path, .. } => {
+                Some((header::ALLOW, HeaderValue::from_static(allowed(path))))
+            }
+            ApiError::Unauthorized { invalid_token, .. } => {
+                let challenge = if *invalid_token {
+                    "Bearer error=\"invalid_token\""
+                } else {
+                    "Bearer"
+                };
+                Some((
+                    header::WWW_AUTHENTICATE,
+                    HeaderValue::from_static(challenge),
+                ))
+            }
+            ApiError::TooManyRequests { retry_after } => {
+                Some((header::RETRY_AFTER, HeaderValue::from(*retry_after)))
+            }
+            ApiError::UnsupportedMediaType(_) => Some((
+                header::HeaderName::from_static("accept-post"),
+                HeaderValue::from_static("application/json, application/x-ndjson"),
+            )),
+            _ => None,
+        }
+    }
+}
+
+/// The methods a known route serves: every route GET and HEAD, `/messages` POST too.
+fn allowed(path: &str) -> &'static str {
+    if path == "/messages" {
+        "GET, HEAD, POST"
+    } else {
+        "GET, HEAD"
     }
 }
 
@@ -101,10 +172,8 @@ impl IntoResponse for ApiError {
                 .extensions_mut()
                 .insert(StoreFailure(cause.to_string()));
         }
-        if status == StatusCode::METHOD_NOT_ALLOWED {
-            response
-                .headers_mut()
-                .insert(header::ALLOW, header::HeaderValue::from_static("GET, HEAD"));
+        if let Some((name, value)) = self.headers() {
+            response.headers_mut().insert(name, value);
         }
         response
     }
@@ -114,8 +183,11 @@ impl IntoResponse for ApiError {
 pub(crate) const MAX_URI_BYTES: usize = 8 * 1024;
 /// Most header bytes accepted (names and values).
 pub(crate) const MAX_HEADER_BYTES: usize = 16 * 1024;
-/// Largest declared request body accepted (no route reads a body).
+/// Largest declared request body accepted, but for `POST /messages` (no other route reads a
+/// body).
 pub(crate) const MAX_BODY_BYTES: u64 = 64 * 1024;
+/// Largest body of `POST /messages`, declared or not.
+pub(crate) const MAX_INGEST_BODY_BYTES: u64 = 1 << 20;
 
 /// An error answer with `status` and `message`, in the error shape.
 fn reject(status: StatusCode, message: String) -> Response {
@@ -184,9 +256,19 @@ fn oversized(request: &Request) -> Option<Response> {
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
-    if declared.is_some_and(|n| n > MAX_BODY_BYTES) {
-        let message = format!("request bodies are limited to {MAX_BODY_BYTES} bytes");
+    let limit = body_limit(request);
+    if declared.is_some_and(|n| n > limit) {
+        let message = format!("request bodies are limited to {limit} bytes");
         return Some(reject(StatusCode::PAYLOAD_TOO_LARGE, message));
     }
     None
+}
+
+/// The largest body `request`'s route reads.
+fn body_limit(request: &Request) -> u64 {
+    if request.method() == axum::http::Method::POST && request.uri().path() == "/messages" {
+        MAX_INGEST_BODY_BYTES
+    } else {
+        MAX_BODY_BYTES
+    }
 }

@@ -4,10 +4,14 @@
 //! runs it on a listener until shutdown with timeouts, a connection cap and a bounded drain
 //! ([`server`]).
 
+mod auth;
 mod cache;
+mod dashboard;
 pub(crate) mod error;
 mod history;
+mod ingest;
 mod query;
+mod rate;
 pub(crate) mod routes;
 mod server;
 mod summary;
@@ -27,6 +31,8 @@ use tower_http::trace::TraceLayer;
 use utoipa::OpenApi;
 use utoipa_swagger_ui::SwaggerUi;
 
+pub use self::auth::IngestTokens;
+pub use self::rate::{RateLimit, TrustedProxies};
 use crate::store::{Store, StoreError};
 use crate::telemetry::metrics;
 use crate::timeline::{Covered, Retention, Rolled, cover};
@@ -35,16 +41,35 @@ use crate::timeline::{Covered, Retention, Rolled, cover};
 #[derive(OpenApi)]
 #[openapi(
     info(title = "chatstats", description = "Statistics of a live chat stream: top words, nicks, rooms and emotes — all time, per room, per nick and per time range — activity over time, messages per second, failed messages."),
-    paths(routes::root, routes::healthcheck, routes::metrics, routes::stats, routes::words, routes::nicks, routes::rooms, routes::emotes,
+    paths(routes::root, routes::healthcheck, routes::metrics, dashboard::dashboard, routes::stats, routes::words, routes::nicks, routes::rooms, routes::emotes,
         summary::room, summary::nick, summary::activity, routes::failed_messages,
-        history::messages, history::message, history::live, history::ws),
+        history::messages, history::message, history::live, history::ws, ingest::post),
     components(schemas(routes::RootBody, routes::StatsBody, routes::HealthBody, routes::TopEntry, error::ErrorBody,
         summary::RoomSummary, summary::NickSummary, summary::ActivityPoint,
-        history::HistoryMessage, history::HistoryPageBody)),
+        history::HistoryMessage, history::HistoryPageBody, ingest::AcceptedBody, ingest::IngestPayload)),
+    modifiers(&BearerAuth),
     tags((name = "stats", description = "Statistics"), (name = "history", description = "Recorded messages and the live feed"),
+        (name = "ingestion", description = "Posting messages to the inbox the workers consume"),
         (name = "service", description = "Service status"))
 )]
 pub(crate) struct ApiDoc;
+
+/// Declares the `bearer` security scheme of `POST /messages` (`INGEST_TOKENS`).
+struct BearerAuth;
+
+impl utoipa::Modify for BearerAuth {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+        let scheme = HttpBuilder::new()
+            .scheme(HttpAuthScheme::Bearer)
+            .description(Some("One of INGEST_TOKENS"))
+            .build();
+        openapi
+            .components
+            .get_or_insert_with(Default::default)
+            .add_security_scheme("bearer", SecurityScheme::Http(scheme));
+    }
+}
 
 /// How the API answers.
 #[derive(Debug, Clone)]
@@ -63,6 +88,14 @@ pub struct ApiSettings {
     pub shutdown_timeout: Duration,
     /// How long time buckets are kept (which buckets a range is answered from).
     pub retention: Retention,
+    /// Bearer tokens accepted by `POST /messages`; none: ingestion disabled (403).
+    pub ingest_tokens: IngestTokens,
+    /// Requests of `POST /messages` per token; `None`: no limit.
+    pub ingest_rate: Option<RateLimit>,
+    /// `GET` and `HEAD` requests per client IP; `None`: no limit.
+    pub read_rate: Option<RateLimit>,
+    /// Peers whose `X-Forwarded-For` names the client (for `read_rate`).
+    pub trusted_proxies: TrustedProxies,
 }
 
 /// Shared state of the handlers.
@@ -77,6 +110,8 @@ pub struct AppState<S> {
     live: Arc<history::LiveHub>,
     /// Cancelled when the API shuts down: live feeds end.
     closing: CancellationToken,
+    /// The rate limiters.
+    limits: Arc<rate::Limiters>,
 }
 
 impl<S: Store> AppState<S> {
@@ -84,6 +119,7 @@ impl<S: Store> AppState<S> {
     pub fn new(store: S, settings: ApiSettings) -> AppState<S> {
         AppState {
             store,
+            limits: rate::Limiters::new(&settings).into(),
             settings: settings.into(),
             rolled: Arc::default(),
             live: Arc::default(),
@@ -164,6 +200,7 @@ fn cors(origins: &str) -> Option<CorsLayer> {
 pub fn router<S: Store>(state: AppState<S>) -> Router {
     let cors = cors(&state.settings.cors_origin);
     let cache = Arc::new(cache::ResponseCache::new(state.settings.cache));
+    let limits = state.limits.clone();
     let docs = SwaggerUi::new("/documentation").url("/documentation/json", ApiDoc::openapi());
     let api = Router::new()
         .route("/", get(routes::root))
@@ -177,7 +214,11 @@ pub fn router<S: Store>(state: AppState<S>) -> Router {
         .route("/stats/nicks/{nick}", get(summary::nick::<S>))
         .route("/stats/activity", get(summary::activity::<S>))
         .route("/metrics", get(routes::metrics))
-        .route("/messages", get(history::messages::<S>))
+        .route("/dashboard", get(dashboard::dashboard))
+        .route(
+            "/messages",
+            get(history::messages::<S>).post(ingest::post::<S>),
+        )
         .route("/messages/{id}", get(history::message::<S>))
         .route("/live", get(history::live::<S>))
         .route("/ws", get(history::ws::<S>))
@@ -190,6 +231,10 @@ pub fn router<S: Store>(state: AppState<S>) -> Router {
         .layer(axum::middleware::from_fn(error::guard))
         .layer(axum::middleware::from_fn_with_state(cache, cache::layer))
         .layer(axum::middleware::from_fn(cache::conditional))
+        .layer(axum::middleware::from_fn_with_state(
+            limits,
+            rate::read_limit,
+        ))
         .layer(TraceLayer::new_for_http())
         // Large answers (top 1,000 lists, failed messages) compressed for clients that ask.
         .layer(CompressionLayer::new());
@@ -216,6 +261,7 @@ pub async fn serve<S: Store>(
     };
     // Live feeds end when the API shuts down, so that the drain does not wait for them.
     let closing = state.closing.clone();
+    tokio::spawn(rate::sweep(state.limits.clone(), closing.clone()));
     let stop = shutdown.clone();
     tokio::spawn(async move {
         stop.cancelled().await;

@@ -21,6 +21,7 @@
 //! | `{ns}room:{R}:history`, `{ns}nick:{N}:history` | stream | a room's or nick's messages: field `i`, the id of the entry in `{ns}history`; trimmed alike |
 //! | `{ns}history:ids:{hour}` | hash | message id → entry id, for the messages recorded in that hour; expires |
 //! | `{ns}rollup:lock` | string | held by the worker rolling up; expires |
+//! | `{ns}inbox` | stream | payloads waiting for the workers (field `p`: the payload as received); the consumer group `chatstats` reads it, and an entry is acknowledged and deleted in the call that applies it |
 //!
 //! `{R}` and `{N}` are the room or nick in braces, with `%`, `{` and `}` percent-encoded: the
 //! name is unambiguous whatever it holds, and in Redis Cluster the braces make it the hash tag,
@@ -169,6 +170,12 @@ impl Keys {
             Scope::Global => format!("{}history", self.ns),
             other => format!("{}:history", self.scope_prefix(other)),
         }
+    }
+
+    /// The inbox: payloads waiting for the workers (`POST /messages`, `FORWARD_TO_INBOX`),
+    /// consumed by the consumer group `chatstats`.
+    pub(crate) fn inbox(&self) -> String {
+        format!("{}inbox", self.ns)
     }
 
     /// Message id → the id of its entry in the history, for messages recorded in one hour.

@@ -578,6 +578,13 @@ impl Store for MemoryStore {
         Ok(lock(&self.inner.failures).total)
     }
 
+    async fn append_inbox(&self, _payloads: &[bytes::Bytes]) -> Result<(), StoreError> {
+        // The inbox is a queue shared by processes that must outlive any of them: Redis only.
+        Err(StoreError::Unsupported(
+            "ingestion needs Redis: set REDIS_URL".to_owned(),
+        ))
+    }
+
     async fn health(&self) -> Result<String, StoreError> {
         Ok("in-memory".to_owned())
     }

@@ -99,6 +99,10 @@ pub enum StoreError {
     /// A history cursor that this store did not give.
     #[error("not a cursor of this history: {0}")]
     Cursor(String),
+    /// This store cannot do what was asked (the in-memory store has no inbox): the reason, for
+    /// the client.
+    #[error("{0}")]
+    Unsupported(String),
 }
 
 /// Storage of the statistics, shared by any number of workers and API instances.
@@ -201,6 +205,14 @@ pub trait Store: Clone + Send + Sync + 'static {
 
     /// How many failed messages were ever recorded (duplicates included).
     fn failed_total(&self) -> impl Future<Output = Result<u64, StoreError>> + Send;
+
+    /// Appends `payloads` (raw JSON objects, as posted) to the inbox that workers consume, in
+    /// order and atomically: all of them or none. Never trims the inbox: only its consumers
+    /// may drop what they have acknowledged.
+    fn append_inbox(
+        &self,
+        payloads: &[bytes::Bytes],
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
 
     /// Checks that the store answers; returns a short status such as `ready`.
     fn health(&self) -> impl Future<Output = Result<String, StoreError>> + Send;

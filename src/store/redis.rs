@@ -25,6 +25,10 @@ use crate::message::{Tally, TopList};
 use crate::telemetry::SecretUrl;
 use crate::timeline::{Bucket, Granularity, Retention, Rolled, children, now_ms};
 
+mod inbox;
+
+pub use inbox::{GROUP, InboxEntry};
+
 /// A Lua script, run by `EVALSHA` (its SHA1 computed once).
 struct Script {
     text: &'static str,
@@ -67,6 +71,8 @@ static ROLLUP: Script = Script::new(include_str!("lua/rollup.lua"));
 static HISTORY: Script = Script::new(include_str!("lua/history.lua"));
 /// One recorded message by id.
 static MESSAGE: Script = Script::new(include_str!("lua/message.lua"));
+/// Appends posted payloads to the inbox.
+static INBOX_APPEND: Script = Script::new(include_str!("lua/inbox_append.lua"));
 
 /// How long after an hour (or day) ends its roll-up waits: longer than any message can take
 /// from being read to being applied, and than clock differences between workers.
@@ -1035,6 +1041,25 @@ impl Store for RedisStore {
             .await
             .map_err(|e| self.fail(e))?;
         Ok(total.unwrap_or(0))
+    }
+
+    async fn append_inbox(&self, payloads: &[bytes::Bytes]) -> Result<(), StoreError> {
+        if payloads.is_empty() {
+            return Ok(());
+        }
+        // One script call: atomic, so a batch is never half-appended (`lua/inbox_append.lua`).
+        let call = || ScriptCall {
+            keys: vec![Key::from(self.keys.inbox())],
+            args: payloads.iter().cloned().map(Value::Bytes).collect(),
+        };
+        let appended: i64 = self.run(&INBOX_APPEND, call).await?;
+        if appended != payloads.len() as i64 {
+            return Err(StoreError::Data(format!(
+                "the inbox script appended {appended} of {} payloads",
+                payloads.len()
+            )));
+        }
+        Ok(())
     }
 
     async fn health(&self) -> Result<String, StoreError> {

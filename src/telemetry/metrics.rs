@@ -71,3 +71,13 @@ pub(crate) fn api_request(route: String, status: u16, took: Duration) {
     histogram!("chatstats_http_request_seconds", "route" => route, "status" => status.to_string())
         .record(took.as_secs_f64());
 }
+
+/// Payloads accepted by `POST /messages` (appended to the inbox).
+pub(crate) fn ingested(n: u64) {
+    counter!("chatstats_ingested_total").increment(n);
+}
+
+/// A `POST /messages` request refused, by why (`unauthorized`, `rate_limited`, `invalid`…).
+pub(crate) fn ingest_rejected(reason: &'static str) {
+    counter!("chatstats_ingest_rejected_total", "reason" => reason).increment(1);
+}

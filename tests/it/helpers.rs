@@ -284,6 +284,10 @@ pub fn api_settings() -> ApiSettings {
         max_connections: 1000,
         shutdown_timeout: Duration::from_secs(5),
         retention: Default::default(),
+        ingest_tokens: Default::default(),
+        ingest_rate: None,
+        read_rate: None,
+        trusted_proxies: Default::default(),
     }
 }
 

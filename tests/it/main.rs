@@ -4,11 +4,15 @@
 mod helpers;
 mod api;
 mod bins;
+mod browser;
+mod cdp;
 mod contract;
 mod e2e;
 mod fuzz;
 mod history;
 mod hostile;
+mod inbox;
+mod ingest;
 mod operations;
 mod redis_only;
 mod statistics;

@@ -1,0 +1,188 @@
+//! The inbox on Redis: a stream that `POST /messages` and forwarding workers append to, and
+//! that the consumer group [`GROUP`] shares among any number of workers (`XREADGROUP`, and
+//! `XAUTOCLAIM` of what a dead or stalled consumer left pending).
+//!
+//! Exactly once: a batch's tally and detail are applied, and its entries acknowledged and
+//! deleted, by one script that first checks that every entry is still pending for the calling
+//! consumer. There is no moment at which an entry is applied but not acknowledged; a consumer
+//! that stalled and lost its entries to another finds them no longer its own and applies
+//! nothing; a call retried after a lost reply finds them acknowledged and applies nothing.
+
+use bytes::Bytes;
+use fred::prelude::*;
+use fred::types::Value;
+
+use super::{RedisStore, Script, ScriptCall, build_call, detail_call, stream_entries};
+use crate::detail::Detail;
+use crate::message::Tally;
+use crate::store::StoreError;
+use crate::timeline::now_ms;
+
+/// The consumer group of every worker.
+pub const GROUP: &str = "chatstats";
+
+/// Applies a batch of inbox entries and acknowledges them (see the module docs).
+static INBOX: Script = Script::new(concat!(
+    include_str!("../lua/mark.lua"),
+    "local function apply_part(KEYS, ARGV)\n",
+    include_str!("../lua/apply.lua"),
+    "\nend\nlocal function detail_part(KEYS, ARGV)\n",
+    include_str!("../lua/detail.lua"),
+    "\nend\n",
+    include_str!("../lua/inbox_apply.lua"),
+));
+
+/// One inbox entry: its id and its payload (`None`: deleted while it was pending).
+#[derive(Debug, Clone)]
+pub struct InboxEntry {
+    /// The stream entry id.
+    pub id: String,
+    /// The payload as it was appended.
+    pub payload: Option<Bytes>,
+}
+
+impl RedisStore {
+    /// Creates the inbox and its consumer group when they do not exist yet.
+    pub async fn inbox_group(&self) -> Result<(), StoreError> {
+        let created: Result<Value, Error> = self
+            .client
+            .xgroup_create(self.keys.inbox(), GROUP, "0", true)
+            .await;
+        match created {
+            Err(err) if err.details().starts_with("BUSYGROUP") => Ok(()),
+            other => other.map(|_| ()).map_err(|e| self.fail(e)),
+        }
+    }
+
+    /// Up to `count` entries never delivered to any consumer, now delivered to `consumer`;
+    /// waits up to `block_ms` for one.
+    pub async fn inbox_read(
+        &self,
+        consumer: &str,
+        count: usize,
+        block_ms: u64,
+    ) -> Result<Vec<InboxEntry>, StoreError> {
+        let reply: Value = self
+            .client
+            .xreadgroup(
+                GROUP,
+                consumer,
+                Some(count as u64),
+                Some(block_ms),
+                false,
+                self.keys.inbox(),
+                ">",
+            )
+            .await
+            .map_err(|e| self.fail(e))?;
+        Ok(stream_entries(reply)
+            .into_iter()
+            .map(|(id, fields)| InboxEntry {
+                id,
+                payload: payload_of(fields),
+            })
+            .collect())
+    }
+
+    /// Up to `count` entries pending for longer than `min_idle_ms` with any consumer, now
+    /// `consumer`'s: the work of a consumer that died or stalled.
+    pub async fn inbox_claim(
+        &self,
+        consumer: &str,
+        min_idle_ms: u64,
+        count: usize,
+    ) -> Result<Vec<InboxEntry>, StoreError> {
+        let reply: Value = self
+            .client
+            .xautoclaim(
+                self.keys.inbox(),
+                GROUP,
+                consumer,
+                min_idle_ms,
+                "0-0",
+                Some(count as u64),
+                false,
+            )
+            .await
+            .map_err(|e| self.fail(e))?;
+        // [next cursor, [entries], [ids deleted while pending]]
+        let Value::Array(mut parts) = reply else {
+            return Ok(Vec::new());
+        };
+        if parts.len() < 2 {
+            return Ok(Vec::new());
+        }
+        let entries = parts.swap_remove(1);
+        let wrapped = Value::Array(vec![Value::Array(vec![
+            Value::from(self.keys.inbox()),
+            entries,
+        ])]);
+        Ok(stream_entries(wrapped)
+            .into_iter()
+            .map(|(id, fields)| InboxEntry {
+                id,
+                payload: payload_of(fields),
+            })
+            .collect())
+    }
+
+    /// Applies `tally` and `detail`, the whole effect of the entries `ids`, and acknowledges
+    /// and deletes the entries — if they are all still `consumer`'s. False: they were not
+    /// (applied before, or claimed by another consumer), and nothing was applied.
+    pub async fn inbox_apply(
+        &self,
+        consumer: &str,
+        ids: &[String],
+        tally: &Tally,
+        detail: &Detail,
+    ) -> Result<bool, StoreError> {
+        let now = now_ms();
+        let call = || {
+            let mut call = ScriptCall {
+                keys: vec![Key::from(self.keys.inbox())],
+                args: vec![
+                    Value::from(GROUP),
+                    Value::from(consumer),
+                    Value::Integer(ids.len() as i64),
+                ],
+            };
+            call.args
+                .extend(ids.iter().map(|id| Value::from(id.as_str())));
+            let settings = &self.settings;
+            let parts = [
+                (!tally.is_empty()).then(|| {
+                    build_call(
+                        &self.keys,
+                        settings.second_ttl,
+                        settings.failed_cap,
+                        tally,
+                        None,
+                    )
+                }),
+                (!detail.is_empty())
+                    .then(|| detail_call(&self.keys, &settings.retention, detail, None, now)),
+            ];
+            for part in parts {
+                let part = part.unwrap_or(ScriptCall {
+                    keys: Vec::new(),
+                    args: Vec::new(),
+                });
+                call.args.push(Value::Integer(part.keys.len() as i64));
+                call.args.push(Value::Integer(part.args.len() as i64));
+                call.keys.extend(part.keys);
+                call.args.extend(part.args);
+            }
+            call
+        };
+        let applied: i64 = self.run(&INBOX, call).await?;
+        Ok(applied == 1)
+    }
+}
+
+/// The `p` field of an entry.
+fn payload_of(fields: Vec<(Bytes, Bytes)>) -> Option<Bytes> {
+    fields
+        .into_iter()
+        .find(|(name, _)| name.as_ref() == b"p")
+        .map(|(_, value)| value)
+}

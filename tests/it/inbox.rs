@@ -1,0 +1,236 @@
+//! The inbox consumed by workers (`CHAT_INTERFACE_URL=inbox`): exactly once through a retried
+//! call, a stalled consumer whose entries were claimed, and three worker processes of which
+//! one is killed and one stalled mid-run.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use bytes::Bytes;
+use chatstats::detail::Detail;
+use chatstats::message::{Tally, TopList};
+use chatstats::store::Store;
+use chatstats::store::redis::RedisStore;
+
+use crate::helpers::*;
+
+/// `n` payloads: nick `u{i % 37}`, room `#r{i % 5}`, a body of three words.
+fn payloads(n: usize) -> Vec<Bytes> {
+    (0..n)
+        .map(|i| {
+            let json = serde_json::json!({
+                "command": "", "room": format!("#r{}", i % 5), "nick": format!("u{}", i % 37),
+                "target": "", "body": format!("hello w{} again", i % 11),
+                "tags": format!("id=in-{i};emotes="),
+            });
+            Bytes::from(json.to_string())
+        })
+        .collect()
+}
+
+/// What `payloads(n)` must give: nick → messages.
+fn expected_nicks(n: usize) -> BTreeMap<String, u64> {
+    let mut out = BTreeMap::new();
+    for i in 0..n {
+        *out.entry(format!("u{}", i % 37)).or_default() += 1;
+    }
+    out
+}
+
+async fn nicks(store: &RedisStore) -> BTreeMap<String, u64> {
+    store
+        .top(TopList::Nicks, 1000)
+        .await
+        .unwrap()
+        .into_iter()
+        .collect()
+}
+
+fn tally_of(entries: &[chatstats::store::redis::InboxEntry]) -> Tally {
+    let mut builder = chatstats::message::TallyBuilder::default();
+    for entry in entries {
+        let payload = entry.payload.clone().unwrap();
+        builder.add(Tally::from_payload(&payload, 1, 4096));
+    }
+    builder.take()
+}
+
+#[tokio::test]
+async fn a_retried_call_and_a_stalled_consumer_apply_nothing_twice() {
+    let redis = TestRedis::start();
+    let ns = namespace();
+    let store = redis.store_in(&ns);
+    store.inbox_group().await.unwrap();
+    store.append_inbox(&payloads(10)).await.unwrap();
+
+    // Consumer a reads the ten entries, then stalls; b takes them over.
+    let read = store.inbox_read("a", 100, 10).await.unwrap();
+    assert_eq!(read.len(), 10);
+    let claimed = store.inbox_claim("b", 0, 100).await.unwrap();
+    assert_eq!(claimed.len(), 10, "b takes over what a left pending");
+    let ids: Vec<String> = read.iter().map(|e| e.id.clone()).collect();
+    let tally = tally_of(&read);
+    let none = Detail::default();
+    assert!(
+        !store.inbox_apply("a", &ids, &tally, &none).await.unwrap(),
+        "a's entries are b's now: a applies nothing"
+    );
+    assert!(store.inbox_apply("b", &ids, &tally, &none).await.unwrap());
+    assert!(
+        !store.inbox_apply("b", &ids, &tally, &none).await.unwrap(),
+        "the same call again (a lost reply retried) applies nothing"
+    );
+    assert_eq!(nicks(&store).await, expected_nicks(10));
+    assert_eq!(backlog(&redis, &ns), (0, 0), "acknowledged and deleted");
+}
+
+fn inbox_worker(redis: &TestRedis, ns: &str) -> Running {
+    Running(
+        bin("chatstats-worker")
+            .env("CHAT_INTERFACE_URL", "inbox")
+            .env("REDIS_URL", redis.url())
+            .env("REDIS_NAMESPACE", ns)
+            .env("INBOX_BATCH", "50")
+            .env("INBOX_CLAIM_IDLE_MS", "1000")
+            .env("STATISTICS", "full")
+            .spawn()
+            .unwrap(),
+    )
+}
+
+/// Entries still in the inbox, and entries read but not acknowledged.
+fn backlog(redis: &TestRedis, ns: &str) -> (u64, u64) {
+    let key = format!("{ns}inbox");
+    // `(integer) 12`, or `1) (integer) 12` for the first line of XPENDING's summary.
+    let number = |text: Option<String>| {
+        text.and_then(|t| t.split_whitespace().last().and_then(|w| w.parse().ok()))
+            .unwrap_or(u64::MAX)
+    };
+    let len = number(redis.cli(&["XLEN", &key]));
+    let pending = redis
+        .cli(&["XPENDING", &key, "chatstats"])
+        .map(|t| t.lines().next().unwrap_or("").to_owned());
+    (len, number(pending))
+}
+
+#[tokio::test]
+async fn three_workers_one_killed_and_one_stalled_give_exact_totals() {
+    const N: usize = 20_000;
+    let redis = TestRedis::start();
+    let ns = namespace();
+    let store = redis.store_in(&ns);
+    store.inbox_group().await.unwrap();
+    for chunk in payloads(N).chunks(1000) {
+        store.append_inbox(chunk).await.unwrap();
+    }
+    let mut killed = inbox_worker(&redis, &ns);
+    let stalled = inbox_worker(&redis, &ns);
+    let _steady = inbox_worker(&redis, &ns);
+
+    eventually(
+        Duration::from_secs(60),
+        "the workers to be mid-run",
+        || async {
+            let (left, _) = backlog(&redis, &ns);
+            left < (N as u64) * 3 / 4
+        },
+    )
+    .await;
+    signal(&stalled.0, "STOP");
+    killed.0.kill().unwrap();
+    let _ = killed.0.wait();
+
+    eventually(
+        Duration::from_secs(90),
+        "the inbox to be consumed to the end",
+        || async { backlog(&redis, &ns) == (0, 0) },
+    )
+    .await;
+    // The stalled worker wakes: whatever it held was claimed, and it applies none of it.
+    signal(&stalled.0, "CONT");
+    store.append_inbox(&payloads(1)).await.unwrap();
+    eventually(Duration::from_secs(30), "the last entry", || async {
+        backlog(&redis, &ns) == (0, 0)
+    })
+    .await;
+    let mut want = expected_nicks(N);
+    *want.get_mut("u0").unwrap() += 1;
+    assert_eq!(
+        nicks(&store).await,
+        want,
+        "every entry applied exactly once"
+    );
+    let messages = store.top(TopList::Rooms, 10).await.unwrap();
+    let total: u64 = messages.iter().map(|(_, n)| n).sum();
+    assert_eq!(total, N as u64 + 1);
+    // The detail and the history went with them, once.
+    let (status, page) = {
+        let api = TestApi::spawn(store.clone()).await;
+        api.get("/stats/rooms/%23r0").await
+    };
+    assert_eq!(status, 200, "{page}");
+    assert_eq!(page["messages"], (N / 5 + 1) as u64);
+}
+
+/// Records `file` with a worker process: into the inbox (`FORWARD_TO_INBOX`) or directly.
+fn record_file(redis: &TestRedis, ns: &str, file: &std::path::Path, forward: bool) {
+    let mut worker = bin("chatstats-worker")
+        .env("CHAT_INTERFACE_URL", file)
+        .env("RESPONSE_STREAM_MODE", "text")
+        .env("REDIS_URL", redis.url())
+        .env("REDIS_NAMESPACE", ns)
+        .env("FORWARD_TO_INBOX", if forward { "true" } else { "false" })
+        .spawn()
+        .unwrap();
+    let status = wait_with_deadline(&mut worker, Duration::from_secs(60));
+    assert!(status.success(), "worker: {status}");
+}
+
+#[tokio::test]
+async fn one_forwarding_reader_and_two_inbox_workers_count_what_one_worker_counts() {
+    let redis = TestRedis::start();
+    // Every upstream fixture in one stream: messages, bad JSON, blanks, non-ASCII.
+    let mut stream = Vec::new();
+    for name in [
+        "multiple-messages.txt",
+        "improper-json.txt",
+        "non-ascii.txt",
+        "empty-body.txt",
+        "empty-nick.txt",
+        "empty-room.txt",
+        "duplicate-words-counted.txt",
+    ] {
+        stream.extend(std::fs::read(fixture(name)).unwrap());
+        stream.extend_from_slice(b"\n\n");
+    }
+    let mut file = tempfile::NamedTempFile::new().unwrap();
+    std::io::Write::write_all(&mut file, &stream).unwrap();
+    let file = file.into_temp_path();
+    let direct = namespace();
+    record_file(&redis, &direct, &file, false);
+
+    let shared = namespace();
+    let _a = inbox_worker(&redis, &shared);
+    let _b = inbox_worker(&redis, &shared);
+    record_file(&redis, &shared, &file, true);
+    eventually(
+        Duration::from_secs(30),
+        "the inbox to be consumed",
+        || async { backlog(&redis, &shared) == (0, 0) },
+    )
+    .await;
+
+    let (one, two) = (redis.store_in(&direct), redis.store_in(&shared));
+    for list in [TopList::Words, TopList::Nicks, TopList::Rooms] {
+        let want = one.top(list, 1000).await.unwrap();
+        assert!(!want.is_empty());
+        assert_eq!(two.top(list, 1000).await.unwrap(), want, "{list:?}");
+    }
+    let failed = one.failed_total().await.unwrap();
+    assert!(failed > 0, "the fixture has failed payloads");
+    assert_eq!(two.failed_total().await.unwrap(), failed);
+    let mut kept = one.failed_messages(None).await.unwrap();
+    let mut forwarded = two.failed_messages(None).await.unwrap();
+    kept.sort();
+    forwarded.sort();
+    assert_eq!(forwarded, kept);
+}
