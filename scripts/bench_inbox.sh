@@ -38,16 +38,31 @@ REDIS="redis://127.0.0.1:$PORT"
 
 echo "== stream: $COUNT simulator events"
 START_MS=$(python3 -c 'import time; print(int(time.time() * 1000) - 120000)')
-RUST_LOG=warn "$BIN/chatstats-sim" --count "$COUNT" --seed 42 --start-ms "$START_MS" --out stream.txt
+RUST_LOG=warn "$BIN/chatstats-sim" --count "$COUNT" --seed 42 --start-ms "$START_MS" --out raw.txt
+# POST /messages refuses a batch with a payload that is not a JSON object (the simulator mixes
+# some in): both paths get the JSON objects only, the direct one as an upstream stream.
 python3 - <<'PY'
-n = 0
-with open("stream.txt", "rb") as src, open("stream.ndjson", "wb") as out:
+import json
+n = skipped = 0
+with open("raw.txt", "rb") as src, open("stream.ndjson", "wb") as out, open("stream.txt", "wb") as stream:
     for line in src:
-        if line.startswith(b"se-data: "):
-            out.write(line[len(b"se-data: "):].rstrip(b"\r\n") + b"\n")
-            n += 1
-print(f"{n} payloads as NDJSON")
+        if not line.startswith(b"se-data: "):
+            continue
+        payload = line[len(b"se-data: "):].rstrip(b"\r\n")
+        try:
+            ok = isinstance(json.loads(payload), dict)
+        except ValueError:
+            ok = False
+        if not ok:
+            skipped += 1
+            continue
+        out.write(payload + b"\n")
+        stream.write(b"event: privmsg\nse-data: " + payload + b"\n\n")
+        n += 1
+print(f"{n} payloads as NDJSON and as a stream ({skipped} that are not JSON objects left out)")
+open("count", "w").write(str(n))
 PY
+COUNT=$(cat count)
 
 echo "== direct: one worker reads the stream (one call per message)"
 env REDIS_URL="$REDIS" REDIS_NAMESPACE=d: RESPONSE_STREAM_MODE=text CHAT_INTERFACE_URL=stream.txt \
@@ -58,7 +73,7 @@ ingest() { # ingest NAMESPACE: POSTs the NDJSON into NAMESPACE's inbox, timed
   local api_port api_pid
   api_port=$(free_port)
   env REDIS_URL="$REDIS" REDIS_NAMESPACE="$1" NODE_HOST=127.0.0.1 NODE_PORT="$api_port" \
-    INGEST_TOKENS=bench-token RUST_LOG=warn "$BIN/chatstats-api" &
+    INGEST_TOKENS=bench-token-0123456789abcdef RUST_LOG=warn "$BIN/chatstats-api" &
   api_pid=$!
   PIDS+=("$api_pid")
   wait_healthy "$api_port"
@@ -70,15 +85,23 @@ batches = [b"".join(lines[i:i + 500]) for i in range(0, len(lines), 500)]
 def post(mine):
     conn = http.client.HTTPConnection("127.0.0.1", port)
     for body in mine:
-        conn.request("POST", "/messages", body, {"Authorization": "Bearer bench-token",
+        conn.request("POST", "/messages", body, {"Authorization": "Bearer bench-token-0123456789abcdef",
                                                   "Content-Type": "application/x-ndjson"})
         r = conn.getresponse(); r.read()
-        assert r.status == 202, r.status
+        assert r.status == 202, (r.status, r.read()[:200])
+errors = []
+def run(mine):
+    try:
+        post(mine)
+    except Exception as e:
+        errors.append(repr(e))
 t = time.perf_counter()
-threads = [threading.Thread(target=post, args=(batches[k::4],)) for k in range(4)]
+threads = [threading.Thread(target=run, args=(batches[k::4],)) for k in range(4)]
 for th in threads: th.start()
 for th in threads: th.join()
 took = time.perf_counter() - t
+if errors:
+    sys.exit(f"POST failed: {errors[0]}")
 rss = [l for l in open(f"/proc/{pid}/status") if l.startswith(("VmHWM", "VmRSS"))]
 print(f"ingestion: {len(lines)} messages in {len(batches)} POSTs in {took:.2f} s = {len(lines) / took:,.0f} msg/s;",
       " ".join(l.split()[0] + " " + l.split()[1] + " kB" for l in rss))
