@@ -12,7 +12,10 @@
 #  4. consumption: 1, then 3 inbox workers (CHAT_INTERFACE_URL=inbox) drain the inbox of i1:
 #     and of i3: (filled the same way), timed until the inbox is empty and nothing is pending,
 #     with each worker's peak RSS;
-#  5. checks that i1: and i3: hold exactly what d: holds (every member and score of words,
+#  5. sustained: POSTs at SUSTAIN_RATE (6,000) messages/s for SUSTAIN_SECONDS (30) while one
+#     inbox worker consumes (namespace s:): the largest backlog, the time to drain it, and the
+#     RSS of the API and of the worker;
+#  6. checks that i1: and i3: hold exactly what d: holds (every member and score of words,
 #     nicks, rooms and emotes, and the failed total) and prints PASS or FAIL.
 #
 # Needs: cargo, redis-server, redis-cli, python3. Never touches the Redis on 6379.
@@ -139,6 +142,51 @@ drain i1: 1
 echo "== 3 inbox workers"
 ingest i3:
 drain i3: 3
+
+echo "== sustained: POSTs at SUSTAIN_RATE msg/s for SUSTAIN_SECONDS while 1 inbox worker consumes"
+SUSTAIN_RATE=${SUSTAIN_RATE:-6000}
+SUSTAIN_SECONDS=${SUSTAIN_SECONDS:-30}
+API_PORT=$(free_port)
+env REDIS_URL="$REDIS" REDIS_NAMESPACE=s: NODE_HOST=127.0.0.1 NODE_PORT="$API_PORT" \
+  INGEST_TOKENS=bench-token-0123456789abcdef RUST_LOG=warn "$BIN/chatstats-api" &
+API_PID=$!
+PIDS+=("$API_PID")
+env REDIS_URL="$REDIS" REDIS_NAMESPACE=s: CHAT_INTERFACE_URL=inbox RUST_LOG=warn \
+  PROGRESS_INTERVAL_SECS=0 "$BIN/chatstats-worker" &
+WORKER_PID=$!
+PIDS+=("$WORKER_PID")
+wait_healthy "$API_PORT"
+python3 - "$API_PORT" "$API_PID" "$WORKER_PID" "$PORT" "$SUSTAIN_RATE" "$SUSTAIN_SECONDS" <<'PY'
+import http.client, subprocess, sys, time
+port, api, worker, rport, rate, seconds = (int(a) for a in sys.argv[1:])
+lines = open("stream.ndjson", "rb").read().splitlines(keepends=True)
+conn = http.client.HTTPConnection("127.0.0.1", port)
+def kb(pid, field):
+    return int(next(l.split()[1] for l in open(f"/proc/{pid}/status") if l.startswith(field)))
+def backlog():
+    out = subprocess.run(["redis-cli", "-p", str(rport), "XLEN", "s:inbox"], capture_output=True, text=True).stdout
+    return int(out.strip() or 0)
+sent, i, start, worst = 0, 0, time.perf_counter(), 0
+while time.perf_counter() - start < seconds:
+    due = (time.perf_counter() - start) * rate
+    while sent < due:
+        batch = b"".join(lines[i:i + 500]) or b"".join(lines[:500])
+        i = (i + 500) % len(lines)
+        conn.request("POST", "/messages", batch, {"Authorization": "Bearer bench-token-0123456789abcdef",
+                                                   "Content-Type": "application/x-ndjson"})
+        r = conn.getresponse(); r.read()
+        assert r.status == 202, r.status
+        sent += batch.count(b"\n")
+    worst = max(worst, backlog())
+    time.sleep(0.05)
+posted = time.perf_counter() - start
+while backlog() > 0:
+    time.sleep(0.05)
+took = time.perf_counter() - start
+print(f"sustained: {sent} messages posted in {posted:.1f} s ({sent / posted:,.0f} msg/s); inbox drained {took - posted:.1f} s after the last POST; largest backlog {worst} entries")
+print(f"  API: RSS {kb(api, 'VmRSS')} kB, peak {kb(api, 'VmHWM')} kB; worker: RSS {kb(worker, 'VmRSS')} kB, peak {kb(worker, 'VmHWM')} kB")
+PY
+kill "$API_PID" "$WORKER_PID"
 
 echo "== counts: i1: and i3: against d:"
 python3 - "$PORT" <<'PY'
