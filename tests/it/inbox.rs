@@ -234,3 +234,20 @@ async fn one_forwarding_reader_and_two_inbox_workers_count_what_one_worker_count
     forwarded.sort();
     assert_eq!(forwarded, kept);
 }
+
+#[tokio::test]
+async fn sigterm_stops_an_idle_inbox_worker_with_exit_0() {
+    let redis = TestRedis::start();
+    let ns = namespace();
+    let mut worker = inbox_worker(&redis, &ns);
+    // The group exists once the worker has started consuming.
+    eventually(Duration::from_secs(20), "the consumer group", || async {
+        redis
+            .cli(&["XINFO", "GROUPS", &format!("{ns}inbox")])
+            .is_some_and(|groups| groups.contains("chatstats"))
+    })
+    .await;
+    signal(&worker.0, "TERM");
+    let status = wait_with_deadline(&mut worker.0, Duration::from_secs(10));
+    assert!(status.success(), "{status}");
+}
