@@ -636,3 +636,25 @@ async fn five_hundred_subscribers_with_one_that_never_reads_leave_memory_bounded
     let health = get_json(&format!("http://{base}/healthcheck")).await;
     assert!(health.is_some(), "the API still answers");
 }
+
+#[tokio::test]
+async fn every_history_key_on_redis_expires_with_the_history() {
+    let redis = TestRedis::start();
+    let ns = namespace();
+    let store = redis.store_in(&ns);
+    record(&store, chat(0, 30, 0)).await;
+    let keys = redis
+        .cli(&["--scan", "--pattern", &format!("{ns}*history*")])
+        .unwrap();
+    let keys: Vec<&str> = keys.lines().map(|l| l.trim().trim_matches('"')).collect();
+    // The stream, one id hash, and the indexes of 3 rooms and 5 nicks.
+    assert_eq!(keys.len(), 1 + 1 + 3 + 5, "{keys:?}");
+    let day = 24 * 3600;
+    for key in keys {
+        let ttl: i64 = redis
+            .cli(&["TTL", key])
+            .and_then(|t| t.split_whitespace().last().and_then(|n| n.parse().ok()))
+            .unwrap();
+        assert!(ttl > day && ttl <= day + 3600 + 5, "{key}: TTL {ttl}");
+    }
+}

@@ -45,6 +45,8 @@ local function history()
   local expiry, minid, count = tonumber(ARGV[i + 1]), ARGV[i + 2], tonumber(ARGV[i + 3])
   i = i + 4
   k = k + 2
+  -- One EXPIREAT per index key and call: a room's messages of one call share it.
+  local expiring = {}
   for _ = 1, count do
     local json, id, room, flags = ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3]
     i = i + 4
@@ -55,8 +57,12 @@ local function history()
       redis.call('HSET', ids, id, entry)
       if flags ~= '-' then
         for _ = 1, #flags do
-          redis.call('XADD', KEYS[k], 'MINID', '~', minid, '*', 'i', entry)
-          redis.call('EXPIREAT', KEYS[k], expiry)
+          local index = KEYS[k]
+          redis.call('XADD', index, 'MINID', '~', minid, '*', 'i', entry)
+          if not expiring[index] then
+            expiring[index] = true
+            redis.call('EXPIREAT', index, expiry)
+          end
           k = k + 1
         end
       end
