@@ -8,7 +8,7 @@ WORKDIR /src
 ENV CARGO_PROFILE_RELEASE_DEBUG=0 CARGO_PROFILE_RELEASE_STRIP=symbols
 COPY Cargo.toml Cargo.lock ./
 RUN mkdir -p src/bin benches \
-    && for b in chatstats chatstats-worker chatstats-api chatstats-sim; do echo 'fn main() {}' > "src/bin/$b.rs"; done \
+    && for b in chatstats chatstats-worker chatstats-api chatstats-sim chatstats-migrate; do echo 'fn main() {}' > "src/bin/$b.rs"; done \
     && for b in pipeline memory_store memory_per_member e2e_latency; do echo 'fn main() {}' > "benches/$b.rs"; done \
     && touch src/lib.rs \
     && cargo build --release --locked --bins \
@@ -23,7 +23,8 @@ RUN apt-get update && apt-get install -y --no-install-recommends ca-certificates
     && rm -rf /var/lib/apt/lists/* \
     && useradd --system --uid 10001 --no-create-home chatstats
 COPY --from=build /src/target/release/chatstats /src/target/release/chatstats-worker \
-     /src/target/release/chatstats-api /src/target/release/chatstats-sim /usr/local/bin/
+     /src/target/release/chatstats-api /src/target/release/chatstats-sim \
+     /src/target/release/chatstats-migrate /usr/local/bin/
 COPY emote-names.txt /usr/local/share/chatstats/emote-names.txt
 USER chatstats
 EXPOSE 3000 7000

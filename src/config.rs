@@ -26,7 +26,13 @@ use crate::timeline::Retention;
 use crate::worker::WorkerSettings;
 
 /// Variables whose values may hold a secret: never repeated in an error message.
-const SECRET_VARIABLES: [&str; 3] = ["REDIS_URL", "CHAT_INTERFACE_URL", "INGEST_TOKENS"];
+const SECRET_VARIABLES: [&str; 5] = [
+    "REDIS_URL",
+    "CHAT_INTERFACE_URL",
+    "INGEST_TOKENS",
+    "MIGRATE_FROM",
+    "MIGRATE_TO",
+];
 
 /// How the upstream is read.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -60,9 +66,18 @@ impl ProcessArgs {
 #[derive(Clone, Args)]
 pub(crate) struct RedisArgs {
     /// Redis URL (`redis://[user:password@]host:port[/db]`, `rediss://` for TLS); overrides
-    /// REDIS_HOST and REDIS_PORT.
+    /// REDIS_HOST and REDIS_PORT. `redis-cluster://[user:password@]host:port[,host:port…]`
+    /// (`rediss-cluster://` for TLS) selects Redis Cluster.
     #[arg(long, env, hide_env_values = true, value_parser = parse_redis_url)]
     pub(crate) redis_url: Option<SecretUrl>,
+    /// Redis Cluster nodes, `host:port[,host:port…]` (some or all masters): selects Redis
+    /// Cluster, like a `redis-cluster://` REDIS_URL (set one of the two).
+    #[arg(long, env)]
+    pub(crate) redis_cluster_nodes: Option<String>,
+    /// On Redis Cluster, the number of shards the keys are spread over. Fixed for the life of
+    /// the data: data written with one number is not found with another.
+    #[arg(long, env, default_value_t = crate::store::redis::DEFAULT_CLUSTER_SHARDS as u64, value_parser = clap::value_parser!(u64).range(1..=1024))]
+    pub(crate) redis_cluster_shards: u64,
     /// Redis host, when REDIS_URL is not set [default: localhost].
     #[arg(long, env)]
     pub(crate) redis_host: Option<String>,
@@ -114,19 +129,51 @@ impl DataArgs {
     }
 }
 
+impl DataArgs {
+    /// Settings of a Redis store at `url` (standalone or cluster, `shards` on a cluster).
+    pub(crate) fn settings_at(
+        &self,
+        url: SecretUrl,
+        shards: u64,
+    ) -> Result<RedisSettings, ConfigError> {
+        let namespace = &self.redis_namespace;
+        if url.expose().scheme().ends_with("-cluster") && namespace.contains(['{', '}']) {
+            return Err(ConfigError::invalid(
+                "REDIS_NAMESPACE",
+                namespace,
+                "a prefix without braces on Redis Cluster (braces would choose every key's hash slot)",
+            ));
+        }
+        Ok(RedisSettings {
+            url,
+            cluster_shards: shards as usize,
+            namespace: namespace.clone(),
+            timeout: Duration::from_millis(self.redis_timeout_ms),
+            failed_cap: self.failed_messages_max as usize,
+            second_ttl: SECOND_TTL,
+            retention: self.retention(),
+        })
+    }
+}
+
 /// Seconds a per-second message counter is kept.
 pub(crate) const SECOND_TTL: u64 = 300;
 
 impl RedisArgs {
     /// True when any of REDIS_URL, REDIS_HOST, REDIS_PORT is set.
     pub(crate) fn is_set(&self) -> bool {
-        self.redis_url.is_some() || self.redis_host.is_some() || self.redis_port.is_some()
+        self.redis_url.is_some()
+            || self.redis_cluster_nodes.is_some()
+            || self.redis_host.is_some()
+            || self.redis_port.is_some()
     }
 
     /// Which variables chose Redis, for the start line.
     pub(crate) fn chosen_by(&self) -> &'static str {
         if self.redis_url.is_some() {
             "REDIS_URL is set"
+        } else if self.redis_cluster_nodes.is_some() {
+            "REDIS_CLUSTER_NODES is set"
         } else {
             "REDIS_HOST or REDIS_PORT is set"
         }
@@ -134,8 +181,22 @@ impl RedisArgs {
 
     /// The effective Redis URL: REDIS_URL, or one built from REDIS_HOST and REDIS_PORT.
     pub(crate) fn url(&self) -> Result<SecretUrl, ConfigError> {
-        if let Some(url) = &self.redis_url {
-            return Ok(url.clone());
+        match (&self.redis_url, &self.redis_cluster_nodes) {
+            (Some(_), Some(_)) => {
+                return Err(ConfigError::hidden(
+                    "REDIS_CLUSTER_NODES",
+                    "unset while REDIS_URL is set: set one of the two",
+                ));
+            }
+            (Some(url), None) => return Ok(url.clone()),
+            (None, Some(nodes)) => {
+                return parse_redis_url(&format!("redis-cluster://{}", nodes.trim())).map_err(
+                    |_| {
+                        ConfigError::invalid("REDIS_CLUSTER_NODES", nodes, "host:port[,host:port…]")
+                    },
+                );
+            }
+            (None, None) => {}
         }
         let host = self.redis_host.as_deref().unwrap_or("localhost").trim();
         let port = self.redis_port.unwrap_or(6379);
@@ -152,14 +213,8 @@ impl RedisArgs {
 
     /// Settings of the Redis store.
     pub(crate) fn settings(&self) -> Result<RedisSettings, ConfigError> {
-        Ok(RedisSettings {
-            url: self.url()?,
-            namespace: self.data.redis_namespace.clone(),
-            timeout: Duration::from_millis(self.data.redis_timeout_ms),
-            failed_cap: self.data.failed_messages_max as usize,
-            second_ttl: SECOND_TTL,
-            retention: self.data.retention(),
-        })
+        self.data
+            .settings_at(self.url()?, self.redis_cluster_shards)
     }
 }
 
@@ -562,16 +617,57 @@ fn parse_history_retention(value: &str) -> Result<Duration, String> {
     }
 }
 
-fn parse_redis_url(value: &str) -> Result<SecretUrl, String> {
-    let url = SecretUrl::parse(value.trim())
+pub(crate) fn parse_redis_url(value: &str) -> Result<SecretUrl, String> {
+    let value = value.trim();
+    for scheme in ["redis-cluster", "rediss-cluster"] {
+        if let Some(rest) = value
+            .strip_prefix(scheme)
+            .and_then(|r| r.strip_prefix("://"))
+        {
+            return parse_cluster_url(scheme, rest);
+        }
+    }
+    let url = SecretUrl::parse(value)
         .map_err(|e| format!("not a URL ({e}); expected redis://[user:password@]host:port"))?;
     match url.expose().scheme() {
         "redis" | "rediss" if url.expose().host_str().is_some_and(|h| !h.is_empty()) => Ok(url),
         "redis" | "rediss" => Err("the URL has no host; expected redis://host:port".to_owned()),
         other => Err(format!(
-            "scheme {other}:// is not supported; expected redis:// or rediss://"
+            "scheme {other}:// is not supported; expected redis://, rediss:// or redis-cluster://"
         )),
     }
+}
+
+/// `redis-cluster://[user:password@]host:port[,host:port…]` (after the scheme: `rest`) in
+/// fred's form, `redis-cluster://[user:password@]host:port?node=host:port…`.
+fn parse_cluster_url(scheme: &str, rest: &str) -> Result<SecretUrl, String> {
+    let expected = format!("expected {scheme}://[user:password@]host:port[,host:port…]");
+    let rest = rest.trim_end_matches('/');
+    let (user, nodes) = match rest.rsplit_once('@') {
+        Some((user, nodes)) => (Some(user), nodes),
+        None => (None, rest),
+    };
+    let nodes: Vec<&str> = nodes.split(',').map(str::trim).collect();
+    for node in &nodes {
+        let parsed = url::Url::parse(&format!("redis://{node}"))
+            .map_err(|e| format!("node {node:?} is not host:port ({e}); {expected}"))?;
+        let plain = parsed.path().is_empty() || parsed.path() == "/";
+        if parsed.host_str().is_none_or(str::is_empty) || !plain || parsed.query().is_some() {
+            return Err(format!("node {node:?} is not host:port; {expected}"));
+        }
+    }
+    let mut text = format!("{scheme}://");
+    if let Some(user) = user {
+        text.push_str(user);
+        text.push('@');
+    }
+    text.push_str(nodes[0]);
+    for (i, node) in nodes[1..].iter().enumerate() {
+        text.push(if i == 0 { '?' } else { '&' });
+        text.push_str("node=");
+        text.push_str(node);
+    }
+    SecretUrl::parse(&text).map_err(|e| format!("not a URL ({e}); {expected}"))
 }
 
 /// Parses an event rate: a finite number of events per second, 0 or more (0: unpaced).
@@ -702,6 +798,24 @@ mod tests {
                 .contains("redis://")
         );
         assert!(parse_redis_url("nonsense").is_err());
+    }
+
+    #[test]
+    fn cluster_urls_list_their_nodes() {
+        let url = parse_redis_url("redis-cluster://u:p@a:7000,b:7001, c:7002").unwrap();
+        assert_eq!(
+            url.expose().as_str(),
+            "redis-cluster://u:p@a:7000?node=b:7001&node=c:7002"
+        );
+        assert!(parse_redis_url("redis-cluster://a:7000").is_ok());
+        for bad in [
+            "redis-cluster://",
+            "redis-cluster://a:7000,",
+            "redis-cluster://a:x",
+        ] {
+            let err = parse_redis_url(bad).unwrap_err();
+            assert!(err.contains("host:port"), "{bad}: {err}");
+        }
     }
 
     #[test]

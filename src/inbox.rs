@@ -128,7 +128,15 @@ impl Consumer {
                     "took over entries another consumer left pending"
                 );
             }
-            self.apply(entries, &shutdown).await?;
+            if claiming && self.store.is_cluster() {
+                // On Redis Cluster entries taken over are applied one by one (see
+                // `RedisStore::inbox_take_over`).
+                for entry in entries {
+                    self.apply(vec![entry], true, &shutdown).await?;
+                }
+            } else {
+                self.apply(entries, false, &shutdown).await?;
+            }
         }
         Ok(())
     }
@@ -138,6 +146,7 @@ impl Consumer {
     async fn apply(
         &mut self,
         entries: Vec<InboxEntry>,
+        taken_over: bool,
         shutdown: &CancellationToken,
     ) -> Result<(), WorkerError> {
         let n = entries.len() as u64;
@@ -148,10 +157,19 @@ impl Consumer {
         let mut deadline = None;
         loop {
             let started = std::time::Instant::now();
-            let outcome = self
-                .store
-                .inbox_apply(&self.inbox.consumer, &ids, &tally, &detail)
-                .await;
+            let consumer = &self.inbox.consumer;
+            let outcome = match ids.as_slice() {
+                [id] if taken_over => {
+                    self.store
+                        .inbox_take_over(consumer, id, &tally, &detail)
+                        .await
+                }
+                _ => {
+                    self.store
+                        .inbox_apply(consumer, &ids, &tally, &detail)
+                        .await
+                }
+            };
             metrics::store_call("inbox", started.elapsed());
             match outcome {
                 Ok(true) => {

@@ -35,6 +35,7 @@ pub mod detail;
 pub mod emotes;
 pub mod inbox;
 pub mod message;
+pub mod migrate;
 pub(crate) mod retry;
 pub(crate) mod shutdown;
 pub mod sim;

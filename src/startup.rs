@@ -16,7 +16,7 @@ use tracing::{error, info};
 
 use crate::api::{self, AppState};
 use crate::config::{
-    self, ApiArgs, ConfigError, ProcessArgs, RedisArgs, SourceArgs, Upstream, WorkerArgs,
+    self, ApiArgs, ConfigError, DataArgs, ProcessArgs, RedisArgs, SourceArgs, Upstream, WorkerArgs,
 };
 use crate::inbox::{self, InboxSettings};
 use crate::sim::SimSource;
@@ -144,6 +144,56 @@ pub struct ApiCli {
     pub(crate) redis: RedisArgs,
     #[command(flatten)]
     pub(crate) process: ProcessArgs,
+}
+
+/// `chatstats-migrate`: moves the lasting statistics of a standalone Redis (all-time lists of
+/// everything, rooms and nicks; first and last message times; failed messages) into a Redis
+/// Cluster, or any other Redis, under the same namespace. Stop the workers first.
+#[derive(Clone, Parser)]
+#[command(name = "chatstats-migrate", version, about, long_about = None, after_help = AFTER_HELP)]
+pub struct MigrateCli {
+    /// The standalone Redis to read, `redis://[user:password@]host:port[/db]`.
+    #[arg(long = "from", env = "MIGRATE_FROM", hide_env_values = true, value_parser = config::parse_redis_url)]
+    pub(crate) from: telemetry::SecretUrl,
+    /// The Redis to write, usually `redis-cluster://host:port[,host:port…]`; its namespace must
+    /// hold no statistics yet.
+    #[arg(long = "to", env = "MIGRATE_TO", hide_env_values = true, value_parser = config::parse_redis_url)]
+    pub(crate) to: telemetry::SecretUrl,
+    /// On Redis Cluster, the number of shards the keys are spread over (as the services' own).
+    #[arg(long, env, default_value_t = crate::store::redis::DEFAULT_CLUSTER_SHARDS as u64, value_parser = clap::value_parser!(u64).range(1..=1024))]
+    pub(crate) redis_cluster_shards: u64,
+    #[command(flatten)]
+    pub(crate) data: DataArgs,
+    #[command(flatten)]
+    pub(crate) process: ProcessArgs,
+}
+
+impl Service for MigrateCli {
+    const NAME: &'static str = "chatstats-migrate";
+    fn process(&self) -> &ProcessArgs {
+        &self.process
+    }
+}
+
+/// Runs `chatstats-migrate` (see [`crate::migrate`]).
+pub async fn run_migrate(cli: MigrateCli, shutdown: CancellationToken) -> Result<(), AppError> {
+    let shards = cli.redis_cluster_shards;
+    let from = RedisStore::connect(cli.data.settings_at(cli.from.clone(), shards)?)?;
+    let to = RedisStore::connect(cli.data.settings_at(cli.to.clone(), shards)?)?;
+    info!(from = %from.describe(), to = %to.describe(), "migrating");
+    let moved = tokio::select! {
+        moved = crate::migrate::migrate(&from, &to) => moved?,
+        _ = shutdown.cancelled() => {
+            return Err(StoreError::Unsupported("interrupted: the target holds part of the data; delete its namespace before running again".to_owned()).into());
+        }
+    };
+    info!(
+        members = moved.members,
+        seen = moved.seen,
+        failed = moved.failed,
+        "migrated"
+    );
+    Ok(())
 }
 
 /// The simulated stream of `chatstats` when no upstream is configured.

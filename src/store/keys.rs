@@ -21,7 +21,12 @@
 //! | `{ns}room:{R}:history`, `{ns}nick:{N}:history` | stream | a room's or nick's messages: field `i`, the id of the entry in `{ns}history`; trimmed alike |
 //! | `{ns}history:ids:{hour}` | hash | message id → entry id, for the messages recorded in that hour; expires |
 //! | `{ns}rollup:lock` | string | held by the worker rolling up; expires |
+//! | `{ns}inbox:applied` | sorted set | on Redis Cluster, per shard: the ranges of inbox entry ids it applied (`first last`, ids zero-padded), until acknowledged, or a day |
 //! | `{ns}inbox` | stream | payloads waiting for the workers (field `p`: the payload as received); the consumer group `chatstats` reads it, and an entry is acknowledged and deleted in the call that applies it |
+//!
+//! On Redis Cluster every shard has these keys under a namespace of its own, `{ns}{tag}:`,
+//! which makes `tag` the hash tag of all of them (see `redis/shards.rs` for which shard holds
+//! what); a room's and a nick's braces then only delimit the name.
 //!
 //! `{R}` and `{N}` are the room or nick in braces, with `%`, `{` and `}` percent-encoded: the
 //! name is unambiguous whatever it holds, and in Redis Cluster the braces make it the hash tag,
@@ -176,6 +181,11 @@ impl Keys {
     /// consumed by the consumer group `chatstats`.
     pub(crate) fn inbox(&self) -> String {
         format!("{}inbox", self.ns)
+    }
+
+    /// On Redis Cluster, the ranges of inbox entry ids a shard applied.
+    pub(crate) fn inbox_applied(&self) -> String {
+        format!("{}inbox:applied", self.ns)
     }
 
     /// Message id → the id of its entry in the history, for messages recorded in one hour.

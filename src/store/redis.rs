@@ -26,8 +26,10 @@ use crate::telemetry::SecretUrl;
 use crate::timeline::{Bucket, Granularity, Retention, Rolled, children, now_ms};
 
 mod inbox;
+mod shards;
 
 pub use inbox::{GROUP, InboxEntry};
+pub use shards::{DEFAULT_CLUSTER_SHARDS, RedisStore};
 
 /// A Lua script, run by `EVALSHA` (its SHA1 computed once).
 struct Script {
@@ -71,6 +73,8 @@ static ROLLUP: Script = Script::new(include_str!("lua/rollup.lua"));
 static HISTORY: Script = Script::new(include_str!("lua/history.lua"));
 /// One recorded message by id.
 static MESSAGE: Script = Script::new(include_str!("lua/message.lua"));
+/// How many members of one list rank above a member (Redis Cluster: a nick's rank).
+static RANK: Script = Script::new(include_str!("lua/rank.lua"));
 /// Appends posted payloads to the inbox.
 static INBOX_APPEND: Script = Script::new(include_str!("lua/inbox_append.lua"));
 
@@ -83,7 +87,9 @@ const ROLLUPS_PER_CALL: u64 = 6;
 /// How to reach Redis and how to keep data there.
 #[derive(Debug, Clone)]
 pub struct RedisSettings {
-    /// `redis://` or `rediss://` URL, with user and password if needed.
+    /// `redis://` or `rediss://` URL, with user and password if needed; `redis-cluster://` or
+    /// `rediss-cluster://` (fred's form: `?node=host:port` for every further node) for Redis
+    /// Cluster.
     pub url: SecretUrl,
     /// Key prefix.
     pub namespace: String,
@@ -95,63 +101,77 @@ pub struct RedisSettings {
     pub second_ttl: u64,
     /// How long time buckets are kept.
     pub retention: Retention,
+    /// On Redis Cluster, the number of shards the keys are spread over (see `shards.rs`); it
+    /// must never change while data is kept. Ignored on a standalone Redis.
+    pub cluster_shards: usize,
 }
 
-/// A [`Store`] on Redis. Clones share one connection, which also keeps commands in order.
+/// The keys of one namespace on one Redis client: the whole store on a standalone Redis, one
+/// shard of it on Redis Cluster (see `shards.rs`). Clones share one connection, which also
+/// keeps commands in order.
 #[derive(Clone)]
-pub struct RedisStore {
+pub(crate) struct Shard {
     client: Client,
     keys: Keys,
     settings: Arc<RedisSettings>,
     /// The last connection error, so that a call that times out while Redis cannot be reached
     /// says why (refused, wrong password…) instead of only "timeout".
-    last_error: Arc<Mutex<Option<String>>>,
+    last_error: LastError,
     /// The live feed, read from the history stream by one task once someone subscribes.
     live: Arc<tokio::sync::OnceCell<tokio::sync::broadcast::Sender<Live>>>,
 }
 
-impl RedisStore {
-    /// Creates the client and starts connecting in the background; never waits for Redis, so
-    /// that a service can start (and report 503) while Redis is away.
-    pub fn connect(settings: RedisSettings) -> Result<RedisStore, StoreError> {
-        let mut config = Config::from_url(settings.url.expose().as_str())?;
-        config.fail_fast = false;
-        let timeout = settings.timeout;
-        let client = Builder::from_config(config)
-            .with_performance_config(|perf| perf.default_command_timeout = timeout)
-            .with_connection_config(|conn| {
-                conn.connection_timeout = timeout;
-                conn.internal_command_timeout = timeout;
-                // Retries are the worker's job: it knows which tallies may be re-sent.
-                conn.max_command_attempts = 1;
-            })
-            // Reconnect forever, at most 1 s apart: service is back within ~1 s of Redis.
-            .set_policy(ReconnectPolicy::new_exponential(0, 100, 1_000, 2))
-            .build()?;
-        let last_error: Arc<Mutex<Option<String>>> = Arc::default();
-        let errors = last_error.clone();
-        client.on_error(move |(error, _)| {
-            *errors.lock().unwrap_or_else(PoisonError::into_inner) = Some(describe_error(&error));
-            async { Ok(()) }
-        });
-        let connected = last_error.clone();
-        client.on_reconnect(move |_| {
-            *connected.lock().unwrap_or_else(PoisonError::into_inner) = None;
-            async { Ok(()) }
-        });
-        client.connect();
-        Ok(RedisStore {
+/// Where a client's last connection error is kept, for errors that would only say "timeout".
+type LastError = Arc<Mutex<Option<String>>>;
+
+/// Creates the client for `settings` (standalone or cluster, by the URL's scheme) and starts
+/// connecting in the background; never waits for Redis, so that a service can start (and report
+/// 503) while Redis is away. Returns the client and where its last connection error is kept.
+fn connect_client(settings: &RedisSettings) -> Result<(Client, LastError), StoreError> {
+    let mut config = Config::from_url(settings.url.expose().as_str())?;
+    config.fail_fast = false;
+    let timeout = settings.timeout;
+    let client = Builder::from_config(config)
+        .with_performance_config(|perf| perf.default_command_timeout = timeout)
+        .with_connection_config(|conn| {
+            conn.connection_timeout = timeout;
+            conn.internal_command_timeout = timeout;
+            // Retries are the worker's job: it knows which tallies may be re-sent.
+            conn.max_command_attempts = 1;
+        })
+        // Reconnect forever, at most 1 s apart: service is back within ~1 s of Redis.
+        .set_policy(ReconnectPolicy::new_exponential(0, 100, 1_000, 2))
+        .build()?;
+    let last_error: LastError = Arc::default();
+    let errors = last_error.clone();
+    client.on_error(move |(error, _)| {
+        *errors.lock().unwrap_or_else(PoisonError::into_inner) = Some(describe_error(&error));
+        async { Ok(()) }
+    });
+    let connected = last_error.clone();
+    client.on_reconnect(move |_| {
+        *connected.lock().unwrap_or_else(PoisonError::into_inner) = None;
+        async { Ok(()) }
+    });
+    client.connect();
+    Ok((client, last_error))
+}
+
+impl Shard {
+    /// The shard of `client` whose keys start with `namespace`.
+    fn new(
+        client: Client,
+        namespace: String,
+        settings: Arc<RedisSettings>,
+        last_error: LastError,
+    ) -> Shard {
+        Shard {
             client,
-            keys: Keys::new(settings.namespace.clone()),
-            settings: settings.into(),
+            keys: Keys::new(namespace),
+            settings,
             last_error,
             live: Arc::default(),
-        })
-    }
-
-    /// The underlying client, for tests and tools.
-    pub fn client(&self) -> &Client {
-        &self.client
+        }
     }
 
     /// Runs `script` with `call`'s keys and arguments: `EVALSHA`, or `EVAL` when Redis does not
@@ -407,7 +427,7 @@ fn build_call(
     }
 }
 
-impl RedisStore {
+impl Shard {
     /// Rolls up the hours, then the days, that ended at least [`SETTLE_MS`] ago and are not
     /// rolled up yet: for everything and for each room active in them, their finer buckets are
     /// merged into theirs, then the hour (day) is marked rolled for every scope. Hours whose
@@ -738,7 +758,7 @@ fn text(value: Value) -> String {
     }
 }
 
-impl Store for RedisStore {
+impl Store for Shard {
     async fn apply(&self, tally: &Tally, mark: Option<&Mark>) -> Result<bool, StoreError> {
         if tally.is_empty() {
             return Ok(true);

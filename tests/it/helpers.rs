@@ -1,7 +1,8 @@
 //! Test helpers: a real `redis-server` per test, fake upstreams, the API on a real socket.
 
-/// Runs the same test bodies against Redis and the in-memory store (the store contract): each
-/// named body is an `async fn(new: impl Fn() -> S)` given a factory of empty stores.
+/// Runs the same test bodies against Redis, Redis Cluster (a local 3-master cluster shared by
+/// the tests, each in a namespace of its own) and the in-memory store (the store contract):
+/// each named body is an `async fn(new: impl Fn() -> S)` given a factory of empty stores.
 macro_rules! contract {
     ($($name:ident),* $(,)?) => {
         mod on_redis {
@@ -10,6 +11,17 @@ macro_rules! contract {
                 async fn $name() {
                     let redis = crate::helpers::TestRedis::start();
                     super::$name(|| redis.store()).await;
+                }
+            )*
+        }
+        mod on_cluster {
+            $(
+                #[tokio::test]
+                async fn $name() {
+                    let Some(cluster) = crate::cluster::TestCluster::shared() else {
+                        return;
+                    };
+                    super::$name(|| cluster.store()).await;
                 }
             )*
         }
@@ -205,6 +217,7 @@ pub fn redis_settings(redis: &TestRedis) -> RedisSettings {
         failed_cap: 1000,
         second_ttl: 300,
         retention: Default::default(),
+        cluster_shards: chatstats::store::redis::DEFAULT_CLUSTER_SHARDS,
     }
 }
 
@@ -217,6 +230,7 @@ pub fn unreachable_store(timeout: Duration) -> RedisStore {
         failed_cap: 1000,
         second_ttl: 300,
         retention: Default::default(),
+        cluster_shards: chatstats::store::redis::DEFAULT_CLUSTER_SHARDS,
     })
     .expect("redis store")
 }
@@ -522,6 +536,7 @@ pub fn bin(name: &str) -> Command {
         "chatstats-worker" => env!("CARGO_BIN_EXE_chatstats-worker"),
         "chatstats-api" => env!("CARGO_BIN_EXE_chatstats-api"),
         "chatstats-sim" => env!("CARGO_BIN_EXE_chatstats-sim"),
+        "chatstats-migrate" => env!("CARGO_BIN_EXE_chatstats-migrate"),
         other => other,
     };
     let mut command = Command::new(path);

@@ -83,11 +83,66 @@ async fn a_retried_call_and_a_stalled_consumer_apply_nothing_twice() {
     assert_eq!(backlog(&redis, &ns), (0, 0), "acknowledged and deleted");
 }
 
+#[tokio::test]
+async fn on_redis_cluster_a_batch_and_the_entries_taken_over_from_it_apply_once() {
+    let Some(cluster) = crate::cluster::TestCluster::shared() else {
+        return;
+    };
+    let none = Detail::default();
+    for applied_first in ["a", "b"] {
+        let store = cluster.store();
+        store.inbox_group().await.unwrap();
+        store.append_inbox(&payloads(10)).await.unwrap();
+        // Consumer a reads the ten entries, then stalls; b takes them over.
+        let read = store.inbox_read("a", 100, 10).await.unwrap();
+        assert_eq!(read.len(), 10);
+        let claimed = store.inbox_claim("b", 0, 100).await.unwrap();
+        assert_eq!(claimed.len(), 10, "b takes over what a left pending");
+        let ids: Vec<String> = read.iter().map(|e| e.id.clone()).collect();
+        let tally = tally_of(&read);
+        let batch = || store.inbox_apply("a", &ids, &tally, &none);
+        let take_over = || async {
+            for entry in &claimed {
+                let tally = tally_of(std::slice::from_ref(entry));
+                assert!(
+                    store
+                        .inbox_take_over("b", &entry.id, &tally, &none)
+                        .await
+                        .unwrap(),
+                    "b acknowledges what it took over"
+                );
+            }
+        };
+        if applied_first == "a" {
+            // a's shards apply its batch (they cannot see the inbox), but a cannot
+            // acknowledge it; b then finds every entry applied and only acknowledges.
+            assert!(!batch().await.unwrap(), "a's entries are b's now");
+            take_over().await;
+        } else {
+            // b applies the entries one by one first; a's late batch overlaps and applies
+            // nothing.
+            take_over().await;
+            assert!(!batch().await.unwrap(), "a's entries were b's");
+        }
+        assert_eq!(
+            nicks(&store).await,
+            expected_nicks(10),
+            "{applied_first} first"
+        );
+        assert_eq!(backlog_of(&store).await, (0, 0), "acknowledged and deleted");
+    }
+}
+
 fn inbox_worker(redis: &TestRedis, ns: &str) -> Running {
+    inbox_worker_at(&redis.url(), ns)
+}
+
+/// An inbox worker process on the Redis (or Redis Cluster) at `url`.
+fn inbox_worker_at(url: &str, ns: &str) -> Running {
     Running(
         bin("chatstats-worker")
             .env("CHAT_INTERFACE_URL", "inbox")
-            .env("REDIS_URL", redis.url())
+            .env("REDIS_URL", url)
             .env("REDIS_NAMESPACE", ns)
             .env("INBOX_BATCH", "50")
             .env("INBOX_CLAIM_IDLE_MS", "1000")
@@ -112,25 +167,57 @@ fn backlog(redis: &TestRedis, ns: &str) -> (u64, u64) {
     (len, number(pending))
 }
 
+/// Entries still in the inbox, and entries read but not acknowledged, asked through `store`
+/// (on Redis Cluster the inbox is in the home shard).
+async fn backlog_of(store: &RedisStore) -> (u64, u64) {
+    use fred::interfaces::StreamsInterface;
+    let key = format!("{}inbox", store.namespaces()[0]);
+    let len: u64 = store.client().xlen(&key).await.unwrap_or(u64::MAX);
+    let summary: fred::types::Value = store
+        .client()
+        .xpending(&key, "chatstats", ())
+        .await
+        .unwrap_or(fred::types::Value::Null);
+    let pending = match summary {
+        fred::types::Value::Array(parts) => parts
+            .first()
+            .and_then(fred::types::Value::as_u64)
+            .unwrap_or(u64::MAX),
+        _ => u64::MAX,
+    };
+    (len, pending)
+}
+
 #[tokio::test]
 async fn three_workers_one_killed_and_one_stalled_give_exact_totals() {
-    const N: usize = 20_000;
     let redis = TestRedis::start();
-    let ns = namespace();
-    let store = redis.store_in(&ns);
+    three_workers_one_killed_and_one_stalled(&redis.url(), redis.store_in(&namespace())).await;
+}
+
+#[tokio::test]
+async fn on_redis_cluster_three_workers_one_killed_and_one_stalled_give_exact_totals() {
+    let Some(cluster) = crate::cluster::TestCluster::shared() else {
+        return;
+    };
+    three_workers_one_killed_and_one_stalled(&cluster.url(), cluster.store()).await;
+}
+
+async fn three_workers_one_killed_and_one_stalled(url: &str, store: RedisStore) {
+    const N: usize = 20_000;
+    let ns = store.namespace().to_owned();
     store.inbox_group().await.unwrap();
     for chunk in payloads(N).chunks(1000) {
         store.append_inbox(chunk).await.unwrap();
     }
-    let mut killed = inbox_worker(&redis, &ns);
-    let stalled = inbox_worker(&redis, &ns);
-    let _steady = inbox_worker(&redis, &ns);
+    let mut killed = inbox_worker_at(url, &ns);
+    let stalled = inbox_worker_at(url, &ns);
+    let _steady = inbox_worker_at(url, &ns);
 
     eventually(
         Duration::from_secs(60),
         "the workers to be mid-run",
         || async {
-            let (left, _) = backlog(&redis, &ns);
+            let (left, _) = backlog_of(&store).await;
             left < (N as u64) * 3 / 4
         },
     )
@@ -142,14 +229,14 @@ async fn three_workers_one_killed_and_one_stalled_give_exact_totals() {
     eventually(
         Duration::from_secs(90),
         "the inbox to be consumed to the end",
-        || async { backlog(&redis, &ns) == (0, 0) },
+        || async { backlog_of(&store).await == (0, 0) },
     )
     .await;
     // The stalled worker wakes: whatever it held was claimed, and it applies none of it.
     signal(&stalled.0, "CONT");
     store.append_inbox(&payloads(1)).await.unwrap();
     eventually(Duration::from_secs(30), "the last entry", || async {
-        backlog(&redis, &ns) == (0, 0)
+        backlog_of(&store).await == (0, 0)
     })
     .await;
     let mut want = expected_nicks(N);

@@ -12,7 +12,7 @@ use bytes::Bytes;
 use fred::prelude::*;
 use fred::types::Value;
 
-use super::{RedisStore, Script, ScriptCall, build_call, detail_call, stream_entries};
+use super::{Script, ScriptCall, Shard, build_call, detail_call, stream_entries};
 use crate::detail::Detail;
 use crate::message::Tally;
 use crate::store::StoreError;
@@ -32,6 +32,31 @@ static INBOX: Script = Script::new(concat!(
     include_str!("../lua/inbox_apply.lua"),
 ));
 
+/// On Redis Cluster: one shard's part of a batch of inbox entries (see the script).
+static INBOX_SHARD: Script = Script::new(concat!(
+    include_str!("../lua/mark.lua"),
+    "local function apply_part(KEYS, ARGV)\n",
+    include_str!("../lua/apply.lua"),
+    "\nend\nlocal function detail_part(KEYS, ARGV)\n",
+    include_str!("../lua/detail.lua"),
+    "\nend\n",
+    include_str!("../lua/inbox_shard.lua"),
+));
+
+/// On Redis Cluster: acknowledges a batch once every shard applied its part.
+static INBOX_ACK: Script = Script::new(include_str!("../lua/inbox_ack.lua"));
+
+/// How a shard's part of inbox entries is applied on Redis Cluster.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum PartOutcome {
+    /// Applied now.
+    Applied,
+    /// Applied before.
+    Before,
+    /// Some of the entries were applied by another call: nothing applied.
+    Overlap,
+}
+
 /// One inbox entry: its id and its payload (`None`: deleted while it was pending).
 #[derive(Debug, Clone)]
 pub struct InboxEntry {
@@ -41,7 +66,7 @@ pub struct InboxEntry {
     pub payload: Option<Bytes>,
 }
 
-impl RedisStore {
+impl Shard {
     /// Creates the inbox and its consumer group when they do not exist yet.
     pub async fn inbox_group(&self) -> Result<(), StoreError> {
         let created: Result<Value, Error> = self
@@ -148,35 +173,115 @@ impl RedisStore {
             };
             call.args
                 .extend(ids.iter().map(|id| Value::from(id.as_str())));
-            let settings = &self.settings;
-            let parts = [
-                (!tally.is_empty()).then(|| {
-                    build_call(
-                        &self.keys,
-                        settings.second_ttl,
-                        settings.failed_cap,
-                        tally,
-                        None,
-                    )
-                }),
-                (!detail.is_empty())
-                    .then(|| detail_call(&self.keys, &settings.retention, detail, None, now)),
-            ];
-            for part in parts {
-                let part = part.unwrap_or(ScriptCall {
-                    keys: Vec::new(),
-                    args: Vec::new(),
-                });
-                call.args.push(Value::Integer(part.keys.len() as i64));
-                call.args.push(Value::Integer(part.args.len() as i64));
-                call.keys.extend(part.keys);
-                call.args.extend(part.args);
-            }
+            self.push_parts(&mut call, tally, detail, now);
             call
         };
         let applied: i64 = self.run(&INBOX, call).await?;
         Ok(applied == 1)
     }
+
+    /// On Redis Cluster: applies this shard's part of the entries `first..=last` (stream ids)
+    /// unless it was applied before; `taken_over`: one entry taken over from another consumer.
+    pub(crate) async fn inbox_part(
+        &self,
+        first: &str,
+        last: &str,
+        taken_over: bool,
+        tally: &Tally,
+        detail: &Detail,
+    ) -> Result<PartOutcome, StoreError> {
+        let now = now_ms();
+        let (first, last) = (padded_id(first)?, padded_id(last)?);
+        // Ranges are kept a day: far longer than any consumer can stall mid-batch unnoticed.
+        let oldest = format!("{:020}", now.saturating_sub(86_400_000));
+        let call = || {
+            let mut call = ScriptCall {
+                keys: vec![Key::from(self.keys.inbox_applied())],
+                args: vec![
+                    Value::from(if taken_over { "t" } else { "b" }),
+                    Value::from(first.as_str()),
+                    Value::from(last.as_str()),
+                    Value::from(oldest.as_str()),
+                ],
+            };
+            self.push_parts(&mut call, tally, detail, now);
+            call
+        };
+        let outcome: i64 = self.run(&INBOX_SHARD, call).await?;
+        Ok(match outcome {
+            1 => PartOutcome::Applied,
+            2 => PartOutcome::Before,
+            _ => PartOutcome::Overlap,
+        })
+    }
+
+    /// On Redis Cluster: forgets the range of a batch acknowledged (no call can apply its
+    /// entries again); a range left behind is dropped after a day anyway.
+    pub(crate) async fn inbox_forget(&self, first: &str, last: &str) -> Result<(), StoreError> {
+        let range = format!("{} {}", padded_id(first)?, padded_id(last)?);
+        let _: i64 = self
+            .client
+            .zrem(self.keys.inbox_applied(), range)
+            .await
+            .map_err(|e| self.fail(e))?;
+        Ok(())
+    }
+
+    /// On Redis Cluster: acknowledges and deletes the entries `ids` if they are all still
+    /// `consumer`'s.
+    pub(crate) async fn inbox_ack(
+        &self,
+        consumer: &str,
+        ids: &[String],
+    ) -> Result<bool, StoreError> {
+        let call = || ScriptCall {
+            keys: vec![Key::from(self.keys.inbox())],
+            args: [GROUP, consumer]
+                .into_iter()
+                .chain(ids.iter().map(String::as_str))
+                .map(Value::from)
+                .collect(),
+        };
+        let acked: i64 = self.run(&INBOX_ACK, call).await?;
+        Ok(acked == 1)
+    }
+
+    /// Appends the tally's and the detail's calls to `call`, each as its number of keys, its
+    /// number of arguments and its arguments (`lua/inbox_apply.lua`).
+    fn push_parts(&self, call: &mut ScriptCall, tally: &Tally, detail: &Detail, now: u64) {
+        let settings = &self.settings;
+        let parts = [
+            (!tally.is_empty()).then(|| {
+                build_call(
+                    &self.keys,
+                    settings.second_ttl,
+                    settings.failed_cap,
+                    tally,
+                    None,
+                )
+            }),
+            (!detail.is_empty())
+                .then(|| detail_call(&self.keys, &settings.retention, detail, None, now)),
+        ];
+        for part in parts {
+            let part = part.unwrap_or(ScriptCall {
+                keys: Vec::new(),
+                args: Vec::new(),
+            });
+            call.args.push(Value::Integer(part.keys.len() as i64));
+            call.args.push(Value::Integer(part.args.len() as i64));
+            call.keys.extend(part.keys);
+            call.args.extend(part.args);
+        }
+    }
+}
+
+/// A stream id `ms-seq` with both numbers zero-padded to 20 digits: byte order is id order.
+fn padded_id(id: &str) -> Result<String, StoreError> {
+    id.split_once('-')
+        .and_then(|(ms, seq)| Some((ms.parse::<u64>().ok()?, seq.parse::<u64>().ok()?)))
+        .map(|(ms, seq)| format!("{ms:020}-{seq:020}"))
+        .ok_or_else(|| StoreError::Data(format!("{id:?} is not a stream id")))
 }
 
 /// The `p` field of an entry.
