@@ -21,6 +21,7 @@
 //! | `{ns}room:{R}:history`, `{ns}nick:{N}:history` | stream | a room's or nick's messages: field `i`, the id of the entry in `{ns}history`; trimmed alike |
 //! | `{ns}history:ids:{hour}` | hash | message id → entry id, for the messages recorded in that hour; expires |
 //! | `{ns}rollup:lock` | string | held by the worker rolling up; expires |
+//! | `{ns}{layout}:shards` | string | on Redis Cluster: the number of shards the data was written with (outside every shard) |
 //! | `{ns}inbox:applied` | sorted set | on Redis Cluster, per shard: the ranges of inbox entry ids it applied (`first last`, ids zero-padded), until acknowledged, or a day |
 //! | `{ns}inbox` | stream | payloads waiting for the workers (field `p`: the payload as received); the consumer group `chatstats` reads it, and an entry is acknowledged and deleted in the call that applies it |
 //!

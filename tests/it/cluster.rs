@@ -1052,3 +1052,33 @@ async fn the_binaries_run_in_cluster_mode() {
     }
     assert_eq!(failed, want_failed, "the failed messages");
 }
+
+#[tokio::test]
+async fn a_process_with_another_number_of_shards_is_refused_not_misled() {
+    let Some(cluster) = TestCluster::shared() else {
+        return;
+    };
+    let ns = namespace();
+    let twelve = cluster.store_in(&ns);
+    let tally = chatstats::message::Tally {
+        words: vec![(Bytes::from_static(b"Kappa"), 3)],
+        ..Default::default()
+    };
+    twelve.apply(&tally, None).await.unwrap();
+    let six = RedisStore::connect(RedisSettings {
+        namespace: ns.clone(),
+        cluster_shards: 6,
+        ..cluster.settings()
+    })
+    .unwrap();
+    let err = six.top(TopList::Words, 10).await.unwrap_err().to_string();
+    assert!(
+        err.contains("REDIS_CLUSTER_SHARDS=12"),
+        "the error says which number to set: {err}"
+    );
+    assert!(six.apply(&tally, None).await.is_err(), "nothing is written");
+    assert_eq!(
+        twelve.top(TopList::Words, 10).await.unwrap(),
+        vec![("Kappa".to_owned(), 3)]
+    );
+}

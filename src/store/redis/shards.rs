@@ -48,6 +48,9 @@ pub struct RedisStore {
     shards: Arc<[Shard]>,
     cluster: bool,
     settings: Arc<RedisSettings>,
+    /// On Redis Cluster, once checked: `None` when the cluster's data was written with this
+    /// number of shards, else why it cannot be read.
+    layout: Arc<tokio::sync::OnceCell<Option<String>>>,
 }
 
 /// True when `url` asks for Redis Cluster.
@@ -83,6 +86,7 @@ impl RedisStore {
             shards,
             cluster,
             settings,
+            layout: Arc::default(),
         })
     }
 
@@ -110,13 +114,49 @@ impl RedisStore {
     }
 
     /// On Redis Cluster, waits (at most the command timeout) until the client knows the
-    /// cluster's slots: before that, fred refuses every command ("missing cluster routing
-    /// state"), where a standalone client queues them.
-    async fn ready(&self) {
+    /// cluster's slots — before that, fred refuses every command ("missing cluster routing
+    /// state"), where a standalone client queues them — and checks once that the data was
+    /// written with as many shards as this process has: with another number every member
+    /// would be looked for in the wrong shard.
+    async fn ready(&self) -> Result<(), StoreError> {
+        if !self.cluster {
+            return Ok(());
+        }
         let client = &self.home().client;
-        if self.cluster && !matches!(client.state(), ClientState::Connected) {
+        if !matches!(client.state(), ClientState::Connected) {
             let _ = tokio::time::timeout(self.settings.timeout, client.wait_for_connect()).await;
         }
+        if self.layout.get().is_none() {
+            // A failure to check is not kept: the next call checks again.
+            let mismatch = self.check_layout().await?;
+            let _ = self.layout.set(mismatch);
+        }
+        match self.layout.get() {
+            Some(Some(why)) => Err(StoreError::Unsupported(why.clone())),
+            _ => Ok(()),
+        }
+    }
+
+    /// Records this process's number of shards in `{ns}{layout}:shards` (a hash tag of its
+    /// own, the same whatever the number) if none is recorded; `Some(why)` when another number
+    /// is.
+    async fn check_layout(&self) -> Result<Option<String>, StoreError> {
+        let key = format!("{}{{layout}}:shards", self.settings.namespace);
+        let shards = self.shards.len() as u64;
+        let home = self.home();
+        let _: Option<String> = home
+            .client
+            .set(&key, shards, None, Some(SetOptions::NX), false)
+            .await
+            .map_err(|e| home.fail(e))?;
+        let recorded: Option<u64> = home.client.get(&key).await.map_err(|e| home.fail(e))?;
+        Ok(match recorded {
+            Some(recorded) if recorded != shards => Some(format!(
+                "the data under namespace {:?} was written with REDIS_CLUSTER_SHARDS={recorded}; this process has {shards}: set it to {recorded}",
+                self.settings.namespace
+            )),
+            _ => None,
+        })
     }
 
     /// Shard 0: what is not a member of a list.
@@ -248,7 +288,7 @@ impl RedisStore {
 
     /// Creates the inbox and its consumer group when they do not exist yet.
     pub async fn inbox_group(&self) -> Result<(), StoreError> {
-        self.ready().await;
+        self.ready().await?;
         self.home().inbox_group().await
     }
 
@@ -260,7 +300,7 @@ impl RedisStore {
         count: usize,
         block_ms: u64,
     ) -> Result<Vec<InboxEntry>, StoreError> {
-        self.ready().await;
+        self.ready().await?;
         self.home().inbox_read(consumer, count, block_ms).await
     }
 
@@ -272,7 +312,7 @@ impl RedisStore {
         min_idle_ms: u64,
         count: usize,
     ) -> Result<Vec<InboxEntry>, StoreError> {
-        self.ready().await;
+        self.ready().await?;
         self.home().inbox_claim(consumer, min_idle_ms, count).await
     }
 
@@ -286,7 +326,7 @@ impl RedisStore {
         tally: &Tally,
         detail: &Detail,
     ) -> Result<bool, StoreError> {
-        self.ready().await;
+        self.ready().await?;
         if !self.cluster {
             return self.home().inbox_apply(consumer, ids, tally, detail).await;
         }
@@ -304,7 +344,7 @@ impl RedisStore {
         tally: &Tally,
         detail: &Detail,
     ) -> Result<bool, StoreError> {
-        self.ready().await;
+        self.ready().await?;
         let ids = [id.to_owned()];
         if !self.cluster {
             return self.home().inbox_apply(consumer, &ids, tally, detail).await;
@@ -401,7 +441,7 @@ fn fnv1a(bytes: &[u8]) -> u64 {
 
 impl Store for RedisStore {
     async fn apply(&self, tally: &Tally, mark: Option<&Mark>) -> Result<bool, StoreError> {
-        self.ready().await;
+        self.ready().await?;
         if !self.cluster {
             return self.home().apply(tally, mark).await;
         }
@@ -414,7 +454,7 @@ impl Store for RedisStore {
     }
 
     async fn apply_detail(&self, detail: &Detail, mark: Option<&Mark>) -> Result<bool, StoreError> {
-        self.ready().await;
+        self.ready().await?;
         if !self.cluster {
             return self.home().apply_detail(detail, mark).await;
         }
@@ -433,7 +473,7 @@ impl Store for RedisStore {
         periods: &[Period],
         limit: usize,
     ) -> Result<Vec<Entry>, StoreError> {
-        self.ready().await;
+        self.ready().await?;
         match self.scope_owner(scope) {
             _ if !self.cluster => self.home().top_in(list, scope, periods, limit).await,
             Some(shard) => shard.top_in(list, scope, periods, limit).await,
@@ -442,7 +482,7 @@ impl Store for RedisStore {
     }
 
     async fn activity(&self, scope: &Scope, buckets: &[Bucket]) -> Result<Vec<u64>, StoreError> {
-        self.ready().await;
+        self.ready().await?;
         self.scope_owner(scope)
             .unwrap_or(self.home())
             .activity(scope, buckets)
@@ -450,7 +490,7 @@ impl Store for RedisStore {
     }
 
     async fn profile(&self, kind: Seen, name: &str) -> Result<Option<Profile>, StoreError> {
-        self.ready().await;
+        self.ready().await?;
         let owner = self.owner(name.as_bytes());
         let Some(mut profile) = owner.profile(kind, name).await? else {
             return Ok(None);
@@ -469,7 +509,7 @@ impl Store for RedisStore {
     }
 
     async fn unique_chatters(&self, room: &str, periods: &[Period]) -> Result<u64, StoreError> {
-        self.ready().await;
+        self.ready().await?;
         self.owner(room.as_bytes())
             .unique_chatters(room, periods)
             .await
@@ -481,12 +521,12 @@ impl Store for RedisStore {
         before: Option<&str>,
         limit: usize,
     ) -> Result<HistoryPage, StoreError> {
-        self.ready().await;
+        self.ready().await?;
         self.home().history(scope, before, limit).await
     }
 
     async fn message(&self, id: &str) -> Result<Option<String>, StoreError> {
-        self.ready().await;
+        self.ready().await?;
         self.home().message(id).await
     }
 
@@ -499,7 +539,7 @@ impl Store for RedisStore {
     }
 
     async fn rolled(&self) -> Result<Rolled, StoreError> {
-        self.ready().await;
+        self.ready().await?;
         // What every shard has rolled up.
         let mut all = self.home().rolled().await?;
         for shard in &self.shards[1..] {
@@ -511,7 +551,7 @@ impl Store for RedisStore {
     }
 
     async fn maintain(&self, now_ms: u64) -> Result<(), StoreError> {
-        self.ready().await;
+        self.ready().await?;
         for shard in self.shards.iter() {
             shard.maintain(now_ms).await?;
         }
@@ -519,7 +559,7 @@ impl Store for RedisStore {
     }
 
     async fn top(&self, list: TopList, limit: usize) -> Result<Vec<Entry>, StoreError> {
-        self.ready().await;
+        self.ready().await?;
         if !self.cluster {
             return self.home().top(list, limit).await;
         }
@@ -527,27 +567,27 @@ impl Store for RedisStore {
     }
 
     async fn messages_in_second(&self, second: u64) -> Result<u64, StoreError> {
-        self.ready().await;
+        self.ready().await?;
         self.home().messages_in_second(second).await
     }
 
     async fn failed_messages(&self, limit: Option<usize>) -> Result<Vec<String>, StoreError> {
-        self.ready().await;
+        self.ready().await?;
         self.home().failed_messages(limit).await
     }
 
     async fn failed_total(&self) -> Result<u64, StoreError> {
-        self.ready().await;
+        self.ready().await?;
         self.home().failed_total().await
     }
 
     async fn append_inbox(&self, payloads: &[Bytes]) -> Result<(), StoreError> {
-        self.ready().await;
+        self.ready().await?;
         self.home().append_inbox(payloads).await
     }
 
     async fn health(&self) -> Result<String, StoreError> {
-        self.ready().await;
+        self.ready().await?;
         if !self.cluster {
             return self.home().health().await;
         }
