@@ -5,8 +5,9 @@
 -- ring of `window` bits from bit 64: bit 64 + s % window is set once s is applied, for
 -- H - window < s <= H. The worker never has a call in flight `window` or more numbers below its
 -- newest, so any s <= H - window was acknowledged before H was sent: it is a duplicate. The key
--- has a fixed size in every state. When it is lost (Redis lost data, or it expired after a
--- quiet day), the next call starts it afresh with the same rule.
+-- has a fixed size in every state, and expires a day after H last crossed a multiple of the
+-- window. When it is lost (Redis lost data, or it expired after a quiet day), the next call
+-- starts it afresh with the same rule.
 local function admit(wkey, seq, window)
   if seq <= 0 then
     return true
@@ -22,15 +23,39 @@ local function admit(wkey, seq, window)
     redis.call('SETBIT', wkey, bit, 1)
     return true
   end
-  if h <= 0 or seq - h >= window then
+  local fresh = h <= 0 or seq - h >= window
+  if fresh then
     redis.call('DEL', wkey)
-  else
-    -- Positions of the skipped numbers (h, seq) now stand for calls not applied yet.
+  end
+  -- One BITFIELD (a few for a very wide window, within Lua's stack): the positions of the
+  -- skipped numbers (h, seq) cleared — they now stand for calls not applied yet — then the new
+  -- highest number and its bit. On Redis Cluster a shard sees only the numbers of the calls
+  -- that touch it, so skips are the rule there.
+  local args = {'BITFIELD', wkey}
+  if not fresh then
     for s = h + 1, seq - 1 do
-      redis.call('SETBIT', wkey, 64 + s % window, 0)
+      args[#args + 1] = 'SET'
+      args[#args + 1] = 'u1'
+      args[#args + 1] = 64 + s % window
+      args[#args + 1] = 0
+      if #args >= 4000 then
+        redis.call(unpack(args))
+        args = {'BITFIELD', wkey}
+      end
     end
   end
-  redis.call('BITFIELD', wkey, 'SET', 'i64', 0, seq, 'SET', 'u1', bit, 1)
-  redis.call('EXPIRE', wkey, 86400)
+  args[#args + 1] = 'SET'
+  args[#args + 1] = 'i64'
+  args[#args + 1] = 0
+  args[#args + 1] = seq
+  args[#args + 1] = 'SET'
+  args[#args + 1] = 'u1'
+  args[#args + 1] = bit
+  args[#args + 1] = 1
+  redis.call(unpack(args))
+  -- The expiry is pushed back once per `window` numbers, not at every call.
+  if fresh or math.floor(seq / window) ~= math.floor(h / window) then
+    redis.call('EXPIRE', wkey, 86400)
+  end
   return true
 end
