@@ -1,7 +1,6 @@
 //! `chatstats-api`: see [`chatstats::startup::run_api`].
 
-#[global_allocator]
-static ALLOCATOR: chatstats::Allocator = chatstats::Allocator;
+chatstats::allocator!();
 
 fn main() -> std::process::ExitCode {
     chatstats::startup::main(chatstats::startup::run_api)

@@ -1,7 +1,6 @@
 //! `chatstats-migrate`: see [`chatstats::startup::run_migrate`].
 
-#[global_allocator]
-static ALLOCATOR: chatstats::Allocator = chatstats::Allocator;
+chatstats::allocator!();
 
 fn main() -> std::process::ExitCode {
     chatstats::startup::main(chatstats::startup::run_migrate)

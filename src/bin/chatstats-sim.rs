@@ -1,8 +1,7 @@
 //! `chatstats-sim`: the simulated upstream, served over HTTP or written to a file; see
 //! [`chatstats::startup::run_sim`].
 
-#[global_allocator]
-static ALLOCATOR: chatstats::Allocator = chatstats::Allocator;
+chatstats::allocator!();
 
 fn main() -> std::process::ExitCode {
     chatstats::startup::main(chatstats::startup::run_sim)

@@ -1,7 +1,6 @@
 //! `chatstats-worker`: see [`chatstats::startup::run_worker`].
 
-#[global_allocator]
-static ALLOCATOR: chatstats::Allocator = chatstats::Allocator;
+chatstats::allocator!();
 
 fn main() -> std::process::ExitCode {
     chatstats::startup::main(chatstats::startup::run_worker)

@@ -1,7 +1,6 @@
 //! `chatstats`: worker and API in one process; see [`chatstats::startup::run_chatstats`].
 
-#[global_allocator]
-static ALLOCATOR: chatstats::Allocator = chatstats::Allocator;
+chatstats::allocator!();
 
 fn main() -> std::process::ExitCode {
     chatstats::startup::main(chatstats::startup::run_chatstats)
