@@ -212,7 +212,7 @@ pub(crate) struct SimArgs {
 #[derive(Clone, Parser)]
 #[command(name = "chatstats", version, about, long_about = None,
     after_help = "Every option can be set by the environment variable named in capitals, also from a .env file.\n\
-                  Without REDIS_URL, REDIS_HOST or REDIS_PORT the statistics are kept in memory; without CHAT_INTERFACE_URL a simulated stream is used.")]
+                  Without REDIS_URL, REDIS_CLUSTER_NODES, REDIS_HOST or REDIS_PORT the statistics are kept in memory; without CHAT_INTERFACE_URL a simulated stream is used.")]
 pub struct ChatstatsCli {
     #[command(flatten)]
     pub(crate) redis: RedisArgs,
@@ -528,7 +528,7 @@ pub async fn run_chatstats(cli: ChatstatsCli, shutdown: CancellationToken) -> Re
             config::SECOND_TTL,
         )
         .with_retention(cli.redis.data.retention());
-        let why = "none of REDIS_URL, REDIS_HOST, REDIS_PORT is set";
+        let why = "none of REDIS_URL, REDIS_CLUSTER_NODES, REDIS_HOST, REDIS_PORT is set";
         run_both(store, why, upstream, &cli, listener, shutdown).await
     }
 }
