@@ -37,9 +37,6 @@ SHARDS=${REDIS_CLUSTER_SHARDS:-12}
 
 # shellcheck source=scripts/bench_common.sh
 source "$ROOT/scripts/bench_common.sh"
-need() {
-  command -v "$1" >/dev/null 2>&1 || die "'$1' not found: $2"
-}
 [[ ${BENCH_SKIP_BUILD:-0} == 1 ]] || need cargo "install Rust (https://rustup.rs)"
 need python3 "install python3"
 need redis-server "apt-get install -y redis-server"
@@ -68,17 +65,6 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-# calc EXPR: a Python expression, printed.
-calc() {
-  python3 -c "print($1)"
-}
-# kv KEY "k1=v1 k2=v2": the value of KEY.
-kv() {
-  tr ' ' '\n' <<<"$2" | sed -n "s/^$1=//p" | head -n1
-}
-section() {
-  printf '\n== %s\n' "$*"
-}
 STARTED=$SECONDS
 MACHINE="$(nproc) cores, $(sed -n 's/^model name\s*: //p' /proc/cpuinfo | head -n1), $(awk '/MemTotal/ {printf "%.1f GiB", $2 / 1048576}' /proc/meminfo), kernel $(uname -r)"
 echo "machine: $MACHINE, load average $(cut -d' ' -f1-3 /proc/loadavg)"

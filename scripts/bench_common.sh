@@ -1,4 +1,5 @@
-# Shared by scripts/bench.sh and scripts/bench_experiments.sh (sourced, not run).
+# shellcheck shell=bash
+# Shared by the bench scripts (sourced, not run).
 
 # die MESSAGE: print an error naming the script, exit 1.
 die() {
@@ -47,4 +48,20 @@ wait_healthy() {
     sleep 0.05
   done
   die "the API did not become healthy on port $1"
+}
+
+# need COMMAND HINT: dies unless COMMAND is on PATH.
+need() {
+  command -v "$1" >/dev/null 2>&1 || die "'$1' not found: $2"
+}
+# calc EXPR: a Python expression, printed.
+calc() {
+  python3 -c "print($1)"
+}
+# kv KEY "k1=v1 k2=v2": the value of KEY.
+kv() {
+  tr ' ' '\n' <<<"$2" | sed -n "s/^$1=//p" | head -n1
+}
+section() {
+  printf '\n== %s\n' "$*"
 }

@@ -74,7 +74,10 @@ static HISTORY: Script = Script::new(include_str!("lua/history.lua"));
 /// One recorded message by id.
 static MESSAGE: Script = Script::new(include_str!("lua/message.lua"));
 /// How many members of one list rank above a member (Redis Cluster: a nick's rank).
-static RANK: Script = Script::new(include_str!("lua/rank.lua"));
+static RANK: Script = Script::new(concat!(
+    include_str!("lua/bytes.lua"),
+    include_str!("lua/rank.lua")
+));
 /// Appends posted payloads to the inbox.
 static INBOX_APPEND: Script = Script::new(include_str!("lua/inbox_append.lua"));
 

@@ -1,7 +1,8 @@
 -- chatstats: applies what a batch of inbox entries adds, and acknowledges and deletes the
 -- entries, in one atomic call, only while every entry is still pending for this consumer.
--- `mark.lua` is prepended, then `apply.lua` as `apply_part(KEYS, ARGV)` and `detail.lua` as
--- `detail_part(KEYS, ARGV)` (both called without a mark: the pending check stands for it).
+-- `mark.lua` is prepended, then `apply.lua` as `apply_part(KEYS, ARGV)`, `detail.lua` as
+-- `detail_part(KEYS, ARGV)` (both called without a mark: the pending check stands for it) and
+-- `parts.lua`.
 --   KEYS: the inbox, then the keys of the tally's call, then the keys of the detail's call
 --   ARGV: the group, the consumer, n, n entry ids, then for the tally and for the detail: its
 --         number of keys, its number of arguments, its arguments (0 keys: nothing to apply)
@@ -19,23 +20,7 @@ for j = 1, n do
   end
   ids[j] = id
 end
-local k, a = 2, 4 + n
-local function part(run)
-  local nkeys, nargs = tonumber(ARGV[a]), tonumber(ARGV[a + 1])
-  local keys, args = {}, {}
-  for j = 1, nkeys do
-    keys[j] = KEYS[k + j - 1]
-  end
-  for j = 1, nargs do
-    args[j] = ARGV[a + 1 + j]
-  end
-  k, a = k + nkeys, a + 2 + nargs
-  if nkeys > 0 then
-    run(keys, args)
-  end
-end
-part(apply_part)
-part(detail_part)
+apply_parts(2, 4 + n)
 -- At most a few thousand ids a call (INBOX_BATCH), within Lua's stack.
 redis.call('XACK', inbox, group, unpack(ids))
 redis.call('XDEL', inbox, unpack(ids))

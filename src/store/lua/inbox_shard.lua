@@ -2,8 +2,8 @@
 -- per entry. The inbox is in another slot, so the pending check of `inbox_apply.lua` cannot be
 -- in this call: the shard keeps instead the ranges of entry ids it applied (a set ordered by
 -- id: entries are read in stream order, so a batch read fresh is a range that no other batch
--- shares). `mark.lua` is prepended, then `apply.lua` as `apply_part(KEYS, ARGV)` and
--- `detail.lua` as `detail_part(KEYS, ARGV)`.
+-- shares). `mark.lua` is prepended, then `apply.lua` as `apply_part(KEYS, ARGV)`,
+-- `detail.lua` as `detail_part(KEYS, ARGV)`, `parts.lua` and `bytes.lua`.
 --   KEYS: the shard's applied ranges, then the keys of the tally's call, then those of the
 --         detail's call
 --   ARGV: the mode (`b`: a batch read fresh; `t`: one entry taken over from a consumer that
@@ -16,16 +16,6 @@
 -- acknowledged; its entries are taken over one by one later.
 local applied, mode, first, last, oldest = KEYS[1], ARGV[1], ARGV[2], ARGV[3], ARGV[4]
 local range = first .. ' ' .. last
--- Byte order, whatever the server's locale.
-local function greater(a, b)
-  for i = 1, math.min(#a, #b) do
-    local x, y = string.byte(a, i), string.byte(b, i)
-    if x ~= y then
-      return x > y
-    end
-  end
-  return #a > #b
-end
 -- Ranges never overlap: only the one starting last at or before `last` can hold an entry of
 -- this batch.
 local near = redis.call('ZREVRANGEBYLEX', applied, '[' .. last .. '\255', '-', 'LIMIT', 0, 1)[1]
@@ -40,23 +30,7 @@ if near then
     return 0
   end
 end
-local k, a = 2, 5
-local function part(run)
-  local nkeys, nargs = tonumber(ARGV[a]), tonumber(ARGV[a + 1])
-  local keys, args = {}, {}
-  for j = 1, nkeys do
-    keys[j] = KEYS[k + j - 1]
-  end
-  for j = 1, nargs do
-    args[j] = ARGV[a + 1 + j]
-  end
-  k, a = k + nkeys, a + 2 + nargs
-  if nkeys > 0 then
-    run(keys, args)
-  end
-end
-part(apply_part)
-part(detail_part)
+apply_parts(2, 5)
 redis.call('ZADD', applied, 0, range)
 redis.call('ZREMRANGEBYLEX', applied, '-', '(' .. oldest)
 redis.call('EXPIRE', applied, 90000)

@@ -4,20 +4,11 @@
 -- shards of the nicks list.
 --   KEYS: the list
 --   ARGV: the count, the member
+-- `bytes.lua` is prepended.
 local key, score, member = KEYS[1], ARGV[1], ARGV[2]
 local above = redis.call('ZCOUNT', key, '(' .. score, '+inf')
 local below = redis.call('ZCOUNT', key, '-inf', '(' .. score)
 local ties = redis.call('ZCOUNT', key, score, score)
--- Byte order, whatever the server's locale.
-local function greater(a, b)
-  for i = 1, math.min(#a, #b) do
-    local x, y = string.byte(a, i), string.byte(b, i)
-    if x ~= y then
-      return x > y
-    end
-  end
-  return #a > #b
-end
 -- Ranks below + 0 … below + ties - 1 hold the ties in ascending byte order: find the first one
 -- greater than the member; it and the rest of the ties rank above it.
 local first, last = below, below + ties

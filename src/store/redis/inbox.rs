@@ -18,29 +18,33 @@ use crate::message::Tally;
 use crate::store::StoreError;
 use crate::timeline::now_ms;
 
+/// An inbox script: `mark.lua`, `apply.lua` and `detail.lua` as the functions `apply_part` and
+/// `detail_part`, `parts.lua` (which runs them), then the script's own text.
+macro_rules! inbox_script {
+    ($($text:expr),+) => {
+        concat!(
+            include_str!("../lua/mark.lua"),
+            "local function apply_part(KEYS, ARGV)\n",
+            include_str!("../lua/apply.lua"),
+            "\nend\nlocal function detail_part(KEYS, ARGV)\n",
+            include_str!("../lua/detail.lua"),
+            "\nend\n",
+            include_str!("../lua/parts.lua"),
+            $($text),+
+        )
+    };
+}
+
 /// The consumer group of every worker.
 pub const GROUP: &str = "chatstats";
 
 /// Applies a batch of inbox entries and acknowledges them (see the module docs).
-static INBOX: Script = Script::new(concat!(
-    include_str!("../lua/mark.lua"),
-    "local function apply_part(KEYS, ARGV)\n",
-    include_str!("../lua/apply.lua"),
-    "\nend\nlocal function detail_part(KEYS, ARGV)\n",
-    include_str!("../lua/detail.lua"),
-    "\nend\n",
-    include_str!("../lua/inbox_apply.lua"),
-));
+static INBOX: Script = Script::new(inbox_script!(include_str!("../lua/inbox_apply.lua")));
 
 /// On Redis Cluster: one shard's part of a batch of inbox entries (see the script).
-static INBOX_SHARD: Script = Script::new(concat!(
-    include_str!("../lua/mark.lua"),
-    "local function apply_part(KEYS, ARGV)\n",
-    include_str!("../lua/apply.lua"),
-    "\nend\nlocal function detail_part(KEYS, ARGV)\n",
-    include_str!("../lua/detail.lua"),
-    "\nend\n",
-    include_str!("../lua/inbox_shard.lua"),
+static INBOX_SHARD: Script = Script::new(inbox_script!(
+    include_str!("../lua/bytes.lua"),
+    include_str!("../lua/inbox_shard.lua")
 ));
 
 /// On Redis Cluster: acknowledges a batch once every shard applied its part.
