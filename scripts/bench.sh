@@ -54,17 +54,6 @@ BIN=$ROOT/target/release
 
 DIR=$(mktemp -d "${TMPDIR:-/tmp}/chatstats-bench.XXXXXX")
 PIDS=()
-cleanup() {
-  local status=$?
-  for pid in "${PIDS[@]}"; do
-    kill "$pid" 2>/dev/null || true
-  done
-  for pid in "${PIDS[@]}"; do
-    wait "$pid" 2>/dev/null || true
-  done
-  rm -rf "$DIR"
-  exit "$status"
-}
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 

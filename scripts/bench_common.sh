@@ -65,3 +65,16 @@ kv() {
 section() {
   printf '\n== %s\n' "$*"
 }
+# cleanup: the EXIT trap of a bench script: stops the processes in PIDS, removes DIR, and
+# exits with the script's status.
+cleanup() {
+  local status=$?
+  for pid in "${PIDS[@]}"; do
+    kill "$pid" 2>/dev/null || true
+  done
+  for pid in "${PIDS[@]}"; do
+    wait "$pid" 2>/dev/null || true
+  done
+  rm -rf "$DIR"
+  exit "$status"
+}

@@ -18,7 +18,6 @@ use chatstats::sim::Generator;
 use chatstats::source::file::FileSource;
 use chatstats::store::redis::{RedisSettings, RedisStore};
 use chatstats::store::{Entry, Profile, Store};
-use chatstats::telemetry::SecretUrl;
 use chatstats::timeline::{Bucket, Granularity, now_ms};
 use chatstats::worker::{self, Progress, WorkerSettings};
 use tokio_util::sync::CancellationToken;
@@ -330,15 +329,7 @@ impl TestCluster {
     /// Settings of a store on this cluster under a namespace of its own, in as many shards as
     /// the binaries use by default (12), so that a test's store reads what a binary wrote.
     pub fn settings(&self) -> RedisSettings {
-        RedisSettings {
-            url: SecretUrl::parse(&self.fred_url()).expect("url"),
-            namespace: namespace(),
-            timeout: Duration::from_millis(1000),
-            failed_cap: 1000,
-            second_ttl: 300,
-            retention: Default::default(),
-            cluster_shards: chatstats::store::redis::DEFAULT_CLUSTER_SHARDS,
-        }
+        settings_at(&self.fred_url())
     }
 
     /// A store on this cluster under a namespace of its own.

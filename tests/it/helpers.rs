@@ -210,8 +210,14 @@ impl Drop for TestRedis {
 
 /// Settings of a store on `redis` under a namespace of its own.
 pub fn redis_settings(redis: &TestRedis) -> RedisSettings {
+    settings_at(&redis.url())
+}
+
+/// Settings of a store at `url` (standalone, or fred's `redis-cluster://` form) under a
+/// namespace of its own, with the binaries' defaults.
+pub fn settings_at(url: &str) -> RedisSettings {
     RedisSettings {
-        url: SecretUrl::parse(&redis.url()).expect("url"),
+        url: SecretUrl::parse(url).expect("url"),
         namespace: namespace(),
         timeout: Duration::from_millis(1000),
         failed_cap: 1000,
@@ -224,13 +230,8 @@ pub fn redis_settings(redis: &TestRedis) -> RedisSettings {
 /// A Redis store pointed at a port where nothing listens, answering within `timeout`.
 pub fn unreachable_store(timeout: Duration) -> RedisStore {
     RedisStore::connect(RedisSettings {
-        url: SecretUrl::parse(&format!("redis://127.0.0.1:{}", free_port())).expect("url"),
-        namespace: namespace(),
         timeout,
-        failed_cap: 1000,
-        second_ttl: 300,
-        retention: Default::default(),
-        cluster_shards: chatstats::store::redis::DEFAULT_CLUSTER_SHARDS,
+        ..settings_at(&format!("redis://127.0.0.1:{}", free_port()))
     })
     .expect("redis store")
 }
