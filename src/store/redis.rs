@@ -208,15 +208,18 @@ impl Shard {
 
     /// `err` in the store's terms: a timeout while Redis cannot be reached is reported with the
     /// reason it cannot be reached.
+    /// Why the client is not connected, when a connection attempt said why.
+    pub(crate) fn last_error(&self) -> Option<String> {
+        self.last_error
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
     fn fail(&self, err: Error) -> StoreError {
         let unreachable = !matches!(self.client.state(), ClientState::Connected);
         if unreachable && matches!(err.kind(), ErrorKind::Timeout | ErrorKind::Canceled) {
-            let cause = self
-                .last_error
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner)
-                .clone();
-            if let Some(cause) = cause {
+            if let Some(cause) = self.last_error() {
                 return StoreError::Unreachable(cause);
             }
         }
@@ -340,7 +343,7 @@ fn stream_entries(reply: Value) -> Vec<(String, Vec<(bytes::Bytes, bytes::Bytes)
 }
 
 /// A connection error as an operator reads it: `connection refused`, `WRONGPASS …`.
-fn describe_error(err: &Error) -> String {
+pub(crate) fn describe_error(err: &Error) -> String {
     let details = err.details().trim();
     match err.kind() {
         ErrorKind::IO if details.contains("Connection refused") => {

@@ -1073,3 +1073,49 @@ async fn a_process_with_another_number_of_shards_is_refused_not_misled() {
         vec![("Kappa".to_owned(), 3)]
     );
 }
+
+#[tokio::test]
+async fn a_cluster_refusing_the_password_is_reported_as_such() {
+    let Some(cluster) = TestCluster::shared() else {
+        return;
+    };
+    // A user of its own on every master (ACLs are per server), so that the other tests' default
+    // user keeps connecting without a password.
+    for node in 0..3 {
+        let answer = cluster.cli(
+            node,
+            &[
+                "ACL",
+                "SETUSER",
+                "guarded",
+                "on",
+                ">the-pass",
+                "~*",
+                "+@all",
+            ],
+        );
+        assert!(
+            answer.is_some_and(|a| a.contains("OK")),
+            "ACL SETUSER on master {node}"
+        );
+    }
+    let url = cluster.fred_url().replacen(
+        "redis-cluster://",
+        "redis-cluster://guarded:not-the-pass@",
+        1,
+    );
+    let store = RedisStore::connect(settings_at(&url)).unwrap();
+    let api = TestApi::spawn(store).await;
+    eventually(
+        Duration::from_secs(10),
+        "a 503 naming the refused password",
+        || async {
+            let (status, body) = api.get("/healthcheck").await;
+            let reason = body["redisStatus"].as_str().unwrap_or_default().to_owned();
+            status == 503 && reason.contains("WRONGPASS")
+        },
+    )
+    .await;
+    let (_, body) = api.get("/healthcheck").await;
+    assert!(!body.to_string().contains("not-the-pass"), "{body}");
+}

@@ -28,7 +28,7 @@ use fred::prelude::*;
 use fred::types::Value;
 
 use super::inbox::{InboxEntry, PartOutcome};
-use super::{RANK, RedisSettings, ScriptCall, Shard, connect_client};
+use super::{RANK, RedisSettings, ScriptCall, Shard, connect_client, describe_error};
 use crate::detail::{Detail, Period, Scope, Seen};
 use crate::message::{Tally, TopList};
 use crate::store::{Entry, HistoryPage, Live, Mark, Profile, Store, StoreError, rank_entries};
@@ -122,9 +122,20 @@ impl RedisStore {
         if !self.cluster {
             return Ok(());
         }
-        let client = &self.home().client;
-        if !matches!(client.state(), ClientState::Connected) {
-            let _ = tokio::time::timeout(self.settings.timeout, client.wait_for_connect()).await;
+        let home = self.home();
+        if !matches!(home.client.state(), ClientState::Connected) {
+            // Half the timeout at most, so that a cluster it cannot connect to (a wrong
+            // password, every master down) is reported with the reason before the caller's own
+            // timeout says only that the store did not answer.
+            let wait = self.settings.timeout / 2;
+            let cause = match tokio::time::timeout(wait, home.client.wait_for_connect()).await {
+                Ok(Ok(())) => None,
+                Ok(Err(err)) => Some(home.last_error().unwrap_or_else(|| describe_error(&err))),
+                Err(_) => home.last_error(),
+            };
+            if let Some(cause) = cause {
+                return Err(StoreError::Unreachable(cause));
+            }
         }
         if self.layout.get().is_none() {
             // A failure to check is not kept: the next call checks again.
