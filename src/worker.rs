@@ -226,7 +226,7 @@ const DETAIL_CALLS_IN_FLIGHT: usize = 2;
 /// Most members of details waiting to be sent before no more frames are judged: while Redis
 /// falls behind with details, the messages' own calls stop too, and the builder's input with
 /// them.
-const DETAIL_MEMBERS_WAITING: usize = 4 * DETAIL_CALL_MEMBERS;
+const DETAIL_MEMBERS_WAITING: usize = 16 * DETAIL_CALL_MEMBERS;
 
 /// Runs the worker until the source ends (text mode) or `shutdown` is cancelled, then records
 /// everything already read and returns the run's counters.
