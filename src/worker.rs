@@ -217,16 +217,18 @@ const DETAIL_MAX_MESSAGES: u64 = 4_000;
 /// Most members written by the calls in flight together: about 0.05 s of Redis's work, well
 /// inside any store timeout.
 const MEMBERS_IN_FLIGHT: usize = 16_384;
-/// Most members of one call of a detail: about 2 ms of Redis's work.
-const DETAIL_CALL_MEMBERS: usize = 1024;
-/// Most calls of details in flight at once: one running in Redis, one queued behind it. The
-/// per-message calls sent meanwhile queue behind these two at most, not behind every part of a
-/// 50 ms detail (which at 5,000 messages/s is about 6 parts, 12 ms of Redis's work).
+/// Most members of one call of a detail: about 0.3 ms of Redis's work. A message's own call
+/// sent while details are applied waits behind at most [`DETAIL_CALLS_IN_FLIGHT`] of these:
+/// 1,024 gave an end-to-end p99 of 11–13 ms at 5,000 messages/s, 128 gives 3.7–4.0 ms, at the
+/// same full-mode rate (BENCHMARKS.md).
+const DETAIL_CALL_MEMBERS: usize = 128;
+/// Most calls of details in flight at once: one running in Redis, one queued behind it, not
+/// every part of a 50 ms detail (about 50 parts at 5,000 messages/s).
 const DETAIL_CALLS_IN_FLIGHT: usize = 2;
 /// Most members of details waiting to be sent before no more frames are judged: while Redis
 /// falls behind with details, the messages' own calls stop too, and the builder's input with
 /// them.
-const DETAIL_MEMBERS_WAITING: usize = 16 * DETAIL_CALL_MEMBERS;
+const DETAIL_MEMBERS_WAITING: usize = 64 * DETAIL_CALL_MEMBERS;
 
 /// Runs the worker until the source ends (text mode) or `shutdown` is cancelled, then records
 /// everything already read and returns the run's counters.
