@@ -4,12 +4,16 @@
 #  1. builds the release binaries and the e2e_latency bench binary;
 #  2. starts a private redis-server on a free loopback port (temporary directory, no
 #     persistence), removed on exit whatever happens;
-#  3. writes a deterministic stream (chatstats-sim --count 200000 --seed 42), its message times
-#     starting an hour ago (--start-ms) so that the statistics by time fill their buckets;
+#  3. writes two deterministic streams (chatstats-sim --count 200000 --seed 42, the same events
+#     at two --start-ms): a live one whose message times end a minute before now, all inside the
+#     current hour (what a worker reading a chat sees; the script waits for minute 18 of an hour
+#     when the run would otherwise cross into the next hour), and a late one in an hour that has
+#     ended and is rolled up, where each message also goes to its hour and day directly;
 #  4. measures the Redis ceiling: redis-benchmark, pipelined ZINCRBY;
-#  5. runs chatstats-worker in text mode over the stream, one EVALSHA per message, with
+#  5. runs chatstats-worker in text mode over the live stream, one EVALSHA per message, with
 #     STATISTICS=basic (the TypeScript service's work) and =full (plus the statistics by room,
-#     nick, emote and time), then in coalescing mode (FLUSH_INTERVAL_MS=50) both ways, each into
+#     nick, emote and time), =full over the late stream, then in coalescing mode
+#     (FLUSH_INTERVAL_MS=50) both ways, each into
 #     its own namespace: wall time, peak RSS, CPU, Redis commands executed (INFO commandstats
 #     deltas), Redis memory (used_memory delta), and an independent check of every count
 #     (scripts/bench_verify.py re-implements the counting rules in Python, part 2 included);
@@ -21,7 +25,8 @@
 #
 # Knobs (environment): BENCH_MESSAGES (200000), BENCH_E2E_SECONDS (20), BENCH_E2E_RATE (5000),
 # BENCH_API_SECONDS (10), BENCH_API_CONNECTIONS (64), BENCH_SKIP_BUILD=1 (use the binaries in
-# target/release as they are). Needs: cargo, redis-server, redis-cli, redis-benchmark, python3,
+# target/release as they are), BENCH_NO_WAIT=1 (never wait for the hour's minute 18: the live
+# stream may then start in the hour before, and its first messages are late). Needs: cargo, redis-server, redis-cli, redis-benchmark, python3,
 # /usr/bin/time, wrk (apt-get install -y redis-server time wrk). Never touches the Redis on 6379.
 
 set -euo pipefail
@@ -85,13 +90,31 @@ REDIS_VERSION=$(redis-cli -p "$PORT" INFO server | sed -n 's/^redis_version:\(.*
 echo "redis-server $REDIS_VERSION on 127.0.0.1:$PORT (no persistence), data in $DIR"
 
 # --- 3. stream -----------------------------------------------------------------------------
-section "stream"
-START_MS=$(python3 -c 'import time; print(int(time.time() * 1000) - 3600 * 1000)')
-RUST_LOG=warn "$BIN/chatstats-sim" --count "$MESSAGES" --seed 42 --start-ms "$START_MS" \
-  --out "$DIR/stream.txt" || die "chatstats-sim --count $MESSAGES failed"
-[[ -s $DIR/stream.txt ]] || die "chatstats-sim wrote nothing"
-echo "$MESSAGES events, $(stat -c %s "$DIR/stream.txt") bytes: $DIR/stream.txt"
-$VERIFY expect "$DIR/stream.txt" "$DIR/expected.json"
+section "streams"
+# The simulator's events come 1 to 9 ms apart (5 on average): the live stream spans about
+# MESSAGES * 5 ms, and starts that long and a minute before now. The worker runs over it in
+# full mode within about six minutes from here, all inside the current hour, unless the hour
+# has less than that left or began less than the span ago: then wait for minute span + 1.
+LIVE_SPAN_MS=$((MESSAGES * 5 + 60000))
+hour_ms() { python3 -c "import time; t = int(time.time() * 1000); print(t, t % 3600000)"; }
+read -r NOW_MS INTO_HOUR_MS < <(hour_ms)
+if [[ ${BENCH_NO_WAIT:-0} != 1 ]] && ((INTO_HOUR_MS < LIVE_SPAN_MS || INTO_HOUR_MS > 3600000 - 360000)); then
+  WAIT_MS=$(((LIVE_SPAN_MS - INTO_HOUR_MS + 3600000) % 3600000))
+  echo "waiting $((WAIT_MS / 1000)) s, so that the live stream and the runs over it lie inside one hour (BENCH_NO_WAIT=1 to skip)"
+  sleep "$(calc "$WAIT_MS / 1000")"
+  read -r NOW_MS INTO_HOUR_MS < <(hour_ms)
+fi
+# stream NAME START_MS: writes $DIR/NAME.txt and the counts expected from it, $DIR/NAME.json.
+stream() {
+  RUST_LOG=warn "$BIN/chatstats-sim" --count "$MESSAGES" --seed 42 --start-ms "$2" \
+    --out "$DIR/$1.txt" || die "chatstats-sim --count $MESSAGES failed"
+  [[ -s $DIR/$1.txt ]] || die "chatstats-sim wrote nothing"
+  echo "$1: $MESSAGES events from $(date -u -d "@$(($2 / 1000))" +%H:%M:%S) UTC, $(stat -c %s "$DIR/$1.txt") bytes"
+  $VERIFY expect "$DIR/$1.txt" "$DIR/$1.json"
+}
+stream live $((NOW_MS - LIVE_SPAN_MS))
+# The late stream starts 45 minutes before the current hour: its hour has ended.
+stream late $((NOW_MS - INTO_HOUR_MS - 2700000))
 
 # --- 4. redis ceiling ----------------------------------------------------------------------
 section "Redis ceiling: redis-benchmark -P 64 -n 2000000 -r 100000 -q zincrby"
@@ -112,12 +135,13 @@ redis-cli -p "$PORT" DEL bench:mem >/dev/null
 echo "redis: $REDIS_PER_MEMBER bytes per member (used_memory delta)"
 
 # --- 5. worker, text mode ------------------------------------------------------------------
-# run_worker LABEL NAMESPACE [VAR=value…]: sets W_SECS W_RSS W_MSGS W_SCRIPTS W_INNER W_CPU W_RCPU
-# W_MEM (Redis bytes per message) W_OK. With STATISTICS=full among the variables, part 2 is
+# run_worker LABEL NAMESPACE [VAR=value…]: runs over the stream $STREAM (live or late); sets
+# W_SECS W_RSS W_MSGS W_SCRIPTS W_INNER W_CPU W_RCPU W_MEM (Redis bytes per message) W_OK. With STATISTICS=full among the variables, part 2 is
 # checked too.
 run_worker() {
   local label=$1 ns=$2 mem0 check=check
   shift 2
+  # shellcheck disable=SC2100 # a pattern, not arithmetic
   [[ " $* " == *" STATISTICS=full "* ]] && check=check-full
   mem0=$(used_memory)
   redis-cli -p "$PORT" INFO commandstats >"$DIR/cs-before.txt"
@@ -125,7 +149,7 @@ run_worker() {
   local t0 t1
   t0=$EPOCHREALTIME
   if ! env REDIS_URL="$REDIS_URL" REDIS_NAMESPACE="$ns" RESPONSE_STREAM_MODE=text \
-    CHAT_INTERFACE_URL="$DIR/stream.txt" RUST_LOG=warn PROGRESS_INTERVAL_SECS=0 "$@" \
+    CHAT_INTERFACE_URL="$DIR/$STREAM.txt" RUST_LOG=warn PROGRESS_INTERVAL_SECS=0 "$@" \
     /usr/bin/time -f '%e %M %U %S' -o "$DIR/time.txt" "$BIN/chatstats-worker"; then
     die "chatstats-worker ($label) failed"
   fi
@@ -149,12 +173,13 @@ run_worker() {
     "($(calc "round(100 * $W_CMDS / $CEILING, 1)")% of the ${CEILING}/s ceiling), peak RSS $(calc "round($W_RSS / 1024, 1)") MB"
   W_MEM=$(calc "round(($(used_memory) - $mem0) / $MESSAGES)")
   echo "Redis memory: $W_MEM bytes per message ($(calc "round($W_MEM * 1e6 / 1048576)") MiB per million messages)"
-  if $VERIFY $check "$DIR/expected.json" "$PORT" "$ns"; then W_OK=PASS; else W_OK=FAIL; fi
+  if $VERIFY $check "$DIR/$STREAM.json" "$PORT" "$ns"; then W_OK=PASS; else W_OK=FAIL; fi
 }
 
+STREAM=live
 section "worker, one EVALSHA per message, STATISTICS=basic (text mode, $MESSAGES messages)"
 run_worker "worker" "bench:" STATISTICS=basic
-T_SECS=$W_SECS T_RSS=$W_RSS T_MSGS=$W_MSGS T_SCRIPTS=$W_SCRIPTS T_CMDS=$W_CMDS T_OK=$W_OK
+T_SECS=$W_SECS T_RSS=$W_RSS T_MSGS=$W_MSGS T_CMDS=$W_CMDS T_OK=$W_OK
 T_CPU=$W_CPU T_RCPU=$W_RCPU T_MEM=$W_MEM
 
 section "worker, one EVALSHA per message, STATISTICS=full (text mode, $MESSAGES messages)"
@@ -162,14 +187,19 @@ run_worker "full" "benchf:" STATISTICS=full
 F_SECS=$W_SECS F_RSS=$W_RSS F_MSGS=$W_MSGS F_SCRIPTS=$W_SCRIPTS F_CMDS=$W_CMDS F_OK=$W_OK
 F_CPU=$W_CPU F_RCPU=$W_RCPU F_MEM=$W_MEM
 
+STREAM=late
+section "worker, one EVALSHA per message, STATISTICS=full, the late stream ($MESSAGES messages)"
+run_worker "full, late" "benchl:" STATISTICS=full
+L_SECS=$W_SECS L_MSGS=$W_MSGS L_OK=$W_OK
+STREAM=live
+
 section "worker, coalescing (FLUSH_INTERVAL_MS=50), STATISTICS=basic ($MESSAGES messages)"
 run_worker "coalescing" "benchc:" FLUSH_INTERVAL_MS=50 STATISTICS=basic
-C_SECS=$W_SECS C_RSS=$W_RSS C_MSGS=$W_MSGS C_SCRIPTS=$W_SCRIPTS C_CMDS=$W_CMDS C_OK=$W_OK
-C_CPU=$W_CPU C_RCPU=$W_RCPU
+C_SECS=$W_SECS C_MSGS=$W_MSGS C_OK=$W_OK
 
 section "worker, coalescing (FLUSH_INTERVAL_MS=50), STATISTICS=full ($MESSAGES messages)"
 run_worker "coalescing full" "benchcf:" FLUSH_INTERVAL_MS=50 STATISTICS=full
-CF_SECS=$W_SECS CF_RSS=$W_RSS CF_MSGS=$W_MSGS CF_SCRIPTS=$W_SCRIPTS CF_CMDS=$W_CMDS CF_OK=$W_OK
+CF_SECS=$W_SECS CF_RSS=$W_RSS CF_MSGS=$W_MSGS CF_SCRIPTS=$W_SCRIPTS CF_OK=$W_OK
 
 # --- 6. end-to-end latency -----------------------------------------------------------------
 section "end-to-end latency at $E2E_RATE msg/s over HTTP, ${E2E_SECONDS}s"
@@ -258,6 +288,7 @@ row "worker basic: peak RSS" "$(calc "round($T_RSS / 1024, 1)") MB" "$(calc "rou
 row "worker full, 1 EVALSHA/msg: messages/s" "$F_MSGS msg/s ($F_SECS s) $F_OK" "$FULL_RATIO of basic; >= 0.33: $(met "$FULL_RATIO >= 0.33")"
 row "worker full: Redis commands/s, calls/s" "$F_CMDS/s, $(calc "round($F_SCRIPTS / $F_SECS)") calls/s" "$(calc "round(100 * $F_CMDS / $CEILING, 1)")% of ceiling"
 row "worker full: CPU (worker / redis-server)" "$F_CPU s / $F_RCPU s in $F_SECS s" "redis-server busy $(calc "round(100 * $F_RCPU / $F_SECS)")% of one core"
+row "worker full, late stream: messages/s" "$L_MSGS msg/s ($L_SECS s) $L_OK" "$(calc "round($L_MSGS / $T_MSGS, 2)") of basic (each message also to its hour and day)"
 row "worker full: peak RSS" "$(calc "round($F_RSS / 1024, 1)") MB" "<= 30 MB: $(met "$F_RSS <= 30 * 1024")"
 row "Redis memory per message (basic / full)" "$T_MEM / $F_MEM B" "$(calc "round($F_MEM * 1e6 / 1048576)") MiB per million messages (full)"
 row "coalescing basic (50 ms): messages/s" "$C_MSGS msg/s ($C_SECS s) $C_OK" "$(calc "round($C_MSGS / $TS_WORKER_MSGS, 1)")x TS; >= 110000: $(met "$C_MSGS >= 110000")"
@@ -277,7 +308,7 @@ row "Redis sorted set, bytes per distinct member" "$REDIS_PER_MEMBER B (10^6 8-b
 row "API peak RSS (cache 50 ms / off)" "$(calc "round($K_RSS / 1024, 1)") / $(calc "round($N_RSS / 1024, 1)") MB" ""
 echo
 echo "TypeScript figures: worker $TS_WORKER_MSGS msg/s, ~$TS_WORKER_RSS_MB MB peak RSS; API ~$TS_API_RPS req/s on /stats/words at 64 connections, p99 21-92 ms."
-if [[ $T_OK != PASS || $F_OK != PASS || $C_OK != PASS || $CF_OK != PASS ]]; then
-  die "count verification failed (basic: $T_OK, full: $F_OK, coalescing: $C_OK, coalescing full: $CF_OK)"
+if [[ $T_OK != PASS || $F_OK != PASS || $L_OK != PASS || $C_OK != PASS || $CF_OK != PASS ]]; then
+  die "count verification failed (basic: $T_OK, full: $F_OK, full late: $L_OK, coalescing: $C_OK, coalescing full: $CF_OK)"
 fi
 echo "counts verified: PASS"
