@@ -225,9 +225,11 @@ const DETAIL_CALL_MEMBERS: usize = 128;
 /// Most calls of details in flight at once: one running in Redis, one queued behind it, not
 /// every part of a 50 ms detail (about 50 parts at 5,000 messages/s).
 const DETAIL_CALLS_IN_FLIGHT: usize = 2;
-/// Most members of details waiting to be sent before no more frames are judged: while Redis
-/// falls behind with details, the messages' own calls stop too, and the builder's input with
-/// them.
+/// In coalescing mode the tallies wait for their interval anyway, and a detail merges up to
+/// [`DETAIL_MAX_MESSAGES`]: its parts are larger, since small parts two at a time would leave
+/// Redis waiting on round trips (128 members: 2,186 calls/s and 14,500 messages/s in
+/// coalescing full mode, against 19,000–20,500 with 1,024).
+const COALESCING_DETAIL_CALL_MEMBERS: usize = 1024;
 const DETAIL_MEMBERS_WAITING: usize = 64 * DETAIL_CALL_MEMBERS;
 
 /// Runs the worker until the source ends (text mode) or `shutdown` is cancelled, then records
@@ -632,7 +634,12 @@ impl<S: Store> Worker<S> {
                 .take(now_ms(), &self.settings.retention, buckets);
             // Smaller parts than the tallies': each runs in Redis between per-message calls,
             // so its size is the delay it adds to them.
-            let max = self.settings.call_members_max.min(DETAIL_CALL_MEMBERS);
+            let part = if self.coalescer.is_some() {
+                COALESCING_DETAIL_CALL_MEMBERS
+            } else {
+                DETAIL_CALL_MEMBERS
+            };
+            let max = self.settings.call_members_max.min(part);
             for part in detail.split(max) {
                 self.details_ready_members += part.members();
                 self.details_ready.push_back(part);
