@@ -230,6 +230,9 @@ const DETAIL_CALLS_IN_FLIGHT: usize = 2;
 /// Redis waiting on round trips (128 members: 2,186 calls/s and 14,500 messages/s in
 /// coalescing full mode, against 19,000–20,500 with 1,024).
 const COALESCING_DETAIL_CALL_MEMBERS: usize = 1024;
+/// Most members of details waiting to be sent before no more frames are judged: while Redis
+/// falls behind with details, the messages' own calls stop too, and the builder's input with
+/// them.
 const DETAIL_MEMBERS_WAITING: usize = 64 * DETAIL_CALL_MEMBERS;
 
 /// Runs the worker until the source ends (text mode) or `shutdown` is cancelled, then records

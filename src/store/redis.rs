@@ -206,8 +206,6 @@ impl Shard {
         })
     }
 
-    /// `err` in the store's terms: a timeout while Redis cannot be reached is reported with the
-    /// reason it cannot be reached.
     /// Why the client is not connected, when a connection attempt said why.
     pub(crate) fn last_error(&self) -> Option<String> {
         self.last_error
@@ -216,6 +214,8 @@ impl Shard {
             .clone()
     }
 
+    /// `err` in the store's terms: a timeout while Redis cannot be reached is reported with the
+    /// reason it cannot be reached.
     fn fail(&self, err: Error) -> StoreError {
         let unreachable = !matches!(self.client.state(), ClientState::Connected);
         if unreachable && matches!(err.kind(), ErrorKind::Timeout | ErrorKind::Canceled) {
