@@ -106,7 +106,8 @@ impl HistoryEntry {
             body: &body,
             emotes: emote_texts.iter().map(|e| e.as_ref()).collect(),
         };
-        let json = serde_json::to_string(&shape).unwrap_or_default();
+        let mut json = serde_json::to_string(&shape).unwrap_or_default();
+        json.shrink_to_fit();
         HistoryEntry {
             id,
             room,

@@ -211,9 +211,21 @@ impl Work {
     }
 }
 
-/// A detail is sent once it merges this many messages, even before its interval ends: it
-/// bounds the builder's memory when input is read faster than the interval.
-const DETAIL_MAX_MESSAGES: u64 = 4_000;
+/// Most messages one detail merges in per-message mode. The builder merges for
+/// `detail_interval`, and longer while the previous detail's parts still wait to be sent: the
+/// further Redis falls behind, the fewer writes each message costs, since a popular word is
+/// written once per detail instead of once per 50 ms. Once the builder holds this many, no more
+/// frames are judged until the previous detail is sent, which bounds the worker's memory to one
+/// detail waiting and one being built (2,000: 16.5 list writes per message instead of 21.2,
+/// worker RSS under 30 MB; BENCHMARKS.md).
+const DETAIL_MAX_MESSAGES: u64 = 2_000;
+/// In coalescing mode frames are judged far faster than Redis applies them, so a detail reaches
+/// this many messages within its interval anyway and is sent when full; frames stop being
+/// judged while more than [`DETAIL_MEMBERS_WAITING`] members of details wait instead.
+const COALESCING_DETAIL_MAX_MESSAGES: u64 = 4_000;
+/// Coalescing mode: most members of details waiting to be sent before no more frames are
+/// judged (holding a whole detail back, as per-message mode does, only adds memory there).
+const DETAIL_MEMBERS_WAITING: usize = 64 * DETAIL_CALL_MEMBERS;
 /// Most members written by the calls in flight together: about 0.05 s of Redis's work, well
 /// inside any store timeout.
 const MEMBERS_IN_FLIGHT: usize = 16_384;
@@ -230,11 +242,6 @@ const DETAIL_CALLS_IN_FLIGHT: usize = 2;
 /// Redis waiting on round trips (128 members: 2,186 calls/s and 14,500 messages/s in
 /// coalescing full mode, against 19,000–20,500 with 1,024).
 const COALESCING_DETAIL_CALL_MEMBERS: usize = 1024;
-/// Most members of details waiting to be sent before no more frames are judged: while Redis
-/// falls behind with details, the messages' own calls stop too, and the builder's input with
-/// them.
-const DETAIL_MEMBERS_WAITING: usize = 64 * DETAIL_CALL_MEMBERS;
-
 /// Runs the worker until the source ends (text mode) or `shutdown` is cancelled, then records
 /// everything already read and returns the run's counters.
 pub async fn run<S: Store, R: Source>(
@@ -529,9 +536,11 @@ impl<S: Store> Worker<S> {
                 return Ok(());
             }
             let accepting = self.accepting();
+            // A held detail waits for a completed call, not for its time.
+            let details_due = self.details_due.filter(|_| !self.detail_held());
             let flush_at = [
                 self.coalescer.as_ref().and_then(|c| c.flush_at),
-                self.details_due,
+                details_due,
             ]
             .into_iter()
             .flatten()
@@ -600,7 +609,12 @@ impl<S: Store> Worker<S> {
         if !self.ready.is_empty() {
             return false;
         }
-        let judging = self.details_ready_members <= DETAIL_MEMBERS_WAITING;
+        let judging = if self.coalescer.is_some() {
+            self.details_ready_members <= DETAIL_MEMBERS_WAITING
+        } else {
+            // A full builder waits for the detail before it to be sent, and the frames with it.
+            self.details.len() < DETAIL_MAX_MESSAGES
+        };
         if let Some(frame) = judging.then(|| self.pending.pop_front()).flatten() {
             let tally = self.judge(frame);
             match self.coalescer.as_mut() {
@@ -625,7 +639,7 @@ impl<S: Store> Worker<S> {
         let details_due = self
             .details_due
             .is_some_and(|at| at <= tokio::time::Instant::now());
-        if !self.details.is_empty() && (details_due || input_ended) {
+        if !self.details.is_empty() && (details_due || input_ended) && !self.detail_held() {
             self.details_due = None;
             let buckets = if self.window.store.rolls_up() {
                 Buckets::Rollups
@@ -652,6 +666,21 @@ impl<S: Store> Worker<S> {
         false
     }
 
+    /// Per-message mode: while the last detail's parts still wait to be sent, Redis is behind,
+    /// and the builder goes on merging instead of sending ([`DETAIL_MAX_MESSAGES`]).
+    fn detail_held(&self) -> bool {
+        self.coalescer.is_none() && !self.details_ready.is_empty()
+    }
+
+    /// Most messages one detail merges ([`DETAIL_MAX_MESSAGES`]).
+    fn detail_max_messages(&self) -> u64 {
+        if self.coalescer.is_some() {
+            COALESCING_DETAIL_MAX_MESSAGES
+        } else {
+            DETAIL_MAX_MESSAGES
+        }
+    }
+
     fn queue(&mut self, tally: Tally) {
         let max = self.settings.call_members_max;
         self.ready
@@ -674,7 +703,7 @@ impl<S: Store> Worker<S> {
                         HistoryEntry::of(&message, || made_up)
                     });
                     self.details.add(&message, stats, entry);
-                    if self.details.len() >= DETAIL_MAX_MESSAGES {
+                    if self.details.len() >= self.detail_max_messages() {
                         self.details_due = Some(tokio::time::Instant::now());
                     } else if self.details_due.is_none() {
                         self.details_due =
@@ -815,4 +844,71 @@ pub(crate) fn spawn_progress(progress: Arc<Progress>, every: Duration) -> JoinHa
             progress.log_line(&mut since);
         }
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use bytes::Bytes;
+
+    use super::*;
+    use crate::store::memory::MemoryStore;
+
+    fn frame(i: usize) -> Frame {
+        Frame::Payload(Bytes::from(format!(
+            r##"{{"room":"#r{}","nick":"n{}","body":"hello w{}"}}"##,
+            i % 3,
+            i % 7,
+            i % 11
+        )))
+    }
+
+    /// Messages whose details are in flight or waiting to be sent.
+    fn details_sent<S: Store>(worker: &Worker<S>) -> u64 {
+        worker.window.in_flight_details
+            + worker.details_ready.iter().map(|d| d.messages).sum::<u64>()
+    }
+
+    #[tokio::test]
+    async fn a_detail_merges_on_while_the_last_one_waits_to_be_sent() {
+        let settings = WorkerSettings {
+            rules: Rules {
+                full: true,
+                ..Rules::basic(4096)
+            },
+            // Room for every message's own call: they are never polled here.
+            window: 4096,
+            ..WorkerSettings::default()
+        };
+        let store = MemoryStore::new(100, 3600);
+        let mut worker = Worker::new(store, "test".into(), settings, Arc::default());
+        // Three parts of an earlier detail: two go in flight (not polled yet), one waits.
+        worker
+            .details_ready
+            .extend(std::iter::repeat_n(Detail::default(), 3));
+        worker.pending.extend((0..2_500).map(frame));
+        while worker.step() {}
+        assert_eq!(worker.details_ready.len(), 1, "the third part still waits");
+        assert_eq!(
+            worker.details.len(),
+            DETAIL_MAX_MESSAGES,
+            "merged up to the cap"
+        );
+        assert_eq!(worker.pending.len(), 500, "no frame judged beyond the cap");
+
+        // Once the earlier parts are sent, the 2,000 messages go as one detail, and judging
+        // resumes.
+        while details_sent(&worker) == 0 {
+            let done = worker
+                .window
+                .in_flight
+                .next()
+                .await
+                .expect("a call in flight");
+            worker.complete(done);
+            while worker.step() {}
+        }
+        assert_eq!(details_sent(&worker), DETAIL_MAX_MESSAGES);
+        assert!(worker.pending.is_empty());
+        assert_eq!(worker.details.len(), 500);
+    }
 }
