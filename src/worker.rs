@@ -216,9 +216,9 @@ impl Work {
 /// further Redis falls behind, the fewer writes each message costs, since a popular word is
 /// written once per detail instead of once per 50 ms. Once the builder holds this many, no more
 /// frames are judged until the previous detail is sent, which bounds the worker's memory to one
-/// detail waiting and one being built (2,000: 16.5 list writes per message instead of 21.2,
-/// worker RSS under 30 MB; BENCHMARKS.md).
-const DETAIL_MAX_MESSAGES: u64 = 2_000;
+/// detail waiting and one being built (1,500: 17.3 list writes per message instead of 21.2,
+/// worker RSS 29 MB; 2,000 wrote 16.5 and went over 30 MB; BENCHMARKS.md).
+const DETAIL_MAX_MESSAGES: u64 = 1_500;
 /// In coalescing mode frames are judged far faster than Redis applies them, so a detail reaches
 /// this many messages within its interval anyway and is sent when full; frames stop being
 /// judged while more than [`DETAIL_MEMBERS_WAITING`] members of details wait instead.
@@ -885,7 +885,8 @@ mod tests {
         worker
             .details_ready
             .extend(std::iter::repeat_n(Detail::default(), 3));
-        worker.pending.extend((0..2_500).map(frame));
+        let frames = DETAIL_MAX_MESSAGES as usize + 500;
+        worker.pending.extend((0..frames).map(frame));
         while worker.step() {}
         assert_eq!(worker.details_ready.len(), 1, "the third part still waits");
         assert_eq!(
@@ -895,7 +896,7 @@ mod tests {
         );
         assert_eq!(worker.pending.len(), 500, "no frame judged beyond the cap");
 
-        // Once the earlier parts are sent, the 2,000 messages go as one detail, and judging
+        // Once the earlier parts are sent, the merged messages go as one detail, and judging
         // resumes.
         while details_sent(&worker) == 0 {
             let done = worker
