@@ -13,8 +13,9 @@
 //! one by one in sequence order ([`Retries`]) until they succeed; the store skips any whose first
 //! attempt had in fact been applied. In coalescing mode a [`Coalescer`] merges the tallies read
 //! within an interval into one. The statistics by room, nick, emote and time of the messages
-//! read within `detail_interval` are merged by a [`DetailBuilder`] and applied as one more call
-//! (cut into bounded parts), numbered and retried like the others. At most two of those parts
+//! read within `detail_interval` are merged by a [`DetailBuilder`] (for longer while the last
+//! detail still waits to be sent: [`DETAIL_MAX_MESSAGES`]) and applied as one more call (cut
+//! into bounded parts), numbered and retried like the others. At most two of those parts
 //! are in flight at once, so that the per-message calls sent meanwhile are not queued in Redis
 //! behind a whole detail.
 //!
