@@ -86,8 +86,18 @@ impl HistoryEntry {
             Some(own) => String::from_utf8_lossy(own).into_owned(),
             None => id(),
         };
-        let room = message.room.clone().unwrap_or_default();
-        let nick = message.nick.clone().unwrap_or_default();
+        // Copies: the message's names are slices of its input buffer, which a detail held
+        // for seconds would otherwise keep alive.
+        let room = message
+            .room
+            .as_deref()
+            .map(Bytes::copy_from_slice)
+            .unwrap_or_default();
+        let nick = message
+            .nick
+            .as_deref()
+            .map(Bytes::copy_from_slice)
+            .unwrap_or_default();
         let (room_text, nick_text) = (
             String::from_utf8_lossy(&room),
             String::from_utf8_lossy(&nick),
