@@ -312,3 +312,66 @@ async fn hours_and_days_are_rolled_up_exactly_and_late_messages_join_them() {
         vec![("hi".to_owned(), 3), ("Kappa".to_owned(), 1)]
     );
 }
+
+/// `top.lua` answers a top list over many buckets without merging them (the threshold
+/// algorithm, with ZMSCORE batches, and ZUNION past a work budget); the in-memory store sums
+/// them plainly. Skewed and flat vocabularies (many equal counts) over 40 minutes, every k.
+#[tokio::test]
+async fn the_top_of_many_buckets_matches_a_plain_sum() {
+    use chatstats::detail::{Buckets, DetailBuilder, Period, Scope};
+    use chatstats::timeline::{Bucket, Granularity, Retention, now_ms};
+    use rand::{Rng, SeedableRng};
+
+    let redis = TestRedis::start();
+    let retention = Retention::default();
+    let now = now_ms();
+    let first = Bucket::of(Granularity::Minute, now - 50 * 60_000);
+    let minutes: Vec<Period> = (0..40)
+        .map(|i| {
+            Period::Bucket(Bucket::of(
+                Granularity::Minute,
+                first.start_ms() + i * 60_000,
+            ))
+        })
+        .collect();
+    for (seed, vocabulary, skewed) in [(1, 3_000, true), (2, 40, false), (3, 400, false)] {
+        let mut rng = rand::rngs::SmallRng::seed_from_u64(seed);
+        let (mut in_redis, mut in_memory) = (DetailBuilder::default(), DetailBuilder::default());
+        for i in 0..6_000u64 {
+            let words: Vec<String> = (0..rng.random_range(1..6))
+                .map(|_| {
+                    let draw: f64 = rng.random();
+                    let rank = if skewed {
+                        (draw.powi(3) * vocabulary as f64) as u64
+                    } else {
+                        (draw * vocabulary as f64) as u64
+                    };
+                    format!("w{rank}")
+                })
+                .collect();
+            let words: Vec<&str> = words.iter().map(String::as_str).collect();
+            let time = first.start_ms() + (i % 40) * 60_000 + rng.random_range(0..60_000);
+            let m = message(time, "#a", "x", &words);
+            in_redis.add(&m, true, None);
+            in_memory.add(&m, true, None);
+        }
+        let store = redis.store_in(&namespace());
+        let memory = memory_store();
+        let detail = in_redis.take(now, &retention, Buckets::Rollups);
+        assert!(store.apply_detail(&detail, None).await.unwrap());
+        let detail = in_memory.take(now, &retention, Buckets::All);
+        assert!(memory.apply_detail(&detail, None).await.unwrap());
+        for k in [1, 3, 10, 50, 200] {
+            let expected = memory
+                .top_in(TopList::Words, &Scope::Global, &minutes, k)
+                .await
+                .unwrap();
+            assert_eq!(expected.len(), k.min(vocabulary as usize));
+            let answered = store
+                .top_in(TopList::Words, &Scope::Global, &minutes, k)
+                .await
+                .unwrap();
+            assert_eq!(answered, expected, "seed {seed}, k {k}");
+        }
+    }
+}

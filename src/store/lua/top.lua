@@ -39,23 +39,36 @@ local function answer(members, sum_of)
   return out
 end
 
+-- The sums of members met for the first time, from each set in one ZMSCORE per (at most)
+-- CHUNK of them: a call from Lua costs more than the lookup it makes.
+local CHUNK = 1000
+local function sum_up(fresh)
+  for from = 1, #fresh, CHUNK do
+    local upto = math.min(from + CHUNK - 1, #fresh)
+    for q = 1, n do
+      local scores = redis.call('ZMSCORE', KEYS[q], unpack(fresh, from, upto))
+      for j = from, upto do
+        local score = scores[j - from + 1]
+        if score then
+          sums[fresh[j]] = sums[fresh[j]] + tonumber(score)
+        end
+      end
+    end
+  end
+  work = work + n * #fresh
+end
+
 while true do
   local bound, open = 0, false
+  local fresh = {}
   for i = 1, n do
     local got = redis.call('ZREVRANGE', KEYS[i], depth, depth + page - 1, 'WITHSCORES')
     for j = 1, #got, 2 do
       local member = got[j]
       if sums[member] == nil then
-        local sum = 0
-        for q = 1, n do
-          local score = (q == i) and got[j + 1] or redis.call('ZSCORE', KEYS[q], member)
-          if score then
-            sum = sum + tonumber(score)
-          end
-        end
-        work = work + n
-        sums[member] = sum
+        sums[member] = 0
         met[#met + 1] = member
+        fresh[#fresh + 1] = member
       end
     end
     if #got == 2 * page then
@@ -63,6 +76,7 @@ while true do
       open = true
     end
   end
+  sum_up(fresh)
   depth = depth + page
   if not open then
     break
