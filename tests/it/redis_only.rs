@@ -375,3 +375,56 @@ async fn the_top_of_many_buckets_matches_a_plain_sum() {
         }
     }
 }
+
+/// A room's distinct chatters over many buckets (`union_size.lua`), against the plain count.
+#[tokio::test]
+async fn unique_chatters_over_many_buckets_are_counted_exactly() {
+    use std::collections::HashSet;
+
+    use chatstats::detail::{Buckets, DetailBuilder, Period};
+    use chatstats::timeline::{Bucket, Granularity, Retention, now_ms};
+
+    let redis = TestRedis::start();
+    let store = redis.store_in(&namespace());
+    let retention = Retention::default();
+    let now = now_ms();
+    let first = Bucket::of(Granularity::Minute, now - 50 * 60_000);
+    let minutes: Vec<Period> = (0..40)
+        .map(|i| {
+            Period::Bucket(Bucket::of(
+                Granularity::Minute,
+                first.start_ms() + i * 60_000,
+            ))
+        })
+        .collect();
+    let mut builder = DetailBuilder::default();
+    let (mut chatters, mut in_second_minute) = (HashSet::new(), HashSet::new());
+    for i in 0..3_000u64 {
+        // Nicks recur across minutes; #b's are not #a's.
+        let (room, nick) = if i % 5 == 0 {
+            ("#b", format!("b{}", i % 97))
+        } else {
+            ("#a", format!("n{}", (i * 7919) % 1_201))
+        };
+        if room == "#a" {
+            chatters.insert(nick.clone());
+            if i % 40 == 1 {
+                in_second_minute.insert(nick.clone());
+            }
+        }
+        let time = first.start_ms() + (i % 40) * 60_000 + (i % 60) * 1_000;
+        builder.add(&message(time, room, &nick, &["hi"]), true, None);
+    }
+    let detail = builder.take(now, &retention, Buckets::Rollups);
+    assert!(store.apply_detail(&detail, None).await.unwrap());
+    assert_eq!(
+        store.unique_chatters("#a", &minutes).await.unwrap(),
+        chatters.len() as u64
+    );
+    // One bucket is its size (`ZCARD`).
+    assert_eq!(
+        store.unique_chatters("#a", &minutes[1..2]).await.unwrap(),
+        in_second_minute.len() as u64
+    );
+    assert_eq!(store.unique_chatters("#c", &minutes).await.unwrap(), 0);
+}
