@@ -313,20 +313,15 @@ async fn hours_and_days_are_rolled_up_exactly_and_late_messages_join_them() {
     );
 }
 
-/// `top.lua` answers a top list over many buckets without merging them (the threshold
-/// algorithm, with ZMSCORE batches, and ZUNION past a work budget); the in-memory store sums
-/// them plainly. Skewed and flat vocabularies (many equal counts) over 40 minutes, every k.
-#[tokio::test]
-async fn the_top_of_many_buckets_matches_a_plain_sum() {
-    use chatstats::detail::{Buckets, DetailBuilder, Period, Scope};
-    use chatstats::timeline::{Bucket, Granularity, Retention, now_ms};
-    use rand::{Rng, SeedableRng};
+/// The 40 minute buckets that start 50 minutes before `now_ms`: the first, and all of them.
+fn forty_minutes_before(
+    now_ms: u64,
+) -> (chatstats::timeline::Bucket, Vec<chatstats::detail::Period>) {
+    use chatstats::detail::Period;
+    use chatstats::timeline::{Bucket, Granularity};
 
-    let redis = TestRedis::start();
-    let retention = Retention::default();
-    let now = now_ms();
-    let first = Bucket::of(Granularity::Minute, now - 50 * 60_000);
-    let minutes: Vec<Period> = (0..40)
+    let first = Bucket::of(Granularity::Minute, now_ms - 50 * 60_000);
+    let minutes = (0..40)
         .map(|i| {
             Period::Bucket(Bucket::of(
                 Granularity::Minute,
@@ -334,6 +329,22 @@ async fn the_top_of_many_buckets_matches_a_plain_sum() {
             ))
         })
         .collect();
+    (first, minutes)
+}
+
+/// `top.lua` answers a top list over many buckets without merging them (the threshold
+/// algorithm, with ZMSCORE batches, and ZUNION past a work budget); the in-memory store sums
+/// them plainly. Skewed and flat vocabularies (many equal counts) over 40 minutes, every k.
+#[tokio::test]
+async fn the_top_of_many_buckets_matches_a_plain_sum() {
+    use chatstats::detail::{Buckets, DetailBuilder, Scope};
+    use chatstats::timeline::{Retention, now_ms};
+    use rand::{Rng, SeedableRng};
+
+    let redis = TestRedis::start();
+    let retention = Retention::default();
+    let now = now_ms();
+    let (first, minutes) = forty_minutes_before(now);
     for (seed, vocabulary, skewed) in [(1, 3_000, true), (2, 40, false), (3, 400, false)] {
         let mut rng = rand::rngs::SmallRng::seed_from_u64(seed);
         let (mut in_redis, mut in_memory) = (DetailBuilder::default(), DetailBuilder::default());
@@ -381,22 +392,14 @@ async fn the_top_of_many_buckets_matches_a_plain_sum() {
 async fn unique_chatters_over_many_buckets_are_counted_exactly() {
     use std::collections::HashSet;
 
-    use chatstats::detail::{Buckets, DetailBuilder, Period};
-    use chatstats::timeline::{Bucket, Granularity, Retention, now_ms};
+    use chatstats::detail::{Buckets, DetailBuilder};
+    use chatstats::timeline::{Retention, now_ms};
 
     let redis = TestRedis::start();
     let store = redis.store_in(&namespace());
     let retention = Retention::default();
     let now = now_ms();
-    let first = Bucket::of(Granularity::Minute, now - 50 * 60_000);
-    let minutes: Vec<Period> = (0..40)
-        .map(|i| {
-            Period::Bucket(Bucket::of(
-                Granularity::Minute,
-                first.start_ms() + i * 60_000,
-            ))
-        })
-        .collect();
+    let (first, minutes) = forty_minutes_before(now);
     let mut builder = DetailBuilder::default();
     let (mut chatters, mut in_second_minute) = (HashSet::new(), HashSet::new());
     for i in 0..3_000u64 {
