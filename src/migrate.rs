@@ -88,6 +88,10 @@ pub async fn migrate(from: &RedisStore, to: &RedisStore) -> Result<Moved, StoreE
         let pattern = format!("{ns}{kind}:{{*");
         let keys = scan_keys(client, &pattern).await?;
         for key in keys {
+            if let Some(nick) = pending_nick(&ns, kind, &key) {
+                moved.members += copy_pending(client, to, nick, &key).await?;
+                continue;
+            }
             let Some((scope, list)) = scoped_list(&ns, kind, &key) else {
                 continue;
             };
@@ -157,6 +161,53 @@ fn one_list(place: Place, members: Vec<(Bytes, u64)>) -> Detail {
         lists: vec![(place, members)],
         ..Detail::default()
     }
+}
+
+/// The nick of a key `{ns}nick:{N}:pending` (increments not folded into its lists yet).
+fn pending_nick(ns: &str, kind: &str, key: &str) -> Option<Scope> {
+    let rest = key
+        .strip_prefix(ns)?
+        .strip_prefix(kind)?
+        .strip_prefix(":{")?;
+    let (escaped, tail) = rest.split_once('}')?;
+    (kind == "nick" && tail == ":pending").then(|| Scope::Nick(Bytes::from(unescape(escaped))))
+}
+
+/// Adds a nick's pending increments (`key`) to its lists in `to`; returns how many there were.
+async fn copy_pending(
+    client: &Client,
+    to: &RedisStore,
+    nick: Scope,
+    key: &str,
+) -> Result<u64, StoreError> {
+    let text: Option<Bytes> = client.get(key).await?;
+    let Some(increments) = text.as_deref().and_then(crate::store::redis::parse_records) else {
+        return Ok(0);
+    };
+    let count = increments.len() as u64;
+    let mut lists: Vec<(Place, Vec<(Bytes, u64)>)> = Vec::new();
+    for (list, member, n) in increments {
+        match lists.iter_mut().find(|(place, _)| place.list == list) {
+            Some((_, members)) => members.push((member, n)),
+            None => lists.push((
+                Place {
+                    scope: nick.clone(),
+                    period: Period::AllTime,
+                    list,
+                },
+                vec![(member, n)],
+            )),
+        }
+    }
+    for part in (Detail {
+        lists,
+        ..Detail::default()
+    })
+    .split(CHUNK)
+    {
+        to.apply_detail(&part, None).await?;
+    }
+    Ok(count)
 }
 
 /// The room or nick and the list of an all-time key `{ns}{kind}:{R}:{list}` (`None` for its

@@ -14,7 +14,8 @@
 //! | `{ns}{list}:{g}:{n}` | sorted set | a list of everything in bucket `n` of granularity `g` (`m`, `h`, `d`: Unix minutes, hours, days); expires |
 //! | `{ns}activity:{g}:{n}` | hash | messages of everything per bucket of granularity `g`, grouped: minutes by hour, hours by day, days by 32-day block; expires |
 //! | `{ns}room:{R}:{list}`, `{ns}room:{R}:{list}:{g}:{n}`, `{ns}room:{R}:activity:{g}:{n}` | sorted set, hash | the same for one room, all time and per bucket |
-//! | `{ns}nick:{N}:{list}` | sorted set | one nick's words, rooms and emotes, all time |
+//! | `{ns}nick:{N}:{list}` | sorted set | one nick's words, rooms and emotes, all time, except the increments still in its `pending` string |
+//! | `{ns}nick:{N}:pending` | string | one nick's newest increments of those lists, one record per call appended (`lua/records.lua`), folded into them once it passes 4 KiB; read together with them |
 //! | `{ns}rollup`, `{ns}rolled`, `{ns}room:{R}:rolled` | hash | the last hour (`h`) and day (`d`) rolled up: for every scope, for everything, for one room |
 //! | `{ns}active:{g}:{n}` | set | the rooms with messages in an hour or a day, to roll up; expires |
 //! | `{ns}history` | stream | recorded messages (field `m`: the entry's JSON, `r`: its room), trimmed to `HISTORY_RETENTION` (to 1,000 when it is 0: the live feed) |
@@ -104,6 +105,11 @@ impl Keys {
             Scope::Global => self.top(list),
             other => format!("{}:{}", self.scope_prefix(other), list.name()),
         }
+    }
+
+    /// A nick's increments of its all-time lists not folded into them yet (`lua/records.lua`).
+    pub(crate) fn pending(&self, nick: &Scope) -> String {
+        format!("{}:pending", self.scope_prefix(nick))
     }
 
     /// A list of `scope` in one bucket.

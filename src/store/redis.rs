@@ -59,7 +59,13 @@ static APPLY: Script = Script::new(concat!(
 /// Applies a [`Detail`].
 static DETAIL: Script = Script::new(concat!(
     include_str!("lua/mark.lua"),
+    include_str!("lua/records.lua"),
     include_str!("lua/detail.lua")
+));
+/// The top of one of a nick's all-time lists, its pending increments included.
+static NICK_TOP: Script = Script::new(concat!(
+    include_str!("lua/records.lua"),
+    include_str!("lua/nick_top.lua")
 ));
 /// The top of several sorted sets summed.
 static TOP: Script = Script::new(include_str!("lua/top.lua"));
@@ -630,6 +636,8 @@ fn detail_call(
         }
     };
     let mut active: BTreeMap<Bucket, Vec<Value>> = BTreeMap::new();
+    // A nick's all-time lists: one record of its increments (`lua/records.lua`).
+    let mut records: BTreeMap<&Scope, Vec<u8>> = BTreeMap::new();
     for (place, members) in &detail.lists {
         let pairs = || {
             members
@@ -638,6 +646,12 @@ fn detail_call(
                 .collect()
         };
         match place.period {
+            Period::AllTime if matches!(place.scope, Scope::Nick(_)) => {
+                let record = records.entry(&place.scope).or_default();
+                for (member, n) in members {
+                    push_increment(record, place.list, member, *n);
+                }
+            }
             Period::AllTime => group(keys.list(&place.scope, place.list), "z", 0, None, pairs()),
             Period::Bucket(bucket) => {
                 let Some(condition) = condition(&place.scope, bucket) else {
@@ -700,10 +714,61 @@ fn detail_call(
             .collect();
         group(keys.seen(kind, true), "gt", 0, None, lasts);
     }
+    for (nick, record) in records {
+        call.keys.push(Key::from(keys.pending(nick)));
+        for list in [TopList::Words, TopList::Rooms, TopList::Emotes] {
+            call.keys.push(Key::from(keys.list(nick, list)));
+        }
+        call.args.push(Value::from("a"));
+        call.args.push(Value::Bytes(record.into()));
+    }
     if !detail.history.is_empty() {
         history_group(&mut call, keys, retention, &detail.history, now_ms);
     }
     call
+}
+
+/// The letter of `list` in a nick's pending records (`lua/records.lua`).
+fn list_letter(list: TopList) -> char {
+    match list {
+        TopList::Words => 'w',
+        TopList::Nicks => 'n',
+        TopList::Rooms => 'r',
+        TopList::Emotes => 'e',
+    }
+}
+
+/// Appends one increment to a nick's record: `<letter><length>:<member><count>;`.
+fn push_increment(record: &mut Vec<u8>, list: TopList, member: &[u8], count: u64) {
+    use std::io::Write;
+    let _ = write!(record, "{}{}:", list_letter(list), member.len());
+    record.extend_from_slice(member);
+    let _ = write!(record, "{count};");
+}
+
+/// The increments of a nick's pending records, per list, in order (`lua/records.lua`); `None`
+/// when the text is not such records.
+pub(crate) fn parse_records(text: &[u8]) -> Option<Vec<(TopList, bytes::Bytes, u64)>> {
+    let number = |digits: &[u8]| std::str::from_utf8(digits).ok()?.parse::<u64>().ok();
+    let mut out = Vec::new();
+    let mut rest = text;
+    while let Some((&letter, after)) = rest.split_first() {
+        let list = [TopList::Words, TopList::Rooms, TopList::Emotes]
+            .into_iter()
+            .find(|l| list_letter(*l) as u8 == letter)?;
+        let colon = after.iter().position(|b| *b == b':')?;
+        let len = number(&after[..colon])? as usize;
+        let member = after.get(colon + 1..colon + 1 + len)?;
+        let tail = &after[colon + 1 + len..];
+        let semi = tail.iter().position(|b| *b == b';')?;
+        out.push((
+            list,
+            bytes::Bytes::copy_from_slice(member),
+            number(&tail[..semi])?,
+        ));
+        rest = &tail[semi + 1..];
+    }
+    Some(out)
 }
 
 /// The history group of a detail call, last (layout at the top of `lua/detail.lua`).
@@ -802,6 +867,20 @@ impl Store for Shard {
     ) -> Result<Vec<Entry>, StoreError> {
         if limit == 0 || periods.is_empty() {
             return Ok(Vec::new());
+        }
+        if let (Scope::Nick(_), [Period::AllTime]) = (scope, periods) {
+            let call = || ScriptCall {
+                keys: vec![
+                    self.place_key(list, scope, &Period::AllTime),
+                    Key::from(self.keys.pending(scope)),
+                ],
+                args: vec![
+                    Value::from(list_letter(list).to_string()),
+                    Value::Integer(limit as i64),
+                ],
+            };
+            let reply: Vec<Value> = self.run(&NICK_TOP, call).await?;
+            return Ok(rank_entries(entries(reply)?, limit));
         }
         if let [period] = periods {
             return self
@@ -1140,5 +1219,28 @@ mod tests {
         );
         assert_eq!(call.args[0], Value::Integer(5));
         assert_eq!(call.args[1], Value::Integer(128));
+    }
+
+    #[test]
+    fn a_nicks_record_reads_back_whatever_its_members_hold() {
+        let members: [&[u8]; 5] = [b"w1", b"a:1;", b"", "한;:".as_bytes(), b"12;3:"];
+        let mut record = Vec::new();
+        for (i, member) in members.iter().enumerate() {
+            let list = [TopList::Words, TopList::Rooms, TopList::Emotes][i % 3];
+            push_increment(&mut record, list, member, i as u64 + 1);
+        }
+        let read = parse_records(&record).unwrap();
+        assert_eq!(read.len(), members.len());
+        for (i, (list, member, n)) in read.iter().enumerate() {
+            assert_eq!(
+                *list,
+                [TopList::Words, TopList::Rooms, TopList::Emotes][i % 3]
+            );
+            assert_eq!(&member[..], members[i]);
+            assert_eq!(*n, i as u64 + 1);
+        }
+        assert_eq!(parse_records(b"w2:ab"), None);
+        assert_eq!(parse_records(b"x1:a1;"), None);
+        assert_eq!(parse_records(b""), Some(Vec::new()));
     }
 }

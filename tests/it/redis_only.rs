@@ -431,3 +431,129 @@ async fn unique_chatters_over_many_buckets_are_counted_exactly() {
     );
     assert_eq!(store.unique_chatters("#c", &minutes).await.unwrap(), 0);
 }
+
+/// A nick's all-time lists are written as appended records (`records.lua`), folded into its
+/// sorted sets past 4 KiB, and read as the two summed (`nick_top.lua`): against the in-memory
+/// store, for a nick folded several times with some still pending, a nick with nothing but
+/// pending records, and members that look like the records' own syntax.
+#[tokio::test]
+async fn a_nicks_lists_read_exactly_while_records_are_pending_and_after_folds() {
+    use chatstats::detail::{Buckets, DetailBuilder, Period, Scope};
+    use chatstats::timeline::{Retention, now_ms};
+    use rand::{Rng, SeedableRng};
+
+    let redis = TestRedis::start();
+    let ns = namespace();
+    let store = redis.store_in(&ns);
+    let memory = memory_store();
+    let retention = Retention::default();
+    let mut rng = rand::rngs::SmallRng::seed_from_u64(7);
+    let odd = ["a:1;", "12;3:", ";", "::", "한국어", "{x}", "%7B", "w3;w"];
+    for call in 0..300u64 {
+        let (mut in_redis, mut in_memory) = (DetailBuilder::default(), DetailBuilder::default());
+        for i in 0..3u64 {
+            // A flat vocabulary: many equal counts at every k.
+            let words: Vec<String> = (0..rng.random_range(1..8))
+                .map(|_| match rng.random_range(0..10) {
+                    0 => odd[rng.random_range(0..odd.len())].to_owned(),
+                    _ => format!("w{}", rng.random_range(0..60)),
+                })
+                .collect();
+            let words: Vec<&str> = words.iter().map(String::as_str).collect();
+            let room = format!("#r{}", rng.random_range(0..5));
+            let mut m = message(now_ms(), &room, "heavy", &words);
+            m.emotes = vec![(
+                bytes::Bytes::from(format!("E{}", rng.random_range(0..4))),
+                rng.random_range(1..3),
+            )];
+            in_redis.add(&m, true, None);
+            in_memory.add(&m, true, None);
+            if call == 0 && i == 0 {
+                let m = message(now_ms(), "#r1", "light", &["only", "once", "12;3:"]);
+                in_redis.add(&m, true, None);
+                in_memory.add(&m, true, None);
+            }
+        }
+        let detail = in_redis.take(now_ms(), &retention, Buckets::Rollups);
+        assert!(store.apply_detail(&detail, None).await.unwrap());
+        let detail = in_memory.take(now_ms(), &retention, Buckets::All);
+        assert!(memory.apply_detail(&detail, None).await.unwrap());
+    }
+    // Both ways of keeping a nick's lists are in use.
+    let strlen = |nick: &str| {
+        redis
+            .cli(&["--raw", "STRLEN", &format!("{ns}nick:{{{nick}}}:pending")])
+            .unwrap()
+            .trim()
+            .parse::<u64>()
+            .unwrap()
+    };
+    let zcard = |nick: &str| {
+        redis
+            .cli(&["--raw", "ZCARD", &format!("{ns}nick:{{{nick}}}:words")])
+            .unwrap()
+            .trim()
+            .parse::<u64>()
+            .unwrap()
+    };
+    assert!((1..=4096).contains(&strlen("heavy")), "{}", strlen("heavy"));
+    assert!(zcard("heavy") > 0);
+    assert!(strlen("light") > 0);
+    assert_eq!(zcard("light"), 0);
+    for nick in ["heavy", "light", "nobody"] {
+        let scope = Scope::Nick(bytes::Bytes::from(nick));
+        for list in [TopList::Words, TopList::Rooms, TopList::Emotes] {
+            for k in [1, 3, 10, 50, 500] {
+                let expected = memory
+                    .top_in(list, &scope, &[Period::AllTime], k)
+                    .await
+                    .unwrap();
+                let answered = store
+                    .top_in(list, &scope, &[Period::AllTime], k)
+                    .await
+                    .unwrap();
+                assert_eq!(answered, expected, "{nick} {list:?} k {k}");
+            }
+        }
+    }
+    let everything = memory
+        .top_in(
+            TopList::Words,
+            &Scope::Nick(bytes::Bytes::from("heavy")),
+            &[Period::AllTime],
+            500,
+        )
+        .await
+        .unwrap();
+    assert!(
+        everything.iter().any(|(w, _)| w == "12;3:"),
+        "{everything:?}"
+    );
+}
+
+/// The ids of one call's history entries are set by one `HSET` per 500 (`detail.lua`): every
+/// one of 1,201 entries in a single call is found by its id.
+#[tokio::test]
+async fn every_id_of_a_large_history_call_is_found() {
+    use chatstats::detail::{Buckets, DetailBuilder, HistoryEntry};
+    use chatstats::timeline::{Retention, now_ms};
+
+    let redis = TestRedis::start();
+    let store = redis.store_in(&namespace());
+    let retention = Retention::default();
+    let mut builder = DetailBuilder::default();
+    for i in 0..1_201u64 {
+        let m = message(now_ms(), "#a", &format!("n{}", i % 7), &["hi"]);
+        let entry = HistoryEntry::of(&m, || format!("id-{i}"));
+        builder.add(&m, true, Some(entry));
+    }
+    let detail = builder.take(now_ms(), &retention, Buckets::Rollups);
+    assert_eq!(detail.history.len(), 1_201);
+    assert!(store.apply_detail(&detail, None).await.unwrap());
+    for i in [0, 1, 499, 500, 501, 999, 1_000, 1_200] {
+        let found = store.message(&format!("id-{i}")).await.unwrap();
+        let json: serde_json::Value = serde_json::from_str(&found.expect("found")).unwrap();
+        assert_eq!(json["id"], format!("id-{i}"));
+    }
+    assert_eq!(store.message("id-1201").await.unwrap(), None);
+}

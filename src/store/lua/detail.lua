@@ -1,5 +1,5 @@
 -- chatstats: applies increments of the statistics by room, nick, emote and time atomically, at
--- most once per (writer, sequence number); `mark.lua` is prepended. Layout (built by
+-- most once per (writer, sequence number); `mark.lua` and `records.lua` are prepended. Layout (built by
 -- src/store/redis.rs, key names by src/store/keys.rs):
 --   KEYS: writer, then per group its key, and for a conditional group the scope's `rolled` hash
 --   ARGV: seq (0: no mark), window, then per group: an operation, an expiry (Unix seconds, 0:
@@ -8,6 +8,8 @@
 --         c `member, n` pairs (most increments are 1: half the arguments to convert)
 -- Operations: `z` ZINCRBY n member; `h` HINCRBY member n; `lt` / `gt` ZADD LT / GT n member
 -- (the earliest / latest time); `s` SADD member.
+-- A nick's group: KEYS its `pending` string, then its words, rooms and emotes; ARGV `a` and
+-- its record (`records.lua`).
 -- A history group (last) is laid out differently: KEYS the history stream, the ids hash of the
 -- hour, then per entry its room's and nick's index streams (as its flags say); ARGV `x`, the
 -- ids hash's expiry, the trimming MINID (`0`: not kept, only the last 1,000 for the live
@@ -45,8 +47,10 @@ local function history()
   local expiry, minid, count = ARGV[i + 1], ARGV[i + 2], tonumber(ARGV[i + 3])
   i = i + 4
   k = k + 2
-  -- One EXPIREAT per index key and call: a room's messages of one call share it.
+  -- One EXPIREAT per index key and call: a room's messages of one call share it. The ids
+  -- are set by one HSET per 500 messages.
   local expiring = {}
+  local ids_set = {'HSET', ids}
   for _ = 1, count do
     local json, id, room, flags = ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3]
     i = i + 4
@@ -54,7 +58,12 @@ local function history()
       redis.call('XADD', stream, 'MAXLEN', '~', 1000, '*', 'm', json, 'r', room)
     else
       local entry = redis.call('XADD', stream, 'MINID', '~', minid, '*', 'm', json, 'r', room)
-      redis.call('HSET', ids, id, entry)
+      ids_set[#ids_set + 1] = id
+      ids_set[#ids_set + 1] = entry
+      if #ids_set >= 1002 then
+        redis.call(unpack(ids_set))
+        ids_set = {'HSET', ids}
+      end
       if flags ~= '-' then
         for _ = 1, #flags do
           local index = KEYS[k]
@@ -68,6 +77,9 @@ local function history()
       end
     end
   end
+  if #ids_set > 2 then
+    redis.call(unpack(ids_set))
+  end
   if minid ~= '0' then
     redis.call('EXPIREAT', ids, expiry)
     redis.call('EXPIREAT', stream, expiry)
@@ -78,29 +90,35 @@ while k <= #KEYS do
     history()
     break
   end
-  local key, op, expiry = KEYS[k], ARGV[i], ARGV[i + 1]
-  local ones, count = tonumber(ARGV[i + 2]), tonumber(ARGV[i + 3])
-  i = i + 4
-  k = k + 1
-  local wanted = true
-  if op == 'zr' or op == 'hr' then
-    wanted = is_rolled(KEYS[k], ARGV[i], tonumber(ARGV[i + 1]))
-    op = string.sub(op, 1, 1)
+  if ARGV[i] == 'a' then
+    append_record(KEYS[k], ARGV[i + 1], {w = KEYS[k + 1], r = KEYS[k + 2], e = KEYS[k + 3]})
     i = i + 2
+    k = k + 4
+  else
+    local key, op, expiry = KEYS[k], ARGV[i], ARGV[i + 1]
+    local ones, count = tonumber(ARGV[i + 2]), tonumber(ARGV[i + 3])
+    i = i + 4
     k = k + 1
+    local wanted = true
+    if op == 'zr' or op == 'hr' then
+      wanted = is_rolled(KEYS[k], ARGV[i], tonumber(ARGV[i + 1]))
+      op = string.sub(op, 1, 1)
+      i = i + 2
+      k = k + 1
+    end
+    if wanted then
+      -- '1', not 1: a number argument costs redis.call a conversion to text (~9% of a ZINCRBY).
+      for j = i, i + ones - 1 do
+        apply(key, op, ARGV[j], '1')
+      end
+      for j = i + ones, i + ones + 2 * count - 1, 2 do
+        apply(key, op, ARGV[j], ARGV[j + 1])
+      end
+      if expiry ~= '0' then
+        redis.call('EXPIREAT', key, expiry)
+      end
+    end
+    i = i + ones + 2 * count
   end
-  if wanted then
-    -- '1', not 1: a number argument costs redis.call a conversion to text (~9% of a ZINCRBY).
-    for j = i, i + ones - 1 do
-      apply(key, op, ARGV[j], '1')
-    end
-    for j = i + ones, i + ones + 2 * count - 1, 2 do
-      apply(key, op, ARGV[j], ARGV[j + 1])
-    end
-    if expiry ~= '0' then
-      redis.call('EXPIREAT', key, expiry)
-    end
-  end
-  i = i + ones + 2 * count
 end
 return 1

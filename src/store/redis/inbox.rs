@@ -18,12 +18,13 @@ use crate::message::Tally;
 use crate::store::StoreError;
 use crate::timeline::now_ms;
 
-/// An inbox script: `mark.lua`, `apply.lua` and `detail.lua` as the functions `apply_part` and
-/// `detail_part`, `parts.lua` (which runs them), then the script's own text.
+/// An inbox script: `mark.lua`, `records.lua`, `apply.lua` and `detail.lua` as the functions
+/// `apply_part` and `detail_part`, `parts.lua` (which runs them), then the script's own text.
 macro_rules! inbox_script {
     ($($text:expr),+) => {
         concat!(
             include_str!("../lua/mark.lua"),
+            include_str!("../lua/records.lua"),
             "local function apply_part(KEYS, ARGV)\n",
             include_str!("../lua/apply.lua"),
             "\nend\nlocal function detail_part(KEYS, ARGV)\n",
