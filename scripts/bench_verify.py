@@ -17,7 +17,8 @@ the two are compared on the stream (reported, not fatal).
 `check` reads every member and score of `{NS}words`, `{NS}nicks`, `{NS}rooms`, the failed
 total and the per-second counters over a minimal RESP client (no redis-py needed) and compares
 them exactly with the expectation. `check-full` also compares, exactly: the all-time emotes;
-every room's all-time words, nicks and emotes; every nick's all-time rooms; and the messages of
+every room's all-time words, nicks and emotes; every nick's all-time rooms (its sorted set plus its
+pending records); and the messages of
 every minute (from `tmi-sent-ts`; the stream must carry usable ones, as `chatstats-sim
 --start-ms` writes). Emotes are the Twitch `emotes` tag's ranges, in code points (Python's
 string indices). Prints PASS or FAIL lines; exits 1 on FAIL.
@@ -199,6 +200,28 @@ def zset(r, key):
     return {flat[i].decode("utf-8", "replace"): int(float(flat[i + 1])) for i in range(0, len(flat), 2)}
 
 
+def pending_increments(text):
+    """A nick's pending records (src/store/lua/records.lua): (letter, member, count) each."""
+    pos = 0
+    while pos < len(text):
+        colon = text.index(b":", pos + 1)
+        length = int(text[pos + 1 : colon])
+        semi = text.index(b";", colon + 1 + length)
+        yield chr(text[pos]), text[colon + 1 : colon + 1 + length], int(text[colon + 1 + length : semi])
+        pos = semi + 1
+
+
+def nick_list(r, ns, nick, name):
+    """One of a nick's all-time lists: its sorted set plus its pending records."""
+    key = room_key(ns, "nick", nick)
+    counts = zset(r, f"{key}:{name}")
+    for letter, member, n in pending_increments(r.call("GET", f"{key}:pending") or b""):
+        if letter == name[0]:
+            member = member.decode("utf-8", "replace")
+            counts[member] = counts.get(member, 0) + n
+    return counts
+
+
 def check_full(exp, r, ns, report):
     """The statistics by room, nick, emote and time."""
     report("emotes (all time)", zset(r, f"{ns}emotes") == exp["emotes"], f"{sum(exp['emotes'].values())} uses, {len(exp['emotes'])} emotes")
@@ -208,7 +231,7 @@ def check_full(exp, r, ns, report):
         if any(zset(r, f"{room_key(ns, 'room', room)}:{name}") != lists[name] for name in ("words", "nicks", "emotes"))
     ]
     report("every room's words, nicks, emotes", not bad_rooms, f"{len(exp['by_room'])} rooms, {len(bad_rooms)} differ {bad_rooms[:3]}")
-    bad_nicks = [nick for nick, rooms in exp["by_nick"].items() if zset(r, f"{room_key(ns, 'nick', nick)}:rooms") != rooms]
+    bad_nicks = [nick for nick, rooms in exp["by_nick"].items() if nick_list(r, ns, nick, "rooms") != rooms]
     report("every nick's rooms", not bad_nicks, f"{len(exp['by_nick'])} nicks, {len(bad_nicks)} differ {bad_nicks[:3]}")
     bad_minutes = []
     for minute, n in exp["minutes"].items():

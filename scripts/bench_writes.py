@@ -7,7 +7,10 @@ counted over a stream file without Redis (BENCHMARKS.md, "Live and late streams"
 A batch is the messages one detail merges (335: 50 ms at about 6,700 messages/s; 10,000: a
 coalesced batch). Within a batch each distinct (scope, period, list, member) is one write;
 the script prints them per message, by list, and the distinct room and nick words per hour
-(what an hourly fold of the all-time lists would write).
+(what an hourly fold of the all-time lists would write). A nick's lists are written as one
+appended record per nick and batch, folded into its sorted sets once past 4 KiB
+(`src/store/lua/records.lua`): the script prints those appends and folded writes per message
+beside the nick lists' distinct writes.
 """
 
 import json
@@ -65,6 +68,38 @@ def writes(batch):
     return {kind: len(keys) for kind, keys in seen.items()}
 
 
+FOLD_BYTES = 4096
+
+
+def nick_records(msgs, size):
+    """Appends and folded writes per message of the nicks' records (see the docstring)."""
+    pending = {}
+    appends = folded = 0
+    for start in range(0, len(msgs), size):
+        batch = {}
+        for room, nick, words, emotes, _ in msgs[start : start + size]:
+            if not nick:
+                continue
+            record = batch.setdefault(nick, {})
+            for key in [("w", w) for w in words] + [("e", e) for e in emotes]:
+                record[key] = record.get(key, 0) + 1
+            if room:
+                record[("r", room)] = record.get(("r", room), 0) + 1
+        for nick, record in batch.items():
+            appends += 1
+            length, sums = pending.get(nick, (0, {}))
+            for (letter, member), n in record.items():
+                length += len(letter) + len(str(len(member))) + 1 + len(member) + len(str(n)) + 1
+                sums[(letter, member)] = sums.get((letter, member), 0) + n
+            if length > FOLD_BYTES:
+                folded += len(sums)
+                pending.pop(nick, None)
+            else:
+                pending[nick] = (length, sums)
+    left = sum(len(sums) for _, sums in pending.values())
+    return appends, folded, left
+
+
 def main():
     if len(sys.argv) < 2:
         sys.exit(__doc__)
@@ -79,6 +114,11 @@ def main():
         print(f"batches of {size}: {sum(total.values()) / n:.2f} writes per message")
         for kind, count in sorted(total.items(), key=lambda kv: -kv[1]):
             print(f"  {kind}: {count / n:.2f}")
+        appends, folded, left = nick_records(msgs, size)
+        print(
+            f"  nicks' lists as records: {appends / n:.2f} appends and {folded / n:.2f} folded"
+            f" writes per message ({left / n:.2f} more still pending at the end)"
+        )
     hourly = {"room's words": set(), "nick's words": set()}
     for room, nick, words, _, minute in msgs:
         for w in words:
