@@ -8,38 +8,31 @@
 --
 -- A record is a run of increments, each `<list letter><member length>:<member><count>;`: the
 -- letter is `w`, `r` or `e` (words, rooms, emotes), the length in bytes. Built by
--- `src/store/redis.rs` (`record`) and read back by `src/store/redis.rs` (`parse_records`) too.
+-- `push_increment` in `src/store/redis.rs`, which also reads them back (`parse_records`).
 local FOLD_BYTES = 4096
 
--- Calls each(letter, member, count) for every increment of `text`, in order; stops at the
--- first malformed one (there is none unless the key was written by something else).
-local function each_increment(text, each)
+-- The increments of `text` summed per member, for the lists whose letters are in `wanted` (a
+-- set of letters): sums[letter][member], and the number of distinct members. Stops at the
+-- first malformed increment (there is none unless the key was written by something else).
+-- Members and counts of other lists are skipped, not cut out: reads ask for one list.
+local function sum_increments(text, wanted)
+  local find, sub = string.find, string.sub
+  local sums, distinct = {}, 0
   local pos, size = 1, #text
   while pos < size do
-    local colon = string.find(text, ':', pos + 1, true)
-    if not colon then
-      return
-    end
-    local len = tonumber(string.sub(text, pos + 1, colon - 1))
-    local semi = len and string.find(text, ';', colon + len + 1, true)
+    local colon = find(text, ':', pos + 1, true)
+    local len = colon and tonumber(sub(text, pos + 1, colon - 1))
+    local semi = len and find(text, ';', colon + len + 1, true)
     if not semi then
-      return
+      break
     end
-    local count = tonumber(string.sub(text, colon + len + 1, semi - 1))
-    if not count then
-      return
-    end
-    each(string.sub(text, pos, pos), string.sub(text, colon + 1, colon + len), count)
-    pos = semi + 1
-  end
-end
-
--- The increments of `text` summed per member, for the lists whose letters are in `wanted` (a
--- set of letters): sums[letter][member], and the number of distinct members.
-local function sum_increments(text, wanted)
-  local sums, distinct = {}, 0
-  each_increment(text, function(letter, member, count)
+    local letter = sub(text, pos, pos)
     if wanted[letter] then
+      local count = tonumber(sub(text, colon + len + 1, semi - 1))
+      if not count then
+        break
+      end
+      local member = sub(text, colon + 1, colon + len)
       local of_list = sums[letter]
       if not of_list then
         of_list = {}
@@ -53,7 +46,8 @@ local function sum_increments(text, wanted)
         distinct = distinct + 1
       end
     end
-  end)
+    pos = semi + 1
+  end
   return sums, distinct
 end
 
