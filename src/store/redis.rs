@@ -7,7 +7,9 @@
 //! skipped). Every key a script touches is passed in `KEYS`; the layout of `KEYS` and `ARGV` is
 //! written at the top of each script. Hours and days are rolled up from minutes by
 //! [`Store::maintain`] (`lua/rollup.lua`); top lists over several buckets are read without
-//! merging them (`lua/top.lua`).
+//! merging them (`lua/top.lua`). A nick's all-time lists are written as one appended record per
+//! nick and call, folded into its sorted sets past 4 KiB (`lua/records.lua`), and read as the
+//! two summed (`lua/nick_top.lua`).
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, OnceLock, PoisonError};

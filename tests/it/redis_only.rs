@@ -480,22 +480,10 @@ async fn a_nicks_lists_read_exactly_while_records_are_pending_and_after_folds() 
         assert!(memory.apply_detail(&detail, None).await.unwrap());
     }
     // Both ways of keeping a nick's lists are in use.
-    let strlen = |nick: &str| {
-        redis
-            .cli(&["--raw", "STRLEN", &format!("{ns}nick:{{{nick}}}:pending")])
-            .unwrap()
-            .trim()
-            .parse::<u64>()
-            .unwrap()
-    };
-    let zcard = |nick: &str| {
-        redis
-            .cli(&["--raw", "ZCARD", &format!("{ns}nick:{{{nick}}}:words")])
-            .unwrap()
-            .trim()
-            .parse::<u64>()
-            .unwrap()
-    };
+    let number = |args: &[&str]| -> u64 { redis.cli(args).unwrap().trim().parse().unwrap() };
+    let key = |nick: &str, what: &str| format!("{ns}nick:{{{nick}}}:{what}");
+    let strlen = |nick: &str| number(&["--raw", "STRLEN", &key(nick, "pending")]);
+    let zcard = |nick: &str| number(&["--raw", "ZCARD", &key(nick, "words")]);
     assert!((1..=4096).contains(&strlen("heavy")), "{}", strlen("heavy"));
     assert!(zcard("heavy") > 0);
     assert!(strlen("light") > 0);
