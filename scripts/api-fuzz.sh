@@ -12,6 +12,7 @@ if [ ! -x "$venv/bin/schemathesis" ]; then
   "$venv/bin/pip" install -q 'schemathesis>=4,<5'
 fi
 cargo build -q --bins
+bin="${CARGO_TARGET_DIR:-target}/debug"
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 wait_http() { for _ in $(seq 1 100); do curl -fs "$1" >/dev/null 2>&1 && return 0; sleep 0.1; done; echo "no answer from $1" >&2; return 1; }
 work=$(mktemp -d)
@@ -32,7 +33,7 @@ fuzz() {
 
 echo "== chatstats (in-memory store, simulated stream)"
 port=$(free_port)
-NODE_HOST=127.0.0.1 NODE_PORT=$port RUST_LOG=warn target/debug/chatstats >"$work/chatstats.log" 2>&1 &
+NODE_HOST=127.0.0.1 NODE_PORT=$port RUST_LOG=warn "$bin/chatstats" >"$work/chatstats.log" 2>&1 &
 pids+=($!)
 wait_http "http://127.0.0.1:$port/"
 fuzz "http://127.0.0.1:$port"
@@ -44,9 +45,9 @@ pids+=($!)
 for _ in $(seq 1 100); do redis-cli -p "$rport" ping >/dev/null 2>&1 && break; sleep 0.1; done
 cat tests/fixtures/upstream/*.txt | sed 's/$/\n/' >"$work/all.txt"
 REDIS_URL="redis://127.0.0.1:$rport" RESPONSE_STREAM_MODE=text CHAT_INTERFACE_URL="$work/all.txt" RUST_LOG=warn \
-  target/debug/chatstats-worker
+  "$bin/chatstats-worker"
 port=$(free_port)
-REDIS_URL="redis://127.0.0.1:$rport" NODE_HOST=127.0.0.1 NODE_PORT=$port RUST_LOG=warn target/debug/chatstats-api \
+REDIS_URL="redis://127.0.0.1:$rport" NODE_HOST=127.0.0.1 NODE_PORT=$port RUST_LOG=warn "$bin/chatstats-api" \
   >"$work/api.log" 2>&1 &
 pids+=($!)
 wait_http "http://127.0.0.1:$port/"
