@@ -17,22 +17,21 @@ local head = redis.call('ZREVRANGE', KEYS[1], 0, k - 1, 'WITHSCORES')
 if p == 0 then
   return head
 end
-local out, seen = {}, {}
+local out = {}
 for i = 1, #head, 2 do
   local member = head[i]
   local count = tonumber(head[i + 1])
   if pending[member] then
     count = count + pending[member]
-    seen[member] = true
+    pending[member] = nil
   end
   out[#out + 1] = member
   out[#out + 1] = tostring(count)
 end
+-- The pending members not among the head.
 local rest = {}
 for member in pairs(pending) do
-  if not seen[member] then
-    rest[#rest + 1] = member
-  end
+  rest[#rest + 1] = member
 end
 for first = 1, #rest, 1000 do
   local last = math.min(first + 999, #rest)
