@@ -74,21 +74,20 @@ impl IngestTokens {
     }
 
     /// The index of the token that authorizes a request with `headers` (for its rate limit),
-    /// or the answer: 401 when it has no bearer token (HTTP authentication's answer to missing
-    /// credentials, whether or not ingestion is enabled), 403 when no token is configured, 401
-    /// when its token is not one of them.
+    /// or the answer: 403 when no token is configured (ingestion disabled, whatever the
+    /// request holds), 401 when it has no bearer token or one that is not configured.
     pub(crate) fn authorize(&self, headers: &HeaderMap) -> Result<usize, ApiError> {
+        if self.is_empty() {
+            return Err(ApiError::Forbidden(
+                "ingestion disabled: set INGEST_TOKENS".to_owned(),
+            ));
+        }
         let Some(given) = bearer(headers) else {
             return Err(ApiError::Unauthorized {
                 message: "a bearer token is required: Authorization: Bearer <token>".to_owned(),
                 invalid_token: false,
             });
         };
-        if self.is_empty() {
-            return Err(ApiError::Forbidden(
-                "ingestion disabled: set INGEST_TOKENS".to_owned(),
-            ));
-        }
         self.find(given).ok_or_else(|| ApiError::Unauthorized {
             message: "the bearer token is not valid".to_owned(),
             invalid_token: true,
@@ -180,9 +179,9 @@ mod tests {
         assert!(
             matches!(
                 IngestTokens::default().authorize(&HeaderMap::new()),
-                Err(ApiError::Unauthorized { .. })
+                Err(ApiError::Forbidden(_))
             ),
-            "missing credentials are a 401 first"
+            "ingestion disabled is a 403 even without credentials"
         );
     }
 }

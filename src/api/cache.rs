@@ -144,12 +144,30 @@ fn etag(body: &[u8]) -> HeaderValue {
 }
 
 /// Answers `304 Not Modified` when a `/stats` request's `If-None-Match` names the answer's
-/// `ETag`; adds the `ETag` when the cache is off.
-pub(crate) async fn conditional(request: Request, next: Next) -> Response {
-    let stats = request.method() == Method::GET && request.uri().path().starts_with("/stats");
+/// `ETag`; adds the `ETag` when the cache is off. A `HEAD` is answered as the `GET` it stands
+/// for, without the body: the same `ETag`, the same 304.
+pub(crate) async fn conditional(mut request: Request, next: Next) -> Response {
+    let head = request.method() == Method::HEAD;
+    let stats = (head || request.method() == Method::GET)
+        && request.uri().path().starts_with("/stats");
+    if !stats {
+        return next.run(request).await;
+    }
+    if head {
+        *request.method_mut() = Method::GET;
+    }
     let wanted = request.headers().get(header::IF_NONE_MATCH).cloned();
-    let response = next.run(request).await;
-    if !stats || response.status() != StatusCode::OK {
+    let response = validate(wanted, next.run(request).await).await;
+    if head {
+        let (parts, _) = response.into_parts();
+        return Response::from_parts(parts, Body::empty());
+    }
+    response
+}
+
+/// `response` with its `ETag`, or a 304 when `wanted` (`If-None-Match`) names it.
+async fn validate(wanted: Option<HeaderValue>, response: Response) -> Response {
+    if response.status() != StatusCode::OK {
         return response;
     }
     let (mut parts, body) = response.into_parts();

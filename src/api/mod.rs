@@ -21,12 +21,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
-use axum::http::{HeaderValue, Method};
+use axum::http::{HeaderName, HeaderValue, Method, header};
 use axum::routing::get;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tower_http::compression::CompressionLayer;
-use tower_http::cors::{AllowOrigin, CorsLayer};
+use tower_http::cors::{AllowHeaders, AllowOrigin, CorsLayer};
 use tower_http::trace::TraceLayer;
 use utoipa::OpenApi;
 use utoipa_swagger_ui::SwaggerUi;
@@ -189,11 +189,21 @@ fn cors(origins: &str) -> Option<CorsLayer> {
                 .filter_map(|o| HeaderValue::from_str(o.trim()).ok()),
         )
     };
-    Some(CorsLayer::new().allow_origin(allow).allow_methods([
-        Method::GET,
-        Method::HEAD,
-        Method::OPTIONS,
-    ]))
+    // As `@fastify/cors` by default: the headers a preflight asks for are allowed (a bearer
+    // token for `POST /messages`, `If-None-Match`); the headers of ranged and conditional
+    // answers are readable by the page.
+    Some(
+        CorsLayer::new()
+            .allow_origin(allow)
+            .allow_methods([Method::GET, Method::HEAD, Method::POST, Method::OPTIONS])
+            .allow_headers(AllowHeaders::mirror_request())
+            .expose_headers([
+                HeaderName::from_static("range-from"),
+                HeaderName::from_static("range-to"),
+                header::ETAG,
+                header::RETRY_AFTER,
+            ]),
+    )
 }
 
 /// The whole application: routes, documentation, 404s, CORS, limits.

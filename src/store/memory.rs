@@ -287,6 +287,12 @@ impl MemoryStore {
         applied.admit(mark.seq, mark.window)
     }
 
+    /// When the oldest message still kept was recorded (Unix ms): what is older is gone
+    /// whether or not a new message trimmed it.
+    fn oldest_kept_ms(&self) -> u64 {
+        (unix_now() * 1000).saturating_sub(self.retention.history.as_millis() as u64)
+    }
+
     /// Applies a detail without marks; the synchronous core of [`Store::apply_detail`].
     fn apply_detail_now(&self, detail: &Detail) {
         let now = unix_now() * 1000;
@@ -500,7 +506,8 @@ impl Store for MemoryStore {
                 .and_then(|n| u64::from_str_radix(n, 16).ok())
                 .ok_or_else(|| StoreError::Cursor(cursor.to_owned()))?,
         };
-        let history = lock(&self.inner.history);
+        let mut history = lock(&self.inner.history);
+        history.trim(self.oldest_kept_ms());
         let older: Vec<u64> = match scope {
             Scope::Global => {
                 let upto = history.kept.partition_point(|k| k.seq < before);
@@ -532,7 +539,8 @@ impl Store for MemoryStore {
     }
 
     async fn message(&self, id: &str) -> Result<Option<String>, StoreError> {
-        let history = lock(&self.inner.history);
+        let mut history = lock(&self.inner.history);
+        history.trim(self.oldest_kept_ms());
         Ok(history
             .by_id
             .get(id)

@@ -996,6 +996,9 @@ impl Store for Shard {
             return Ok(HistoryPage::default());
         }
         let indexed = *scope != Scope::Global;
+        // What was recorded before the retention is gone, even while no new message has
+        // trimmed the stream.
+        let oldest = now_ms().saturating_sub(self.settings.retention.history.as_millis() as u64);
         let call = || ScriptCall {
             keys: vec![
                 Key::from(self.keys.history(scope)),
@@ -1005,6 +1008,7 @@ impl Store for Shard {
                 Value::from(start.as_str()),
                 Value::Integer(limit as i64 + 1),
                 Value::from(if indexed { "1" } else { "0" }),
+                Value::from(oldest.to_string()),
             ],
         };
         let mut reply: Vec<Value> = self.run(&HISTORY, call).await?;
@@ -1038,7 +1042,7 @@ impl Store for Shard {
             keys.push(Key::from(self.keys.history(&Scope::Global)));
             ScriptCall {
                 keys,
-                args: vec![Value::from(id)],
+                    args: vec![Value::from(id), Value::from(now.saturating_sub(kept).to_string())],
             }
         };
         let found: Option<String> = self.run(&MESSAGE, call).await?;

@@ -109,6 +109,36 @@ async fn cors_is_on_for_any_origin_by_default() {
     .await;
     assert!(status < 300, "preflight answered {status}");
     assert!(headers.get("access-control-allow-methods").is_some());
+    // A page posting with a bearer token: POST and the headers asked for are allowed.
+    let (status, headers, _) = call(
+        "/messages",
+        "OPTIONS",
+        &[
+            ("origin", "http://dashboard.example"),
+            ("access-control-request-method", "POST"),
+            (
+                "access-control-request-headers",
+                "authorization,content-type",
+            ),
+        ],
+    )
+    .await;
+    assert!(status < 300, "preflight answered {status}");
+    let allowed = |name: &str| headers[name].to_str().unwrap().to_ascii_lowercase();
+    assert!(allowed("access-control-allow-methods").contains("post"));
+    assert!(allowed("access-control-allow-headers").contains("authorization"));
+    assert!(allowed("access-control-allow-headers").contains("content-type"));
+    // Ranged and conditional answers' headers are readable by the page.
+    let (_, headers, _) = call(
+        "/stats/words?window=5m",
+        "GET",
+        &[("origin", "http://dashboard.example")],
+    )
+    .await;
+    let exposed = headers["access-control-expose-headers"].to_str().unwrap();
+    for name in ["range-from", "range-to", "etag"] {
+        assert!(exposed.to_ascii_lowercase().contains(name), "{exposed}");
+    }
 }
 
 #[tokio::test]
@@ -216,24 +246,32 @@ async fn stats_answers_carry_an_etag_and_if_none_match_gives_304() {
             ..api_settings()
         };
         let app = router(AppState::new(store, settings));
-        let get = |tag: Option<String>| {
-            let mut request = axum::http::Request::builder().uri("/stats/words");
+        let send = |method: &str, tag: Option<String>| {
+            let mut request = axum::http::Request::builder()
+                .method(method)
+                .uri("/stats/words");
             if let Some(tag) = tag {
                 request = request.header("if-none-match", tag);
             }
             app.clone()
                 .oneshot(request.body(axum::body::Body::empty()).unwrap())
         };
-        let first = get(None).await.unwrap();
+        let first = send("GET", None).await.unwrap();
         assert_eq!(first.status(), 200);
         let tag = first.headers()["etag"].to_str().unwrap().to_owned();
         assert!(tag.starts_with("W/\""), "{tag}");
-        let again = get(Some(tag.clone())).await.unwrap();
-        assert_eq!(again.status(), 304, "cache {cache:?}");
-        let body = axum::body::to_bytes(again.into_body(), 1024).await.unwrap();
-        assert!(body.is_empty());
-        let other = get(Some("W/\"nope\"".to_owned())).await.unwrap();
-        assert_eq!(other.status(), 200);
+        // HEAD stands for the GET: the same tag, without a body.
+        let head = send("HEAD", None).await.unwrap();
+        assert_eq!(head.status(), 200);
+        assert_eq!(head.headers()["etag"], tag.as_str(), "cache {cache:?}");
+        for method in ["GET", "HEAD"] {
+            let again = send(method, Some(tag.clone())).await.unwrap();
+            assert_eq!(again.status(), 304, "{method}, cache {cache:?}");
+            let body = axum::body::to_bytes(again.into_body(), 1024).await.unwrap();
+            assert!(body.is_empty());
+            let other = send(method, Some("W/\"nope\"".to_owned())).await.unwrap();
+            assert_eq!(other.status(), 200, "{method}");
+        }
     }
 }
 

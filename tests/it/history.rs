@@ -485,6 +485,56 @@ async fn history_retention_zero_keeps_no_message_on_redis() {
     history_retention_zero_keeps_no_message(store).await;
 }
 
+/// Messages are gone once their retention has passed, even when no newer message trimmed them.
+async fn a_message_is_gone_once_its_retention_has_passed<S: Store>(store: S) {
+    record(&store, chat(0, 5, 0)).await;
+    let api = TestApi::spawn(store).await;
+    let (status, page) = api.get("/messages").await;
+    assert_eq!(status, 200);
+    assert_eq!(ids_of(&page).len(), 5, "kept at first: {page}");
+    assert_eq!(api.get("/messages/h-00003").await.0, 200);
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let (_, page) = api.get("/messages").await;
+        let (_, by_room) = api.get("/messages?room=%23b").await;
+        let (status, _) = api.get("/messages/h-00003").await;
+        if ids_of(&page).is_empty() && ids_of(&by_room).is_empty() && status == 404 {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "still served after its retention: {page} / {by_room} / {status}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+fn short_history() -> Retention {
+    Retention {
+        history: Duration::from_secs(2),
+        ..Retention::default()
+    }
+}
+
+#[tokio::test]
+async fn a_message_is_gone_once_its_retention_has_passed_in_memory() {
+    a_message_is_gone_once_its_retention_has_passed(
+        memory_store().with_retention(short_history()),
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn a_message_is_gone_once_its_retention_has_passed_on_redis() {
+    let redis = TestRedis::start();
+    let store = RedisStore::connect(RedisSettings {
+        retention: short_history(),
+        ..redis_settings(&redis)
+    })
+    .expect("store");
+    a_message_is_gone_once_its_retention_has_passed(store).await;
+}
+
 /// Writes `bytes` to a file of its own, for a worker process to read.
 fn stream_file(bytes: &[u8]) -> tempfile::NamedTempFile {
     let mut file = tempfile::NamedTempFile::new().unwrap();

@@ -34,12 +34,33 @@ local i, k = 3, 2
 local function apply(key, op, member, n)
   if op == 'z' then
     redis.call('ZINCRBY', key, n, member)
-  elseif op == 'h' then
-    redis.call('HINCRBY', key, member, n)
-  elseif op == 's' then
-    redis.call('SADD', key, member)
   else
-    redis.call('ZADD', key, string.upper(op), n, member)
+    redis.call('HINCRBY', key, member, n)
+  end
+end
+-- `s`, `lt` and `gt` take many members per command: one SADD or ZADD per 1,000 arguments (a
+-- member twice in one ZADD LT / GT keeps its least / greatest time, as one ZADD each would).
+local function apply_many(key, op, from, ones, count)
+  local head = op == 's' and {'SADD', key} or {'ZADD', key, string.upper(op)}
+  local args = {unpack(head)}
+  local function add(member, n)
+    if op ~= 's' then
+      args[#args + 1] = n
+    end
+    args[#args + 1] = member
+    if #args >= #head + 1000 then
+      redis.call(unpack(args))
+      args = {unpack(head)}
+    end
+  end
+  for j = from, from + ones - 1 do
+    add(ARGV[j], '1')
+  end
+  for j = from + ones, from + ones + 2 * count - 1, 2 do
+    add(ARGV[j], ARGV[j + 1])
+  end
+  if #args > #head then
+    redis.call(unpack(args))
   end
 end
 local function history()
@@ -106,7 +127,7 @@ while k <= #KEYS do
       i = i + 2
       k = k + 1
     end
-    if wanted then
+    if wanted and (op == 'z' or op == 'h') then
       -- '1', not 1: a number argument costs redis.call a conversion to text (~9% of a ZINCRBY).
       for j = i, i + ones - 1 do
         apply(key, op, ARGV[j], '1')
@@ -114,9 +135,11 @@ while k <= #KEYS do
       for j = i + ones, i + ones + 2 * count - 1, 2 do
         apply(key, op, ARGV[j], ARGV[j + 1])
       end
-      if expiry ~= '0' then
-        redis.call('EXPIREAT', key, expiry)
-      end
+    elseif wanted then
+      apply_many(key, op, i, ones, count)
+    end
+    if wanted and expiry ~= '0' then
+      redis.call('EXPIREAT', key, expiry)
     end
     i = i + ones + 2 * count
   end

@@ -2,9 +2,10 @@
 -- the history as at its start).
 --   KEYS: the stream to page (the history, or a room's or nick's index of it), the history
 --   ARGV: where to start (`+`, or `(` and the id of the last entry of the previous page), how
---         many, and `1` when KEYS[1] is an index
+--         many, `1` when KEYS[1] is an index, and the oldest id still kept (its recording time
+--         in Unix ms: the stream is trimmed only when a message is added)
 -- Returns id, JSON, id, JSON… (an entry trimmed away since its index row was read is skipped).
-local rows = redis.call('XREVRANGE', KEYS[1], ARGV[1], '-', 'COUNT', ARGV[2])
+local rows = redis.call('XREVRANGE', KEYS[1], ARGV[1], ARGV[4], 'COUNT', ARGV[2])
 local out = {}
 for _, row in ipairs(rows) do
   local json
