@@ -82,7 +82,7 @@ pub(crate) struct RedisArgs {
     #[arg(long, env)]
     pub(crate) redis_host: Option<String>,
     /// Redis port, when REDIS_URL is not set [default: 6379].
-    #[arg(long, env)]
+    #[arg(long, env, value_parser = clap::value_parser!(u16).range(1..))]
     pub(crate) redis_port: Option<u16>,
     #[command(flatten)]
     pub(crate) data: DataArgs,
@@ -629,6 +629,12 @@ pub(crate) fn parse_redis_url(value: &str) -> Result<SecretUrl, String> {
     }
     let url = SecretUrl::parse(value)
         .map_err(|e| format!("not a URL ({e}); expected redis://[user:password@]host:port"))?;
+    let path = url.expose().path().trim_start_matches('/');
+    if !path.is_empty() && !path.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(
+            "the path is not a database number; expected redis://host:port[/db]".to_owned(),
+        );
+    }
     match url.expose().scheme() {
         "redis" | "rediss" if url.expose().host_str().is_some_and(|h| !h.is_empty()) => Ok(url),
         "redis" | "rediss" => Err("the URL has no host; expected redis://host:port".to_owned()),
@@ -714,15 +720,24 @@ pub(crate) fn load_dotenv(path: &std::path::Path) -> Result<(), String> {
         match item {
             Ok(pair) => pairs.push(pair),
             Err(dotenvy::Error::LineParse(line, column)) => {
+                // dotenvy gives the unparsed text (often the value only): find its line in the
+                // file, and name the variable by that line's leading identifier. Nothing of the
+                // value is repeated: it may be a secret.
                 let text = std::fs::read_to_string(path).unwrap_or_default();
-                let number = text
-                    .find(line.as_str())
-                    .map(|at| text[..at].lines().count() + 1)
+                let at = text.find(line.as_str());
+                let number = at
+                    .map(|at| text[..at].matches('\n').count() + 1)
                     .map_or_else(String::new, |n| format!(" line {n}"));
-                let name = line
-                    .split('=')
-                    .next()
-                    .map(str::trim)
+                let name = at
+                    .map(|at| {
+                        let from = text[..at].rfind('\n').map_or(0, |i| i + 1);
+                        let start = text[from..].trim_start();
+                        let start = start.strip_prefix("export ").unwrap_or(start).trim_start();
+                        let end = start
+                            .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_' || c == '.'))
+                            .unwrap_or(start.len());
+                        start[..end].to_owned()
+                    })
                     .filter(|n| !n.is_empty() && n.len() < 64)
                     .map_or_else(String::new, |n| format!(" ({n})"));
                 return Err(format!(
@@ -761,9 +776,13 @@ fn one_line(err: &clap::Error) -> String {
         Some(ContextValue::Strings(values)) => Some(values.join("|")),
         _ => None,
     };
+    // A URL with credentials is a secret whatever variable or argument holds it.
     let secret = variable
         .as_deref()
-        .is_some_and(|v| SECRET_VARIABLES.contains(&v));
+        .is_some_and(|v| SECRET_VARIABLES.contains(&v))
+        || value
+            .as_deref()
+            .is_some_and(|v| v.contains("://") && v.contains('@'));
     let first_line = || {
         let rendered = err.render().to_string();
         let line = rendered
@@ -773,10 +792,19 @@ fn one_line(err: &clap::Error) -> String {
             .trim_start_matches("error: ")
             .to_owned();
         match (&value, secret) {
-            (Some(value), true) if !value.is_empty() => line.replace(value.as_str(), "***"),
+            // clap quotes the value: only that is masked, not the same letters elsewhere.
+            (Some(value), true) if !value.is_empty() => {
+                line.replace(&format!("'{value}'"), "'***'")
+            }
             _ => line,
         }
     };
+    if err.kind() == ErrorKind::MissingRequiredArgument
+        && let Some(ContextValue::Strings(missing)) = err.get(ContextKind::InvalidArg)
+    {
+        // `--from <MIGRATE_FROM>`: the option, or the variable in brackets.
+        return format!("missing {}", missing.join(", "));
+    }
     match (&variable, &value, &valid) {
         (Some(variable), Some(value), Some(valid)) => {
             format!("invalid {variable}={value:?}: expected one of {valid} (any case)")
@@ -798,6 +826,8 @@ mod tests {
                 .contains("redis://")
         );
         assert!(parse_redis_url("nonsense").is_err());
+        assert!(parse_redis_url("redis://127.0.0.1:6379/abc").is_err());
+        assert!(parse_redis_url("redis://127.0.0.1:6379/").is_ok());
     }
 
     #[test]
@@ -834,5 +864,27 @@ mod tests {
             std::env::var_os("CHATSTATS_TEST_FIRST").is_none(),
             "nothing applied"
         );
+    }
+
+    #[test]
+    fn a_malformed_env_line_is_named_without_its_value() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(".env");
+        for (text, name) in [
+            (
+                "A=1\nB=2\nC=3\nREDIS_URL=redis://:s3cret pw@127.0.0.1:7721\nD=4\n",
+                "REDIS_URL",
+            ),
+            (
+                "A=1\nB=2\nC=3\nREDIS_URL redis://:s3cret@127.0.0.1:7721\n",
+                "REDIS_URL",
+            ),
+        ] {
+            std::fs::write(&path, text).unwrap();
+            let err = load_dotenv(&path).unwrap_err();
+            assert!(err.contains(".env line 4"), "{err}");
+            assert!(err.contains(&format!("({name})")), "{err}");
+            assert!(!err.contains("s3cret"), "the value is repeated: {err}");
+        }
     }
 }

@@ -122,7 +122,7 @@ const AFTER_HELP: &str =
 
 /// `chatstats-worker`: reads the upstream and records every message in Redis.
 #[derive(Clone, Parser)]
-#[command(name = "chatstats-worker", version, about, long_about = None, after_help = AFTER_HELP)]
+#[command(name = "chatstats-worker", version, about = "Reads the upstream chat stream and records every message in Redis.", long_about = None, after_help = AFTER_HELP)]
 pub struct WorkerCli {
     #[command(flatten)]
     pub(crate) source: SourceArgs,
@@ -136,7 +136,7 @@ pub struct WorkerCli {
 
 /// `chatstats-api`: serves the HTTP API from Redis.
 #[derive(Clone, Parser)]
-#[command(name = "chatstats-api", version, about, long_about = None, after_help = AFTER_HELP)]
+#[command(name = "chatstats-api", version, about = "Serves the chatstats HTTP API (statistics, history, live feed, dashboard) from Redis.", long_about = None, after_help = AFTER_HELP)]
 pub struct ApiCli {
     #[command(flatten)]
     pub(crate) api: ApiArgs,
@@ -150,14 +150,14 @@ pub struct ApiCli {
 /// everything, rooms and nicks; first and last message times; failed messages) into a Redis
 /// Cluster, or any other Redis, under the same namespace. Stop the workers first.
 #[derive(Clone, Parser)]
-#[command(name = "chatstats-migrate", version, about, long_about = None, after_help = AFTER_HELP)]
+#[command(name = "chatstats-migrate", version, about = "Moves the lasting statistics of a standalone Redis into a Redis Cluster (or another Redis). Stop the workers first.", long_about = None, after_help = AFTER_HELP)]
 pub struct MigrateCli {
     /// The standalone Redis to read, `redis://[user:password@]host:port[/db]`.
-    #[arg(long = "from", env = "MIGRATE_FROM", hide_env_values = true, value_parser = config::parse_redis_url)]
+    #[arg(long = "from", env = "MIGRATE_FROM", value_name = "MIGRATE_FROM", hide_env_values = true, value_parser = config::parse_redis_url)]
     pub(crate) from: telemetry::SecretUrl,
     /// The Redis to write, usually `redis-cluster://host:port[,host:port…]`; its namespace must
     /// hold no statistics yet.
-    #[arg(long = "to", env = "MIGRATE_TO", hide_env_values = true, value_parser = config::parse_redis_url)]
+    #[arg(long = "to", env = "MIGRATE_TO", value_name = "MIGRATE_TO", hide_env_values = true, value_parser = config::parse_redis_url)]
     pub(crate) to: telemetry::SecretUrl,
     /// On Redis Cluster, the number of shards the keys are spread over (as the services' own).
     #[arg(long, env, default_value_t = crate::store::redis::DEFAULT_CLUSTER_SHARDS as u64, value_parser = clap::value_parser!(u64).range(1..=1024))]
@@ -232,7 +232,7 @@ pub struct ChatstatsCli {
 /// (`GET /`, an endless `text/event-stream` body), or writes a fixed number of its events to a
 /// file.
 #[derive(Clone, Parser)]
-#[command(name = "chatstats-sim", version, about, long_about = None,
+#[command(name = "chatstats-sim", version, about = "Serves a simulated Twitch-like chat stream in the upstream's format, or writes a number of its events to a file.", long_about = None,
     after_help = "Every option can be set by the environment variable named in capitals, also from a .env file.\n\
                   With --count, the same seed and start always give the same bytes. Served, every HTTP client gets the \
                   same events from the start of the stream, each sent at the current time (tmi-sent-ts follows the clock).")]
@@ -304,6 +304,14 @@ pub async fn run_sim(cli: SimCli, shutdown: CancellationToken) -> Result<(), App
     }
     let host = cli.sim_host.trim();
     let address = format!("{host}:{}", cli.sim_port);
+    if tokio::net::lookup_host((host, cli.sim_port)).await.is_err() {
+        return Err(ConfigError::invalid(
+            "SIM_HOST",
+            host,
+            "an IP address or a host name that resolves",
+        )
+        .into());
+    }
     let listener = TcpListener::bind((host, cli.sim_port))
         .await
         .map_err(|source| AppError::Listen {
@@ -393,14 +401,22 @@ pub async fn run_worker(cli: WorkerCli, shutdown: CancellationToken) -> Result<(
             "the upstream URL (or a file path, `-` for stdin, with RESPONSE_STREAM_MODE=text)",
         )
     })?;
+    if let Some(address) = &cli.worker.metrics_addr {
+        serve_metrics(address, shutdown.clone()).await?;
+    }
     let store = RedisStore::connect(cli.redis.settings()?)?;
     let settings = cli.worker.settings(&cli.process, &cli.redis.data)?;
     info!(
         version = env!("CARGO_PKG_VERSION"),
         upstream = %upstream,
         store = %store.describe(),
+        statistics = ?cli.worker.statistics,
+        history_retention = ?cli.redis.data.history_retention,
         in_flight = settings.window,
         flush_interval_ms = cli.worker.flush_interval_ms,
+        stats_flush_ms = cli.worker.stats_flush_ms,
+        forward_to_inbox = cli.worker.forward_to_inbox,
+        metrics_addr = cli.worker.metrics_addr.as_deref().unwrap_or("-"),
         max_line_bytes = cli.source.max_line_bytes,
         read_timeout_ms = cli.source.read_timeout_ms,
         shutdown_timeout_ms = cli.process.shutdown_timeout_ms,
@@ -410,9 +426,6 @@ pub async fn run_worker(cli: WorkerCli, shutdown: CancellationToken) -> Result<(
         sim_rate: 0.0,
         sim_seed: 0,
     };
-    if let Some(address) = &cli.worker.metrics_addr {
-        serve_metrics(address, shutdown.clone()).await?;
-    }
     if cli.worker.forward_to_inbox {
         let forwarded = match upstream {
             Upstream::Http(http) => {
@@ -464,13 +477,20 @@ fn consumer_name() -> String {
 
 /// Serves `GET /metrics` of a worker on `address` until `shutdown` (METRICS_ADDR).
 async fn serve_metrics(address: &str, shutdown: CancellationToken) -> Result<(), AppError> {
+    if address.parse::<std::net::SocketAddr>().is_err()
+        && tokio::net::lookup_host(address).await.is_err()
+    {
+        return Err(
+            ConfigError::invalid("METRICS_ADDR", address, "host:port, e.g. 0.0.0.0:9100").into(),
+        );
+    }
     let listener = TcpListener::bind(address)
         .await
         .map_err(|source| AppError::Listen {
             address: address.to_owned(),
             source,
         })?;
-    info!(address = %display_address(&listener), "worker metrics at /metrics");
+    info!(address = %bound_address(&listener), "worker metrics at /metrics");
     let app = axum::Router::new().route(
         "/metrics",
         axum::routing::get(|| async { telemetry::metrics::render() }),
@@ -491,11 +511,16 @@ pub async fn run_api(cli: ApiCli, shutdown: CancellationToken) -> Result<(), App
     info!(
         version = env!("CARGO_PKG_VERSION"),
         store = %store.describe(),
-        listen = %display_address(&listener),
+        listen = %bound_address(&listener),
         cors = %cli.api.cors_origin,
         stats_cache_ms = cli.api.stats_cache_ms,
         http_idle_timeout_ms = cli.api.http_idle_timeout_ms,
         max_connections = cli.api.max_connections,
+        history_retention = ?cli.redis.data.history_retention,
+        ingest_tokens = settings.ingest_tokens.len(),
+        ingest_rate_limit = %display_limit(settings.ingest_rate.as_ref()),
+        read_rate_limit = %display_limit(settings.read_rate.as_ref()),
+        trusted_proxies = ?settings.trusted_proxies,
         "chatstats-api starting"
     );
     api::serve(listener, AppState::new(store, settings), shutdown)
@@ -605,10 +630,23 @@ fn joined<T>(task: &'static str, joined: Result<T, tokio::task::JoinError>) -> R
     })
 }
 
+/// The address `listener` is bound to, as bound (`0.0.0.0:3000`): the effective setting.
+fn bound_address(listener: &TcpListener) -> String {
+    listener
+        .local_addr()
+        .map_or_else(|_| "?".to_owned(), |a| a.to_string())
+}
+
+/// The address to open `listener`'s service at: `localhost` for an unspecified one.
 fn display_address(listener: &TcpListener) -> String {
     match listener.local_addr() {
         Ok(addr) if addr.ip().is_unspecified() => format!("localhost:{}", addr.port()),
         Ok(addr) => addr.to_string(),
         Err(_) => "?".to_owned(),
     }
+}
+
+/// A rate limit as configured, `off` when there is none.
+fn display_limit(limit: Option<&crate::api::RateLimit>) -> String {
+    limit.map_or_else(|| "off".to_owned(), ToString::to_string)
 }

@@ -148,8 +148,8 @@ fn etag(body: &[u8]) -> HeaderValue {
 /// for, without the body: the same `ETag`, the same 304.
 pub(crate) async fn conditional(mut request: Request, next: Next) -> Response {
     let head = request.method() == Method::HEAD;
-    let stats = (head || request.method() == Method::GET)
-        && request.uri().path().starts_with("/stats");
+    let stats =
+        (head || request.method() == Method::GET) && request.uri().path().starts_with("/stats");
     if !stats {
         return next.run(request).await;
     }

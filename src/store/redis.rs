@@ -1042,7 +1042,10 @@ impl Store for Shard {
             keys.push(Key::from(self.keys.history(&Scope::Global)));
             ScriptCall {
                 keys,
-                    args: vec![Value::from(id), Value::from(now.saturating_sub(kept).to_string())],
+                args: vec![
+                    Value::from(id),
+                    Value::from(now.saturating_sub(kept).to_string()),
+                ],
             }
         };
         let found: Option<String> = self.run(&MESSAGE, call).await?;

@@ -10,6 +10,15 @@ use crate::helpers::*;
 
 #[test]
 fn every_binary_explains_itself_with_help() {
+    for name in ["chatstats-sim", "chatstats-migrate"] {
+        let out = bin(name).arg("--help").output().unwrap();
+        assert!(out.status.success(), "{name} --help");
+        let help = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            !help.starts_with("Turns a live chat stream"),
+            "{name} describes itself, not the service: {help}"
+        );
+    }
     for name in ["chatstats", "chatstats-worker", "chatstats-api"] {
         let out = bin(name).arg("--help").output().unwrap();
         assert!(out.status.success(), "{name} --help");
@@ -28,6 +37,15 @@ fn a_bad_value_stops_the_process_with_one_line_naming_the_variable() {
         ("chatstats-api", "REDIS_URL", "http://nope"),
         ("chatstats-worker", "RESPONSE_STREAM_MODE", "carrier-pigeon"),
         ("chatstats", "LOG_FORMAT", "xml"),
+        ("chatstats-worker", "METRICS_ADDR", "abc"),
+        ("chatstats-api", "REDIS_URL", "redis://127.0.0.1:9/abc"),
+        ("chatstats-api", "REDIS_PORT", "0"),
+        ("chatstats-sim", "SIM_HOST", "bad!host"),
+        (
+            "chatstats-migrate",
+            "MIGRATE_FROM",
+            "redis://:s3cretpw@127.0.0.1:notaport",
+        ),
     ] {
         let out = bin(name)
             .env(var, value)
@@ -39,6 +57,7 @@ fn a_bad_value_stops_the_process_with_one_line_naming_the_variable() {
         assert_eq!(err.trim().lines().count(), 1, "one line: {err}");
         assert!(err.contains(var), "names {var}: {err}");
         assert!(!err.contains("panicked"), "{err}");
+        assert!(!err.contains("s3cretpw"), "the password is repeated: {err}");
     }
     let out = bin("chatstats-worker").output().unwrap();
     assert_eq!(out.status.code(), Some(2));

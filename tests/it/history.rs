@@ -518,10 +518,8 @@ fn short_history() -> Retention {
 
 #[tokio::test]
 async fn a_message_is_gone_once_its_retention_has_passed_in_memory() {
-    a_message_is_gone_once_its_retention_has_passed(
-        memory_store().with_retention(short_history()),
-    )
-    .await;
+    a_message_is_gone_once_its_retention_has_passed(memory_store().with_retention(short_history()))
+        .await;
 }
 
 #[tokio::test]
