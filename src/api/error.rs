@@ -69,6 +69,9 @@ pub(crate) enum ApiError {
     /// The body is too large (413).
     #[error("{0}")]
     TooLarge(String),
+    /// The body stopped arriving (408).
+    #[error("{0}")]
+    RequestTimeout(String),
     /// The body's content type is not one the route reads (415).
     #[error("{0}")]
     UnsupportedMediaType(String),
@@ -103,6 +106,7 @@ impl ApiError {
             ApiError::Unauthorized { .. } => StatusCode::UNAUTHORIZED,
             ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
             ApiError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::RequestTimeout(_) => StatusCode::REQUEST_TIMEOUT,
             ApiError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
         }
@@ -258,6 +262,9 @@ fn oversized(request: &Request) -> Option<Response> {
         .and_then(|v| v.parse::<u64>().ok());
     let limit = body_limit(request);
     if declared.is_some_and(|n| n > limit) {
+        if limit == MAX_INGEST_BODY_BYTES {
+            crate::telemetry::metrics::ingest_rejected("too_large");
+        }
         let message = format!("request bodies are limited to {limit} bytes");
         return Some(reject(StatusCode::PAYLOAD_TOO_LARGE, message));
     }

@@ -130,7 +130,8 @@ async fn ingest<S: Store>(
     let token = state.settings.ingest_tokens.authorize(headers)?;
     state.limits.check_ingest(token)?;
     let format = format(headers)?;
-    let body = read(body, declared_length(headers)).await?;
+    let stall = state.settings.idle_timeout;
+    let body = read(body, declared_length(headers), stall).await?;
     let payloads = match format {
         Format::Json => vec![single(body)?],
         Format::Ndjson => lines(&body)?,
@@ -147,6 +148,7 @@ fn reason(error: &ApiError) -> &'static str {
         ApiError::TooManyRequests { .. } => "rate_limited",
         ApiError::UnsupportedMediaType(_) => "unsupported_media_type",
         ApiError::TooLarge(_) => "too_large",
+        ApiError::RequestTimeout(_) => "stalled",
         ApiError::BadRequest(_) => "invalid",
         _ => "unavailable",
     }
@@ -177,8 +179,13 @@ fn declared_length(headers: &HeaderMap) -> Option<usize> {
 }
 
 /// The whole body, refused (413) as soon as it passes [`MAX_INGEST_BODY_BYTES`], whether it
-/// declared its length or not (chunked).
-async fn read(body: Body, declared: Option<usize>) -> Result<Bytes, ApiError> {
+/// declared its length or not (chunked), and given up (408) when no byte of it arrives for
+/// `stall` (HTTP_IDLE_TIMEOUT_MS): a stalled client does not hold the connection.
+async fn read(
+    body: Body,
+    declared: Option<usize>,
+    stall: std::time::Duration,
+) -> Result<Bytes, ApiError> {
     let limit = MAX_INGEST_BODY_BYTES as usize;
     let too_large = || ApiError::TooLarge(format!("request bodies are limited to {limit} bytes"));
     if declared.is_some_and(|n| n > limit) {
@@ -186,7 +193,16 @@ async fn read(body: Body, declared: Option<usize>) -> Result<Bytes, ApiError> {
     }
     let mut buffer = BytesMut::with_capacity(declared.unwrap_or(0));
     let mut chunks = body.into_data_stream();
-    while let Some(chunk) = chunks.next().await {
+    let stalled = || {
+        ApiError::RequestTimeout(format!(
+            "the body stalled: no byte for {} ms",
+            stall.as_millis()
+        ))
+    };
+    while let Some(chunk) = tokio::time::timeout(stall, chunks.next())
+        .await
+        .map_err(|_| stalled())?
+    {
         let chunk = chunk.map_err(|_| ApiError::BadRequest("body: cannot be read".to_owned()))?;
         if buffer.len() + chunk.len() > limit {
             return Err(too_large());

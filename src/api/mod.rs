@@ -156,9 +156,12 @@ impl<S: Store> AppState<S> {
         call: impl Future<Output = Result<T, StoreError>>,
     ) -> Result<T, StoreError> {
         let limit = self.settings.store_timeout;
-        tokio::time::timeout(limit, call)
+        let started = std::time::Instant::now();
+        let result = tokio::time::timeout(limit, call)
             .await
-            .unwrap_or(Err(StoreError::Timeout(limit.as_millis() as u64)))
+            .unwrap_or(Err(StoreError::Timeout(limit.as_millis() as u64)));
+        metrics::store_call("read", started.elapsed());
+        result
     }
 }
 

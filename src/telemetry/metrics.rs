@@ -51,6 +51,17 @@ pub fn install() -> Option<&'static PrometheusHandle> {
                 // The metrics still work; only scrapes fold the samples then.
                 tracing::warn!(error = %err, "cannot start the metrics upkeep thread");
             }
+            // Every series is exported from the start, at zero until something happens: a
+            // scrape tells "none yet" from "not measured".
+            for name in [
+                "chatstats_messages_total",
+                "chatstats_failed_messages_total",
+                "chatstats_upstream_reconnects_total",
+                "chatstats_store_retries_total",
+            ] {
+                counter!(name).increment(0);
+            }
+            gauge!("chatstats_store_calls_in_flight").set(0.0);
             Some(handle)
         })
         .as_ref()
@@ -86,7 +97,8 @@ pub(crate) fn calls_in_flight(n: usize) {
     gauge!("chatstats_store_calls_in_flight").set(n as f64);
 }
 
-/// One store call of the worker (`kind`: `tally` or `detail`) and how long it took.
+/// One store call (`kind`: the worker's `tally` or `detail`, the API's `read`) and how long it
+/// took.
 pub(crate) fn store_call(kind: &'static str, took: Duration) {
     histogram!("chatstats_store_call_seconds", "kind" => kind).record(took.as_secs_f64());
 }

@@ -305,7 +305,12 @@ async fn metrics_are_served_in_the_prometheus_text_format() {
         "chatstats_http_request_seconds_bucket{route=\"/stats/words\",status=\"200\"",
         "chatstats_messages_total",
         "chatstats_store_call_seconds_bucket",
+        "chatstats_store_call_seconds_bucket{kind=\"read\"",
         "chatstats_store_calls_in_flight",
+        // At zero until they happen: exported from the start.
+        "chatstats_upstream_reconnects_total",
+        "chatstats_store_retries_total",
+        "chatstats_failed_messages_total",
     ] {
         assert!(text.contains(name), "{name} in:\n{text}");
     }

@@ -198,6 +198,32 @@ async fn bodies_over_1_mib_or_1000_payloads_are_refused_with_a_413() {
 }
 
 #[tokio::test]
+async fn a_body_that_stops_arriving_gets_a_408_and_appends_nothing() {
+    let redis = TestRedis::start();
+    let (store, ns) = store(&redis);
+    let api = TestApi::spawn_with(store.clone(), |settings| {
+        with_tokens(settings);
+        settings.idle_timeout = Duration::from_millis(300);
+    })
+    .await;
+    // 100 bytes declared, 8 sent, then nothing.
+    let head = format!(
+        "POST /messages HTTP/1.1\r\nhost: x\r\nauthorization: Bearer {TOKEN}\r\ncontent-type: {JSON}\r\ncontent-length: 100\r\n\r\n{{\"body\":"
+    );
+    let mut tcp = tokio::net::TcpStream::connect(api.address).await.unwrap();
+    tcp.write_all(head.as_bytes()).await.unwrap();
+    let mut reply = vec![0; 4096];
+    let n = tokio::time::timeout(Duration::from_secs(10), tcp.read(&mut reply))
+        .await
+        .expect("an answer before the deadline")
+        .unwrap();
+    let reply = String::from_utf8_lossy(&reply[..n]);
+    assert!(reply.starts_with("HTTP/1.1 408"), "{reply}");
+    assert!(reply.contains("the body stalled"), "{reply}");
+    assert!(inbox(&store, &ns).await.is_empty());
+}
+
+#[tokio::test]
 async fn a_valid_bearer_token_is_required_and_ingestion_is_off_without_tokens() {
     let redis = TestRedis::start();
     let (store, ns) = store(&redis);
