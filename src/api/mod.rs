@@ -47,12 +47,82 @@ use crate::timeline::{Covered, Retention, Rolled, cover};
     components(schemas(routes::RootBody, routes::StatsBody, routes::HealthBody, routes::TopEntry, error::ErrorBody,
         summary::RoomSummary, summary::NickSummary, summary::ActivityPoint,
         history::HistoryMessage, history::HistoryPageBody, ingest::AcceptedBody, ingest::IngestPayload)),
-    modifiers(&BearerAuth),
+    modifiers(&BearerAuth, &ReadConventions),
     tags((name = "stats", description = "Statistics"), (name = "history", description = "Recorded messages and the live feed"),
         (name = "ingestion", description = "Posting messages to the inbox the workers consume"),
         (name = "service", description = "Service status"))
 )]
 pub(crate) struct ApiDoc;
+
+/// Declares what every read shares rather than repeating it per route: `429` when
+/// `READ_RATE_LIMIT` is set (with `Retry-After`), and on the statistics routes the `ETag` of
+/// a 200, `If-None-Match` and its `304`.
+struct ReadConventions;
+
+impl utoipa::Modify for ReadConventions {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::path::{ParameterBuilder, ParameterIn};
+        use utoipa::openapi::{
+            ContentBuilder, HeaderBuilder, Ref, RefOr, Required, ResponseBuilder, Type,
+            schema::ObjectBuilder,
+        };
+        let text = || ObjectBuilder::new().schema_type(Type::String).build();
+        let limited = ResponseBuilder::new()
+            .description("Over READ_RATE_LIMIT (only when it is set); retry after Retry-After seconds")
+            .header(
+                "Retry-After",
+                HeaderBuilder::new()
+                    .schema(ObjectBuilder::new().schema_type(Type::Integer).build())
+                    .description(Some("Seconds until a request would be accepted"))
+                    .build(),
+            )
+            .content(
+                "application/json",
+                ContentBuilder::new()
+                    .schema(Some(Ref::from_schema_name("ErrorBody")))
+                    .example(Some(serde_json::json!({"statusCode": 429, "error": "Too Many Requests", "message": "rate limit exceeded: retry in 1 s"})))
+                    .build(),
+            )
+            .build();
+        let not_modified = ResponseBuilder::new()
+            .description("Not modified: If-None-Match names the answer's current ETag; no body")
+            .build();
+        let etag = HeaderBuilder::new()
+            .schema(text())
+            .description(Some("A weak validator of the answer, for If-None-Match"))
+            .build();
+        let if_none_match = ParameterBuilder::new()
+            .name("If-None-Match")
+            .parameter_in(ParameterIn::Header)
+            .required(Required::False)
+            .description(Some(
+                "An ETag of an earlier answer: 304 while it is still the answer",
+            ))
+            .schema(Some(text()))
+            .example(Some(serde_json::json!("W/\"5e0c1d2a3b4c5d6e00000041\"")))
+            .build();
+        for (path, item) in openapi.paths.paths.iter_mut() {
+            let Some(get) = item.get.as_mut() else {
+                continue;
+            };
+            let responses = &mut get.responses.responses;
+            responses
+                .entry("429".to_owned())
+                .or_insert_with(|| RefOr::T(limited.clone()));
+            if path.starts_with("/stats") {
+                if let Some(RefOr::T(ok)) = responses.get_mut("200") {
+                    ok.headers.insert("ETag".to_owned(), etag.clone());
+                }
+                responses
+                    .entry("304".to_owned())
+                    .or_insert_with(|| RefOr::T(not_modified.clone()));
+                get.parameters
+                    .get_or_insert_with(Vec::new)
+                    .push(if_none_match.clone());
+            }
+        }
+    }
+}
 
 /// Declares the `bearer` security scheme of `POST /messages` (`INGEST_TOKENS`).
 struct BearerAuth;

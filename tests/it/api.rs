@@ -160,6 +160,10 @@ async fn the_openapi_document_describes_every_route_with_schemas_and_examples() 
             .get(route)
             .unwrap_or_else(|| panic!("{route} missing"))["get"];
         for (code, response) in get["responses"].as_object().unwrap() {
+            if code == "304" {
+                assert!(response["content"].is_null(), "a 304 has no body");
+                continue;
+            }
             let media = &response["content"]["application/json"];
             assert!(media["schema"].is_object(), "{route} {code} has no schema");
             let has_example = media.get("example").is_some()
@@ -196,6 +200,29 @@ async fn the_openapi_document_describes_every_route_with_schemas_and_examples() 
     for route in ["/live", "/ws"] {
         let room = &paths[route]["get"]["parameters"][0];
         assert_eq!(room["name"], "room", "{route}");
+    }
+    // Conditional requests on the statistics, the read rate limit on every read.
+    for route in ["/stats/words", "/stats/rooms/{room}", "/stats/activity"] {
+        let get = &paths[route]["get"];
+        assert!(get["responses"]["304"].is_object(), "{route}: 304");
+        assert!(
+            get["responses"]["200"]["headers"]["ETag"].is_object(),
+            "{route}: ETag"
+        );
+        let parameters = get["parameters"].as_array().unwrap();
+        assert!(
+            parameters
+                .iter()
+                .any(|p| p["name"] == "If-None-Match" && p["in"] == "header"),
+            "{route}: If-None-Match"
+        );
+    }
+    for route in ["/stats/words", "/messages", "/healthcheck"] {
+        let limited = &paths[route]["get"]["responses"]["429"];
+        assert!(
+            limited["headers"]["Retry-After"].is_object(),
+            "{route}: 429"
+        );
     }
     let (status, _, html) = call("/documentation/", "GET", &[]).await;
     assert_eq!(status, 200);
