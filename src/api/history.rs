@@ -78,9 +78,10 @@ pub(crate) struct HistoryPageBody {
 #[derive(IntoParams)]
 #[into_params(parameter_in = Query)]
 pub(crate) struct HistoryQuery {
-    /// Only messages in this room (not with `nick`).
+    /// Only messages in this room (with `nick`: that nick's messages in this room).
     room: Option<String>,
-    /// Only messages by this nick (not with `room`).
+    /// Only messages by this nick. With `room`, a page reads at most 2,000 of the nick's
+    /// messages, so it may hold fewer than `limit` while `next` is not null.
     nick: Option<String>,
     /// The `next` cursor of the previous page.
     before: Option<String>,
@@ -112,11 +113,6 @@ pub(crate) async fn messages<S: Store>(
     RawQuery(q): RawQuery,
 ) -> Result<Response, ApiError> {
     let params = Params::parse(q.as_deref())?;
-    if params.room.is_some() && params.nick.is_some() {
-        return Err(ApiError::BadRequest(
-            "querystring/room and querystring/nick cannot be combined".to_owned(),
-        ));
-    }
     if params.is_ranged() || params.bucket.is_some() {
         return Err(ApiError::BadRequest(
             "querystring: /messages takes room, nick, before and limit only".to_owned(),
@@ -128,11 +124,19 @@ pub(crate) async fn messages<S: Store>(
             "querystring/limit must be <= {MAX_PAGE}"
         )));
     }
+    // Both: the nick's messages, in that room only.
+    let (scope, in_room) = match (&params.room, &params.nick) {
+        (Some(room), Some(nick)) => (
+            Scope::Nick(bytes::Bytes::copy_from_slice(nick.as_bytes())),
+            Some(room.as_bytes()),
+        ),
+        _ => (params.scope(), None),
+    };
     let page = state
         .timed(
             state
                 .store
-                .history(&params.scope(), params.before.as_deref(), limit),
+                .history(&scope, in_room, params.before.as_deref(), limit),
         )
         .await?;
     // The entries are JSON already: the page is written around them.

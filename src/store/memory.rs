@@ -159,6 +159,7 @@ struct Kept {
     seq: u64,
     recorded_ms: u64,
     id: String,
+    room: Bytes,
     json: Arc<str>,
 }
 
@@ -188,6 +189,7 @@ impl History {
             seq,
             recorded_ms: now_ms,
             id: entry.id.clone(),
+            room: entry.room.clone(),
             json: entry.json.as_str().into(),
         });
     }
@@ -496,6 +498,7 @@ impl Store for MemoryStore {
     async fn history(
         &self,
         scope: &Scope,
+        in_room: Option<&[u8]>,
         before: Option<&str>,
         limit: usize,
     ) -> Result<HistoryPage, StoreError> {
@@ -523,7 +526,17 @@ impl Store for MemoryStore {
                 None => Vec::new(),
                 Some(seqs) => {
                     let upto = seqs.partition_point(|s| *s < before);
-                    seqs.range(..upto).rev().take(limit + 1).copied().collect()
+                    let in_room = |seq: &u64| {
+                        in_room.is_none_or(|room| {
+                            history.get(*seq).is_some_and(|k| k.room.as_ref() == room)
+                        })
+                    };
+                    seqs.range(..upto)
+                        .rev()
+                        .filter(|seq| in_room(seq))
+                        .take(limit + 1)
+                        .copied()
+                        .collect()
                 }
             },
         };

@@ -158,10 +158,13 @@ pub trait Store: Clone + Send + Sync + 'static {
     ) -> impl Future<Output = Result<u64, StoreError>> + Send;
 
     /// The recorded messages of `scope` (everything, a room or a nick), newest first: at most
-    /// `limit`, older than the cursor `before` when given.
+    /// `limit`, older than the cursor `before` when given. With `in_room`, a nick's messages
+    /// in that room only; such a page may hold fewer than `limit` with a cursor to go on from
+    /// (its cost is bounded, not its yield).
     fn history(
         &self,
         scope: &Scope,
+        in_room: Option<&[u8]>,
         before: Option<&str>,
         limit: usize,
     ) -> impl Future<Output = Result<HistoryPage, StoreError>> + Send;

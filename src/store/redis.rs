@@ -94,6 +94,8 @@ static INBOX_APPEND: Script = Script::new(include_str!("lua/inbox_append.lua"));
 const SETTLE_MS: u64 = 120_000;
 /// At most this many hours (and days) are rolled up per call of [`Store::maintain`].
 const ROLLUPS_PER_CALL: u64 = 6;
+/// Index rows read at most for one page of a nick's messages in one room.
+const HISTORY_SCAN_ROWS: usize = 2000;
 
 /// How to reach Redis and how to keep data there.
 #[derive(Debug, Clone)]
@@ -981,6 +983,7 @@ impl Store for Shard {
     async fn history(
         &self,
         scope: &Scope,
+        in_room: Option<&[u8]>,
         before: Option<&str>,
         limit: usize,
     ) -> Result<HistoryPage, StoreError> {
@@ -996,6 +999,13 @@ impl Store for Shard {
             return Ok(HistoryPage::default());
         }
         let indexed = *scope != Scope::Global;
+        // A nick's messages in one room: its index read, the other rooms' entries skipped, at
+        // most HISTORY_SCAN_ROWS rows per page (a page may then hold fewer than `limit`, with
+        // a cursor to go on from).
+        let rows_to_read = match in_room {
+            Some(_) => HISTORY_SCAN_ROWS.max(limit + 1),
+            None => limit + 1,
+        };
         // What was recorded before the retention is gone, even while no new message has
         // trimmed the stream.
         let oldest = now_ms().saturating_sub(self.settings.retention.history.as_millis() as u64);
@@ -1006,25 +1016,45 @@ impl Store for Shard {
             ],
             args: vec![
                 Value::from(start.as_str()),
-                Value::Integer(limit as i64 + 1),
+                Value::Integer(rows_to_read as i64),
                 Value::from(if indexed { "1" } else { "0" }),
                 Value::from(oldest.to_string()),
+                Value::Bytes(
+                    in_room
+                        .map(bytes::Bytes::copy_from_slice)
+                        .unwrap_or_default(),
+                ),
+                Value::Integer(limit as i64 + 1),
             ],
         };
         let mut reply: Vec<Value> = self.run(&HISTORY, call).await?;
         let rows = reply.pop().and_then(|v| v.as_u64()).unwrap_or(0) as usize;
+        let last_read = reply.pop().map(text).filter(|id| !id.is_empty());
         let mut entries = Vec::with_capacity(limit);
         let mut last = None;
+        let mut more = false;
         let mut values = reply.into_iter();
         while let (Some(id), Some(json)) = (values.next(), values.next()) {
             if entries.len() == limit {
+                more = true;
                 break;
             }
             last = Some(text(id));
             entries.push(text(json));
         }
-        let next = last.filter(|_| rows > limit).map(|id| format!("r{id}"));
-        Ok(HistoryPage { entries, next })
+        // More after this page: an entry past `limit`, or every row allowed read without
+        // reaching it (go on after the last row read).
+        let next = if more {
+            last
+        } else if rows == rows_to_read {
+            last_read
+        } else {
+            None
+        };
+        Ok(HistoryPage {
+            entries,
+            next: next.map(|id| format!("r{id}")),
+        })
     }
 
     async fn message(&self, id: &str) -> Result<Option<String>, StoreError> {

@@ -529,11 +529,12 @@ impl Store for RedisStore {
     async fn history(
         &self,
         scope: &Scope,
+        in_room: Option<&[u8]>,
         before: Option<&str>,
         limit: usize,
     ) -> Result<HistoryPage, StoreError> {
         self.ready().await?;
-        self.home().history(scope, before, limit).await
+        self.home().history(scope, in_room, before, limit).await
     }
 
     async fn message(&self, id: &str) -> Result<Option<String>, StoreError> {
