@@ -372,10 +372,11 @@ async fn drive<S: Store>(
             worker::run(store, HttpSource::new(http), settings, progress, shutdown).await?;
         }
         Some(Upstream::Inbox { .. }) => {
+            // Refused by `run_chatstats` at start already.
             return Err(ConfigError::invalid(
                 "CHAT_INTERFACE_URL",
                 "inbox",
-                "an upstream: the inbox is consumed by chatstats-worker, with Redis",
+                "an HTTP upstream or a file: the inbox is consumed by chatstats-worker",
             )
             .into());
         }
@@ -535,6 +536,24 @@ pub async fn run_api(cli: ApiCli, shutdown: CancellationToken) -> Result<(), App
 /// the API keeps serving after the file is recorded, so the results can be queried.
 pub async fn run_chatstats(cli: ChatstatsCli, shutdown: CancellationToken) -> Result<(), AppError> {
     let upstream = cli.source.upstream()?;
+    // The inbox is a fleet's: consumed and fed by `chatstats-worker`, refused here before
+    // anything starts.
+    if let Some(Upstream::Inbox { .. }) = upstream {
+        return Err(ConfigError::invalid(
+            "CHAT_INTERFACE_URL",
+            "inbox",
+            "an HTTP upstream or a file: the inbox is consumed by chatstats-worker",
+        )
+        .into());
+    }
+    if cli.worker.forward_to_inbox {
+        return Err(ConfigError::invalid(
+            "FORWARD_TO_INBOX",
+            "true",
+            "false: chatstats-worker forwards to the inbox, chatstats applies what it reads",
+        )
+        .into());
+    }
     let listener = bind(&cli.api).await?;
     if cli.redis.is_set() {
         let store = RedisStore::connect(cli.redis.settings()?)?;

@@ -46,10 +46,12 @@ fn a_bad_value_stops_the_process_with_one_line_naming_the_variable() {
             "MIGRATE_FROM",
             "redis://:s3cretpw@127.0.0.1:notaport",
         ),
+        ("chatstats", "FORWARD_TO_INBOX", "true"),
+        ("chatstats", "CHAT_INTERFACE_URL", "inbox"),
     ] {
         let out = bin(name)
-            .env(var, value)
             .env("CHAT_INTERFACE_URL", "http://127.0.0.1:9/")
+            .env(var, value)
             .output()
             .unwrap();
         assert_eq!(out.status.code(), Some(2), "{name} {var}={value}");
