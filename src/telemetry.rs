@@ -92,12 +92,17 @@ impl SecretUrl {
             register(password);
             register(&percent_decoded(password));
         }
-        for (_, value) in url.query_pairs() {
-            register(&value);
+        for (key, value) in url.query_pairs() {
+            if is_secret(&url, &key) {
+                register(&value);
+            }
         }
         if let Some(query) = url.query() {
             for pair in query.split('&') {
-                register(pair.split_once('=').map_or(pair, |(_, v)| v));
+                let (key, value) = pair.split_once('=').unwrap_or(("", pair));
+                if is_secret(&url, key) {
+                    register(value);
+                }
             }
         }
         let masked = mask(&url);
@@ -122,7 +127,13 @@ fn percent_decoded(text: &str) -> String {
         .unwrap_or_default()
 }
 
-/// `url` with its password and every query value replaced by [`MASK`].
+/// Whether the query parameter `key` of `url` may hold a secret: any may, except the node
+/// list of a Redis Cluster URL (`redis-cluster://a:7000?node=b:7001`), which names addresses.
+fn is_secret(url: &url::Url, key: &str) -> bool {
+    !(url.scheme().ends_with("-cluster") && key == "node")
+}
+
+/// `url` with its password and every secret query value replaced by [`MASK`].
 fn mask(url: &url::Url) -> String {
     let mut masked = url.clone();
     if masked.password().is_some() {
@@ -131,7 +142,10 @@ fn mask(url: &url::Url) -> String {
     if masked.query().is_some() {
         let names: Vec<String> = masked
             .query_pairs()
-            .map(|(k, _)| format!("{k}={MASK}"))
+            .map(|(k, v)| match is_secret(url, &k) {
+                true => format!("{k}={MASK}"),
+                false => format!("{k}={v}"),
+            })
             .collect();
         masked.set_query(Some(&names.join("&")));
     }
@@ -202,6 +216,13 @@ mod tests {
         assert_eq!(url.expose().query(), Some("key=abc123&x=1"));
         let redis = SecretUrl::parse("redis://user:s3cr%40t@host:6379/0").unwrap();
         assert_eq!(redis.to_string(), "redis://user:***@host:6379/0");
+        // A cluster's nodes are addresses, not secrets; its password is.
+        let cluster =
+            SecretUrl::parse("redis-cluster://:pw@a:7000?node=b:7001&node=c:7002").unwrap();
+        assert_eq!(
+            cluster.to_string(),
+            "redis-cluster://:***@a:7000?node=b:7001&node=c:7002"
+        );
         let plain = SecretUrl::parse("redis://host:6379").unwrap();
         assert_eq!(plain.to_string(), "redis://host:6379");
     }
