@@ -246,7 +246,9 @@ pub fn cover(
     let end = to_ms.div_ceil(unit) * unit;
     let horizon = now_ms.saturating_add(MAX_FUTURE_MS);
     // A bucket not kept or not rolled up yet is read from the finer ones it is made of, those
-    // that are kept; wholly in the future, it is empty.
+    // that are kept; wholly in the future, it is empty. A kept bucket whose finer ones are not
+    // all kept any more is read itself, rolled up or not: what a backfill or a late message
+    // wrote into it directly is all there is.
     fn read(
         bucket: Bucket,
         horizon: u64,
@@ -258,7 +260,10 @@ pub fn cover(
         if bucket.start_ms() > horizon {
             return;
         }
-        if retention.keeps(bucket, now_ms) && rolled.has(bucket) {
+        let finer_gone = children(bucket)
+            .first()
+            .is_some_and(|oldest| !retention.keeps(*oldest, now_ms));
+        if retention.keeps(bucket, now_ms) && (rolled.has(bucket) || finer_gone) {
             out.push(bucket);
             return;
         }
@@ -377,6 +382,19 @@ mod tests {
         let c = cover(from, from + 3_600_000, NOW, &r, &Rolled::ALL);
         assert_eq!(sizes(&c), "d");
         assert_eq!(c.from_ms, from / 86_400_000 * 86_400_000);
+        // Nothing rolled up (a backfill into a new namespace): the day is still read, and an
+        // hour whose minutes are gone too.
+        let c = cover(from, from + 3_600_000, NOW, &r, &Rolled::NONE);
+        assert_eq!(sizes(&c), "d");
+        let ten_hours_ago = (NOW - 10 * 3_600_000) / 3_600_000 * 3_600_000;
+        let c = cover(
+            ten_hours_ago,
+            ten_hours_ago + 3_600_000,
+            NOW,
+            &r,
+            &Rolled::NONE,
+        );
+        assert_eq!(sizes(&c), "h");
     }
 
     #[test]

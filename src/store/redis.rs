@@ -571,10 +571,6 @@ fn entries(reply: Vec<Value>) -> Result<Vec<Entry>, StoreError> {
     Ok(entries)
 }
 
-/// A group applied only once its scope is rolled up to its bucket: the scope's `rolled` hash,
-/// and the bucket (`None`: always applied).
-type Condition = Option<(String, Bucket)>;
-
 /// The fields of one activity hash: its expiry, and `field, n` pairs.
 type ActivityGroup = (u64, Vec<(Value, u64)>);
 
@@ -582,8 +578,10 @@ type ActivityGroup = (u64, Vec<(Value, u64)>);
 ///
 /// Hour and day buckets are made by rolling up finer ones once the hour or day has ended
 /// ([`RedisStore::roll_up`]), not written per message: their increments are left out while the
-/// bucket has not ended (its minutes carry them), and sent as conditional groups once it has (a
-/// late message): applied only if the scope was rolled up already, atomically with the check.
+/// bucket has not ended (its minutes carry them). A late message, for an hour or a day that has
+/// ended, goes into it directly as well: a roll-up still to come replaces the bucket with the
+/// sum of its finer ones, which hold the message too, and a roll-up that is done, skipped
+/// (finer buckets no longer kept) or did not include its room leaves the write standing.
 fn detail_call(
     keys: &Keys,
     retention: &Retention,
@@ -598,46 +596,24 @@ fn detail_call(
         args: vec![Value::Integer(seq as i64), Value::Integer(window as i64)],
     };
     let int = |n: u64| Value::Integer(n as i64);
-    // One group: its key, operation, expiry, condition (the scope's rolled hash and the bucket)
-    // and pairs.
+    // One group: its key, operation, expiry and pairs.
     // Increments of 1 (most of them) go without their count: half the arguments to convert.
-    let mut group = |key: String,
-                     op: &'static str,
-                     expiry: u64,
-                     condition: Condition,
-                     pairs: Vec<(Value, u64)>| {
+    let mut group = |key: String, op: &'static str, expiry: u64, pairs: Vec<(Value, u64)>| {
         let (ones, others): (Vec<_>, Vec<_>) = pairs.into_iter().partition(|(_, n)| *n == 1);
         call.keys.push(Key::from(key));
-        call.args.push(Value::from(if condition.is_some() {
-            match op {
-                "z" => "zr",
-                _ => "hr",
-            }
-        } else {
-            op
-        }));
+        call.args.push(Value::from(op));
         call.args.push(int(expiry));
         call.args.push(int(ones.len() as u64));
         call.args.push(int(others.len() as u64));
-        if let Some((marker, bucket)) = condition {
-            call.keys.push(Key::from(marker));
-            call.args
-                .push(Value::from(bucket.granularity.letter().to_string()));
-            call.args.push(int(bucket.number));
-        }
         call.args.extend(ones.into_iter().map(|(member, _)| member));
         for (member, n) in others {
             call.args.push(member);
             call.args.push(int(n));
         }
     };
-    // Hour and day buckets: none before they end, conditional after.
-    let condition = |scope: &Scope, bucket: Bucket| -> Option<Condition> {
-        match bucket.granularity {
-            Granularity::Minute => Some(None),
-            _ if bucket.end_ms() > now_ms => None,
-            _ => Some(Some((keys.rolled(scope), bucket))),
-        }
+    // Hour and day buckets: none before they end (their roll-up makes them).
+    let written = |bucket: Bucket| -> bool {
+        bucket.granularity == Granularity::Minute || bucket.end_ms() <= now_ms
     };
     let mut active: BTreeMap<Bucket, Vec<Value>> = BTreeMap::new();
     // A nick's all-time lists: one record of its increments (`lua/records.lua`).
@@ -656,13 +632,13 @@ fn detail_call(
                     push_increment(record, place.list, member, *n);
                 }
             }
-            Period::AllTime => group(keys.list(&place.scope, place.list), "z", 0, None, pairs()),
+            Period::AllTime => group(keys.list(&place.scope, place.list), "z", 0, pairs()),
             Period::Bucket(bucket) => {
-                let Some(condition) = condition(&place.scope, bucket) else {
+                if !written(bucket) {
                     continue;
-                };
+                }
                 let key = keys.bucket_list(&place.scope, place.list, bucket);
-                group(key, "z", retention.expiry_secs(bucket), condition, pairs());
+                group(key, "z", retention.expiry_secs(bucket), pairs());
             }
         }
     }
@@ -685,24 +661,22 @@ fn detail_call(
         };
         let expiry = (bucket.end_ms() + retention.of(finer).as_millis() as u64).div_ceil(1000);
         let pairs = rooms.into_iter().map(|room| (room, 1)).collect();
-        group(keys.active(bucket), "s", expiry, None, pairs);
+        group(keys.active(bucket), "s", expiry, pairs);
     }
-    // Activity fields grouped by hash (and condition).
-    let mut hashes: BTreeMap<(String, Condition), ActivityGroup> = BTreeMap::new();
+    // Activity fields grouped by hash.
+    let mut hashes: BTreeMap<String, ActivityGroup> = BTreeMap::new();
     for (scope, bucket, n) in &detail.activity {
-        let Some(condition) = condition(scope, *bucket) else {
+        if !written(*bucket) {
             continue;
-        };
+        }
         let (key, field) = keys.activity(scope, *bucket);
         let kept = retention.of(bucket.granularity).as_millis() as u64;
         let expiry = (activity_group_end_ms(*bucket) + kept).div_ceil(1000);
-        let entry = hashes
-            .entry((key, condition))
-            .or_insert((expiry, Vec::new()));
+        let entry = hashes.entry(key).or_insert((expiry, Vec::new()));
         entry.1.push((Value::from(field), *n));
     }
-    for ((key, condition), (expiry, pairs)) in hashes {
-        group(key, "h", expiry, condition, pairs);
+    for (key, (expiry, pairs)) in hashes {
+        group(key, "h", expiry, pairs);
     }
     for kind in [Seen::Room, Seen::Nick] {
         let of_kind = || detail.seen.iter().filter(move |s| s.0 == kind);
@@ -712,11 +686,11 @@ fn detail_call(
         let firsts = of_kind()
             .map(|(_, name, first, _)| (Value::Bytes(name.clone()), *first))
             .collect();
-        group(keys.seen(kind, false), "lt", 0, None, firsts);
+        group(keys.seen(kind, false), "lt", 0, firsts);
         let lasts = of_kind()
             .map(|(_, name, _, last)| (Value::Bytes(name.clone()), *last))
             .collect();
-        group(keys.seen(kind, true), "gt", 0, None, lasts);
+        group(keys.seen(kind, true), "gt", 0, lasts);
     }
     for (nick, record) in records {
         call.keys.push(Key::from(keys.pending(nick)));

@@ -256,13 +256,14 @@ async fn hours_and_days_are_rolled_up_exactly_and_late_messages_join_them() {
         by_minutes,
         vec![("hi".to_owned(), 2), ("Kappa".to_owned(), 1)]
     );
-    assert!(
+    // The hour has ended: its messages went into it directly as well (the roll-up will
+    // replace it with the sum of its minutes, the same).
+    assert_eq!(
         store
             .top_in(TopList::Words, &room, &in_hour, 10)
             .await
-            .unwrap()
-            .is_empty(),
-        "no hour bucket before the roll-up"
+            .unwrap(),
+        by_minutes
     );
     // Housekeeping rolls up, a few hours per call, until yesterday's day is done.
     let deadline = std::time::Instant::now() + Duration::from_secs(60);
@@ -310,6 +311,30 @@ async fn hours_and_days_are_rolled_up_exactly_and_late_messages_join_them() {
             .await
             .unwrap(),
         vec![("hi".to_owned(), 3), ("Kappa".to_owned(), 1)]
+    );
+    // A late message in a room that had none in that hour when it was rolled up: its hour
+    // and day hold it.
+    let quiet = Scope::Room(bytes::Bytes::from_static(b"#quiet"));
+    apply(vec![message(
+        hour.start_ms() + 180_000,
+        "#quiet",
+        "q",
+        &["late"],
+    )])
+    .await;
+    for period in [Period::Bucket(hour), Period::Bucket(day)] {
+        assert_eq!(
+            store
+                .top_in(TopList::Words, &quiet, &[period], 10)
+                .await
+                .unwrap(),
+            vec![("late".to_owned(), 1)],
+            "{period:?}"
+        );
+    }
+    assert_eq!(
+        store.activity(&quiet, &[hour, day]).await.unwrap(),
+        vec![1, 1]
     );
 }
 

@@ -26,6 +26,7 @@ contract!(
     a_range_without_messages_is_empty,
     activity_defaults_to_the_last_hour_by_minute_and_counts_every_message,
     bad_queries_are_refused_with_a_400,
+    an_old_message_counts_in_every_bucket_still_kept,
     rooms_and_nicks_never_seen_are_404,
     basic_statistics_leave_the_detail_empty,
 );
@@ -305,6 +306,50 @@ async fn windows_end_now<S: Store>(new: impl Fn() -> S) {
     // The last hour holds everything.
     let (_, hour, _, _) = get_ranged(&api, "/stats/rooms?window=1h").await;
     assert_eq!(hour, json!([{"#kitchen": 7}, {"#garden": 5}]));
+}
+
+/// A backfill: messages older than the minutes' retention (7 h by default) still count in the
+/// hours (49 h) and days (35 d) that are kept, for everything and for their room.
+async fn an_old_message_counts_in_every_bucket_still_kept<S: Store>(new: impl Fn() -> S) {
+    let now = now_ms();
+    let mut stream = String::new();
+    for (hours_ago, word) in [
+        (0.05, "recent"),
+        (3.0, "threeh"),
+        (10.0, "tenh"),
+        (72.0, "threed"),
+        (240.0, "tend"),
+    ] {
+        let payload = json!({
+            "command": "", "room": "#r", "nick": format!("n{word}"), "target": "", "body": word,
+            "tags": format!("tmi-sent-ts={}", now - (hours_ago * 3_600_000.0) as u64),
+        });
+        stream.push_str(&format!("event: privmsg\nse-data: {payload}\n\n"));
+    }
+    let store = new();
+    record_with(&store, stream.as_bytes(), full_rules()).await;
+    let api = TestApi::spawn(store).await;
+    for (window, want) in [
+        ("24h", vec!["recent", "tenh", "threeh"]),
+        ("7d", vec!["recent", "tenh", "threed", "threeh"]),
+        ("30d", vec!["recent", "tend", "tenh", "threed", "threeh"]),
+    ] {
+        for filter in ["", "&room=%23r"] {
+            let path = format!("/stats/words?window={window}{filter}");
+            let (status, body, _, _) = get_ranged(&api, &path).await;
+            assert_eq!(status, 200, "{path}: {body}");
+            let mut words: Vec<String> = body
+                .as_array()
+                .unwrap()
+                .iter()
+                .flat_map(|e| e.as_object().unwrap().keys().cloned())
+                .collect();
+            words.sort();
+            assert_eq!(words, want, "{path}");
+        }
+    }
+    let (_, summary) = api.get("/stats/rooms/%23r?window=7d").await;
+    assert_eq!(summary["messages"], 4, "{summary}");
 }
 
 async fn a_range_without_messages_is_empty<S: Store>(new: impl Fn() -> S) {

@@ -1,11 +1,11 @@
 -- chatstats: applies increments of the statistics by room, nick, emote and time atomically, at
 -- most once per (writer, sequence number); `mark.lua` and `records.lua` are prepended. Layout
 -- (built by src/store/redis.rs, key names by src/store/keys.rs):
---   KEYS: writer, then per group its key, and for a conditional group the scope's `rolled` hash
+--   KEYS: writer, then per group its key
 --   ARGV: seq (0: no mark), window, then per group: an operation, an expiry (Unix seconds, 0:
---         none), a count u of increments by 1, a count c of others, for a conditional group the
---         `rolled` field (`h`, `d`) and the bucket's number, then u members (each `n` = 1), then
---         c `member, n` pairs (most increments are 1: half the arguments to convert)
+--         none), a count u of increments by 1, a count c of others, then u members (each
+--         `n` = 1), then c `member, n` pairs (most increments are 1: half the arguments to
+--         convert)
 -- Operations: `z` ZINCRBY n member; `h` HINCRBY member n; `lt` / `gt` ZADD LT / GT n member
 -- (the earliest / latest time); `s` SADD member.
 -- A nick's group: KEYS its `pending` string, then its words, rooms and emotes; ARGV `a` and
@@ -15,20 +15,8 @@
 -- ids hash's expiry, the trimming MINID (`0`: not kept, only the last 1,000 for the live
 -- feed), a count c, then per entry its JSON, id, room and flags (`r`, `n`, `rn` or `-`); every
 -- key of the group expires with the ids hash, so a room gone quiet leaves nothing behind.
--- `zr` and `hr` are `z` and `h` applied only when
--- the bucket was already rolled up for the scope: a late message for an hour or a day that ended
--- (its minutes were rolled up without it) goes into the hour or day directly; before the roll-up
--- the minutes carry it.
 if not admit(KEYS[1], tonumber(ARGV[1]), tonumber(ARGV[2])) then
   return 0
-end
-local rolled = {}
-local function is_rolled(marker, field, bucket)
-  local cache = marker .. ' ' .. field
-  if rolled[cache] == nil then
-    rolled[cache] = tonumber(redis.call('HGET', marker, field) or '-1')
-  end
-  return bucket <= rolled[cache]
 end
 local i, k = 3, 2
 local function apply(key, op, member, n)
@@ -120,14 +108,7 @@ while k <= #KEYS do
     local ones, count = tonumber(ARGV[i + 2]), tonumber(ARGV[i + 3])
     i = i + 4
     k = k + 1
-    local wanted = true
-    if op == 'zr' or op == 'hr' then
-      wanted = is_rolled(KEYS[k], ARGV[i], tonumber(ARGV[i + 1]))
-      op = string.sub(op, 1, 1)
-      i = i + 2
-      k = k + 1
-    end
-    if wanted and (op == 'z' or op == 'h') then
+    if op == 'z' or op == 'h' then
       -- '1', not 1: a number argument costs redis.call a conversion to text (~9% of a ZINCRBY).
       for j = i, i + ones - 1 do
         apply(key, op, ARGV[j], '1')
@@ -135,10 +116,10 @@ while k <= #KEYS do
       for j = i + ones, i + ones + 2 * count - 1, 2 do
         apply(key, op, ARGV[j], ARGV[j + 1])
       end
-    elseif wanted then
+    else
       apply_many(key, op, i, ones, count)
     end
-    if wanted and expiry ~= '0' then
+    if expiry ~= '0' then
       redis.call('EXPIREAT', key, expiry)
     end
     i = i + ones + 2 * count
