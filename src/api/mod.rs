@@ -44,7 +44,7 @@ use crate::timeline::{Covered, Retention, Rolled, cover};
     paths(routes::root, routes::healthcheck, routes::metrics, dashboard::dashboard, routes::stats, routes::words, routes::nicks, routes::rooms, routes::emotes,
         summary::room, summary::nick, summary::activity, routes::failed_messages,
         history::messages, history::message, history::live, history::ws, ingest::post),
-    components(schemas(routes::RootBody, routes::StatsBody, routes::HealthBody, routes::TopEntry, error::ErrorBody,
+    components(schemas(routes::WindowName, routes::BucketName, routes::RootBody, routes::StatsBody, routes::HealthBody, routes::TopEntry, error::ErrorBody,
         summary::RoomSummary, summary::NickSummary, summary::ActivityPoint,
         history::HistoryMessage, history::HistoryPageBody, ingest::AcceptedBody, ingest::IngestPayload)),
     modifiers(&BearerAuth, &ReadConventions),

@@ -82,8 +82,48 @@ pub(crate) struct TopQuery {
     pub to: Option<String>,
     /// The last `1m`, `5m`, `15m`, `1h`, `6h`, `24h`, `7d` or `30d`, up to now. Not with `from` or
     /// `to`.
-    #[param(example = "5m")]
+    #[param(example = "5m", value_type = Option<WindowName>)]
     pub window: Option<String>,
+}
+
+/// A window: the range from that long ago up to now.
+#[allow(
+    dead_code,
+    reason = "only describes a parameter for the OpenAPI document"
+)]
+#[derive(ToSchema)]
+pub(crate) enum WindowName {
+    #[schema(rename = "1m")]
+    OneMinute,
+    #[schema(rename = "5m")]
+    FiveMinutes,
+    #[schema(rename = "15m")]
+    FifteenMinutes,
+    #[schema(rename = "1h")]
+    OneHour,
+    #[schema(rename = "6h")]
+    SixHours,
+    #[schema(rename = "24h")]
+    OneDay,
+    #[schema(rename = "7d")]
+    SevenDays,
+    #[schema(rename = "30d")]
+    ThirtyDays,
+}
+
+/// A bucket size of `/stats/activity`: a minute, an hour or a day.
+#[allow(
+    dead_code,
+    reason = "only describes a parameter for the OpenAPI document"
+)]
+#[derive(ToSchema)]
+pub(crate) enum BucketName {
+    #[schema(rename = "1m")]
+    Minute,
+    #[schema(rename = "1h")]
+    Hour,
+    #[schema(rename = "1d")]
+    Day,
 }
 
 /// A top list as the TypeScript service answered it: an array of one-key objects. Serialized

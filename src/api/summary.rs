@@ -98,10 +98,14 @@ pub(crate) struct RoomQuery {
     limit: Option<u32>,
     /// Start of the range: RFC 3339 or Unix milliseconds (messages, chatters and lists cover
     /// it; firstSeen and lastSeen stay all-time).
+    #[param(example = "2026-11-23T08:00:00Z")]
     from: Option<String>,
     /// End of the range (exclusive).
+    #[param(example = "1795421100000")]
     to: Option<String>,
-    /// The last `1m` … `30d`, up to now.
+    /// The last `1m`, `5m`, `15m`, `1h`, `6h`, `24h`, `7d` or `30d`, up to now (not with
+    /// `from` / `to`).
+    #[param(example = "1h", value_type = Option<super::routes::WindowName>)]
     window: Option<String>,
 }
 
@@ -127,14 +131,17 @@ pub(crate) struct NickQuery {
 #[into_params(parameter_in = Query)]
 pub(crate) struct ActivityQuery {
     /// Bucket size: `1m`, `1h` or `1d` (default `1m`).
-    #[param(example = "1m")]
+    #[param(example = "1m", value_type = Option<super::routes::BucketName>)]
     bucket: Option<String>,
     /// Start: RFC 3339 or Unix milliseconds; default 1 h (1m), 48 h (1h) or 30 days (1d)
     /// before `to`.
+    #[param(example = "2026-11-23T08:00:00Z")]
     from: Option<String>,
     /// End (exclusive); default now.
+    #[param(example = "2026-11-23T08:05:00Z")]
     to: Option<String>,
     /// Only messages in this room.
+    #[param(example = "#kitchen")]
     room: Option<String>,
 }
 
@@ -163,7 +170,11 @@ fn scope_of(kind: Seen, name: &str) -> Scope {
         ("room" = String, Path, description = "The room, URL-encoded (`%23kitchen` for `#kitchen`)", example = "#kitchen"),
         RoomQuery),
     responses(
-        (status = 200, description = "The room, all time or over a range (then with Range-From and Range-To)", body = RoomSummary),
+        (status = 200, description = "The room, all time or over a range (then with Range-From and Range-To)", body = RoomSummary,
+            headers(
+                ("Range-From" = String, description = "Ranged answers: start of the range covered (RFC 3339), the range asked widened to whole buckets"),
+                ("Range-To" = String, description = "Ranged answers: end of the range covered (RFC 3339, exclusive)"),
+            )),
         BadQuery, NeverSeen, StoreUnavailable,
     ))]
 pub(crate) async fn room<S: Store>(
@@ -277,6 +288,10 @@ pub(crate) async fn nick<S: Store>(
 #[utoipa::path(get, path = "/stats/activity", tag = "stats", params(ActivityQuery),
     responses(
         (status = 200, description = "One entry per bucket, oldest first (at most 1,440), with Range-From and Range-To", body = [ActivityPoint],
+            headers(
+                ("Range-From" = String, description = "Start of the range covered (RFC 3339): the first bucket's start"),
+                ("Range-To" = String, description = "End of the range covered (RFC 3339, exclusive): the last bucket's end"),
+            ),
             example = json!([{"time": "2026-11-23T08:00:00Z", "messages": 2}, {"time": "2026-11-23T08:01:00Z", "messages": 0}])),
         BadQuery, StoreUnavailable,
     ))]
