@@ -485,15 +485,19 @@ async fn history_retention_zero_keeps_no_message_in_memory() {
     history_retention_zero_keeps_no_message(memory_store().with_retention(no_history())).await;
 }
 
+/// A Redis store on `redis` keeping buckets and messages for `retention`.
+fn redis_keeping(redis: &TestRedis, retention: Retention) -> RedisStore {
+    RedisStore::connect(RedisSettings {
+        retention,
+        ..redis_settings(redis)
+    })
+    .expect("store")
+}
+
 #[tokio::test]
 async fn history_retention_zero_keeps_no_message_on_redis() {
     let redis = TestRedis::start();
-    let store = RedisStore::connect(RedisSettings {
-        retention: no_history(),
-        ..redis_settings(&redis)
-    })
-    .expect("store");
-    history_retention_zero_keeps_no_message(store).await;
+    history_retention_zero_keeps_no_message(redis_keeping(&redis, no_history())).await;
 }
 
 /// Messages are gone once their retention has passed, even when no newer message trimmed them.
@@ -536,12 +540,7 @@ async fn a_message_is_gone_once_its_retention_has_passed_in_memory() {
 #[tokio::test]
 async fn a_message_is_gone_once_its_retention_has_passed_on_redis() {
     let redis = TestRedis::start();
-    let store = RedisStore::connect(RedisSettings {
-        retention: short_history(),
-        ..redis_settings(&redis)
-    })
-    .expect("store");
-    a_message_is_gone_once_its_retention_has_passed(store).await;
+    a_message_is_gone_once_its_retention_has_passed(redis_keeping(&redis, short_history())).await;
 }
 
 /// A nick's messages in a room that its newest 2,000 messages elsewhere hide: the first page
