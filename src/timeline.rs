@@ -260,14 +260,25 @@ pub fn cover(
         if bucket.start_ms() > horizon {
             return;
         }
-        let finer_gone = children(bucket)
-            .first()
-            .is_some_and(|oldest| !retention.keeps(*oldest, now_ms));
-        if retention.keeps(bucket, now_ms) && (rolled.has(bucket) || finer_gone) {
+        let kept = retention.keeps(bucket, now_ms);
+        if kept && rolled.has(bucket) {
             out.push(bucket);
             return;
         }
-        for child in children(bucket) {
+        let finer = children(bucket);
+        let (Some(oldest), Some(newest)) = (finer.first(), finer.last()) else {
+            return;
+        };
+        if kept && !retention.keeps(*oldest, now_ms) {
+            out.push(bucket);
+            return;
+        }
+        // None of them kept either (the newest ends last): nothing to read below, which keeps
+        // a range back to 1970 from visiting its millions of minutes.
+        if !kept && !retention.keeps(*newest, now_ms) {
+            return;
+        }
+        for child in finer {
             read(child, horizon, now_ms, retention, rolled, out);
         }
     }
@@ -395,6 +406,18 @@ mod tests {
             &Rolled::NONE,
         );
         assert_eq!(sizes(&c), "h");
+    }
+
+    #[test]
+    fn a_range_back_to_1970_reads_only_what_is_kept() {
+        let r = Retention::default();
+        for rolled in [Rolled::NONE, Rolled::ALL] {
+            let c = cover(0, NOW, NOW, &r, &rolled);
+            assert!(c.buckets.iter().all(|b| r.keeps(*b, NOW)));
+            // The 35 days kept, as days (rolled) or down to the hours and minutes kept.
+            let first = c.buckets.first().unwrap().start_ms();
+            assert!(NOW - first <= 36 * 86_400_000, "{first}");
+        }
     }
 
     #[test]
