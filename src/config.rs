@@ -327,22 +327,32 @@ impl ApiArgs {
 
     /// The socket addresses NODE_HOST and NODE_PORT name (a host name may give several).
     pub(crate) async fn addresses(&self) -> Result<Vec<std::net::SocketAddr>, ConfigError> {
-        let host = self.node_host.trim();
-        let host = host
-            .strip_prefix('[')
-            .and_then(|h| h.strip_suffix(']'))
-            .unwrap_or(host);
-        let expected = "an IP address or a host name that resolves";
-        match tokio::net::lookup_host((host, self.node_port)).await {
-            Ok(addresses) => {
-                let addresses: Vec<_> = addresses.collect();
-                if addresses.is_empty() {
-                    return Err(ConfigError::invalid("NODE_HOST", host, expected));
-                }
-                Ok(addresses)
+        resolve("NODE_HOST", &self.node_host, self.node_port).await
+    }
+}
+
+/// The socket addresses `host` (the value of `variable`; IPv6 in brackets or not) and `port`
+/// name: a host name may give several; none is a configuration error naming `variable`.
+pub(crate) async fn resolve(
+    variable: &'static str,
+    host: &str,
+    port: u16,
+) -> Result<Vec<std::net::SocketAddr>, ConfigError> {
+    let host = host.trim();
+    let host = host
+        .strip_prefix('[')
+        .and_then(|h| h.strip_suffix(']'))
+        .unwrap_or(host);
+    let expected = "an IP address or a host name that resolves";
+    match tokio::net::lookup_host((host, port)).await {
+        Ok(addresses) => {
+            let addresses: Vec<_> = addresses.collect();
+            if addresses.is_empty() {
+                return Err(ConfigError::invalid(variable, host, expected));
             }
-            Err(_) => Err(ConfigError::invalid("NODE_HOST", host, expected)),
+            Ok(addresses)
         }
+        Err(_) => Err(ConfigError::invalid(variable, host, expected)),
     }
 }
 

@@ -304,14 +304,7 @@ pub async fn run_sim(cli: SimCli, shutdown: CancellationToken) -> Result<(), App
     }
     let host = cli.sim_host.trim();
     let address = format!("{host}:{}", cli.sim_port);
-    if tokio::net::lookup_host((host, cli.sim_port)).await.is_err() {
-        return Err(ConfigError::invalid(
-            "SIM_HOST",
-            host,
-            "an IP address or a host name that resolves",
-        )
-        .into());
-    }
+    config::resolve("SIM_HOST", host, cli.sim_port).await?;
     let listener = TcpListener::bind((host, cli.sim_port))
         .await
         .map_err(|source| AppError::Listen {
@@ -358,6 +351,16 @@ async fn bind(api: &ApiArgs) -> Result<TcpListener, AppError> {
         })
 }
 
+/// `chatstats` (one process) is not given the inbox: it is a fleet's, `chatstats-worker`'s.
+fn inbox_refused() -> AppError {
+    ConfigError::invalid(
+        "CHAT_INTERFACE_URL",
+        "inbox",
+        "an HTTP upstream or a file: the inbox is consumed by chatstats-worker",
+    )
+    .into()
+}
+
 /// Runs the worker on `store` over `upstream` (the simulated stream when `None`).
 async fn drive<S: Store>(
     store: S,
@@ -373,12 +376,7 @@ async fn drive<S: Store>(
         }
         Some(Upstream::Inbox { .. }) => {
             // Refused by `run_chatstats` at start already.
-            return Err(ConfigError::invalid(
-                "CHAT_INTERFACE_URL",
-                "inbox",
-                "an HTTP upstream or a file: the inbox is consumed by chatstats-worker",
-            )
-            .into());
+            return Err(inbox_refused());
         }
         Some(Upstream::Text { path, line_cap }) => {
             let source = FileSource::open(&path, line_cap)
@@ -478,9 +476,7 @@ fn consumer_name() -> String {
 
 /// Serves `GET /metrics` of a worker on `address` until `shutdown` (METRICS_ADDR).
 async fn serve_metrics(address: &str, shutdown: CancellationToken) -> Result<(), AppError> {
-    if address.parse::<std::net::SocketAddr>().is_err()
-        && tokio::net::lookup_host(address).await.is_err()
-    {
+    if tokio::net::lookup_host(address).await.is_err() {
         return Err(
             ConfigError::invalid("METRICS_ADDR", address, "host:port, e.g. 0.0.0.0:9100").into(),
         );
@@ -539,12 +535,7 @@ pub async fn run_chatstats(cli: ChatstatsCli, shutdown: CancellationToken) -> Re
     // The inbox is a fleet's: consumed and fed by `chatstats-worker`, refused here before
     // anything starts.
     if let Some(Upstream::Inbox { .. }) = upstream {
-        return Err(ConfigError::invalid(
-            "CHAT_INTERFACE_URL",
-            "inbox",
-            "an HTTP upstream or a file: the inbox is consumed by chatstats-worker",
-        )
-        .into());
+        return Err(inbox_refused());
     }
     if cli.worker.forward_to_inbox {
         return Err(ConfigError::invalid(
