@@ -77,17 +77,117 @@ pub struct Tally {
     pub failed: Vec<Bytes>,
 }
 
-/// The fields of a payload that the counting rules read. Other fields are ignored.
-#[derive(Deserialize)]
+/// The fields of a payload that the counting rules read. Other fields are ignored, and a field
+/// given twice takes its last value: a payload reads as `JSON.parse` reads it (the TypeScript
+/// service's reading), so no JSON object fails.
+#[derive(Default)]
 struct Payload<'a> {
-    #[serde(borrow, default)]
     room: Text<'a>,
-    #[serde(borrow, default)]
     nick: Text<'a>,
-    #[serde(borrow, default)]
     body: Text<'a>,
-    #[serde(borrow, default)]
     tags: Text<'a>,
+}
+
+impl Payload<'_> {
+    /// The payload read from a JSON object, or `None` when `text` is not one. An escaped lone
+    /// surrogate (`"\ud83d"` alone: valid JSON, but no Unicode scalar) reads as U+FFFD, as the
+    /// TypeScript service stored it (Node encodes a lone surrogate to UTF-8 as U+FFFD).
+    fn read(text: &str) -> Option<Payload<'_>> {
+        // A derived struct would also accept a JSON array; the rules want an object.
+        if !text
+            .trim_start_matches([' ', '\t', '\n', '\r'])
+            .starts_with('{')
+        {
+            return None;
+        }
+        match serde_json::from_str::<Payload>(text) {
+            Ok(payload) => Some(payload),
+            Err(_) => {
+                let replaced = without_lone_surrogates(text)?;
+                let payload = serde_json::from_str::<Payload>(&replaced).ok()?;
+                Some(payload.into_owned())
+            }
+        }
+    }
+
+    fn into_owned(self) -> Payload<'static> {
+        let own = |text: Text| Text(text.0.into_owned().into());
+        Payload {
+            room: own(self.room),
+            nick: own(self.nick),
+            body: own(self.body),
+            tags: own(self.tags),
+        }
+    }
+}
+
+impl<'de: 'a, 'a> Deserialize<'de> for Payload<'a> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct PayloadVisitor;
+        impl<'de> Visitor<'de> for PayloadVisitor {
+            type Value = Payload<'de>;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a JSON object")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+                let mut payload = Payload::default();
+                while let Some(Text(key)) = map.next_key::<Text>()? {
+                    let field = match key.as_ref() {
+                        "room" => &mut payload.room,
+                        "nick" => &mut payload.nick,
+                        "body" => &mut payload.body,
+                        "tags" => &mut payload.tags,
+                        _ => {
+                            map.next_value::<IgnoredAny>()?;
+                            continue;
+                        }
+                    };
+                    *field = map.next_value()?;
+                }
+                Ok(payload)
+            }
+        }
+        deserializer.deserialize_map(PayloadVisitor)
+    }
+}
+
+/// `text` (JSON) with every escaped lone surrogate replaced by `\ufffd`, or `None` when it has
+/// none. A backslash is only valid inside a JSON string, so every one starts an escape: `\u`
+/// and four hex digits, or a backslash and one character.
+fn without_lone_surrogates(text: &str) -> Option<String> {
+    let bytes = text.as_bytes();
+    let unit = |at: usize| -> Option<u16> {
+        if bytes.get(at..at + 2)? != b"\\u" {
+            return None;
+        }
+        let hex = std::str::from_utf8(bytes.get(at + 2..at + 6)?).ok()?;
+        if !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return None;
+        }
+        u16::from_str_radix(hex, 16).ok()
+    };
+    let (mut out, mut copied, mut at) = (None::<String>, 0, 0);
+    while at < bytes.len() {
+        if bytes[at] != b'\\' {
+            at += 1;
+            continue;
+        }
+        match unit(at) {
+            Some(0xD800..=0xDBFF) if matches!(unit(at + 6), Some(0xDC00..=0xDFFF)) => at += 12,
+            Some(0xD800..=0xDFFF) => {
+                let out = out.get_or_insert_with(|| String::with_capacity(text.len()));
+                out.push_str(&text[copied..at]);
+                out.push_str("\\ufffd");
+                at += 6;
+                copied = at;
+            }
+            _ => at += 2,
+        }
+    }
+    out.map(|mut out| {
+        out.push_str(&text[copied..]);
+        out
+    })
 }
 
 /// The value of `name` in Twitch IRC tags `k=v;k=v`, if present.
@@ -276,14 +376,7 @@ impl Rules {
     /// to `failed_max` bytes, is kept and nothing else is counted. A message from an ignored
     /// nick counts toward messages per second only.
     pub fn judge(&self, payload: &Bytes, processed_ms: u64) -> Judged {
-        let parsed = std::str::from_utf8(payload)
-            .ok()
-            // A derived struct would also accept a JSON array; the rules want an object.
-            .filter(|text| {
-                text.trim_start_matches([' ', '\t', '\n', '\r'])
-                    .starts_with('{')
-            })
-            .and_then(|text| serde_json::from_str::<Payload>(text).ok());
+        let parsed = std::str::from_utf8(payload).ok().and_then(Payload::read);
         let Some(parsed) = parsed else {
             return Judged {
                 tally: Tally::failed(payload, self.failed_max),
@@ -546,6 +639,39 @@ mod tests {
             assert_eq!(t.failed, vec![Bytes::copy_from_slice(raw)], "{raw:?}");
             assert!(t.seconds.is_empty() && t.words.is_empty());
         }
+    }
+
+    #[test]
+    fn a_field_given_twice_takes_its_last_value_as_json_parse_does() {
+        let t = tally(r##"{"room":"#a","body":"one","room":"#b","nick":"x","body":"two two"}"##);
+        assert_eq!(t.messages(), 1);
+        assert_eq!(names(&t.rooms), vec![("#b".into(), 1)]);
+        assert_eq!(names(&t.words), vec![("two".into(), 2)]);
+        assert!(t.failed.is_empty());
+    }
+
+    #[test]
+    fn an_escaped_lone_surrogate_reads_as_the_replacement_character() {
+        // As Node stored it: JSON.parse keeps the lone surrogate, its UTF-8 encoding is U+FFFD.
+        let t = tally(
+            r##"{"room":"#r","nick":"n\udc00","body":"a\ud83d b \ud83d\ude00 \\ud800 c\ud800\u0041"}"##,
+        );
+        assert!(t.failed.is_empty(), "{t:?}");
+        assert_eq!(names(&t.nicks), vec![("n\u{fffd}".into(), 1)]);
+        assert_eq!(
+            names(&t.words),
+            vec![
+                ("a\u{fffd}".into(), 1),
+                ("b".into(), 1),
+                ("\u{1f600}".into(), 1),
+                ("\\ud800".into(), 1),
+                ("c\u{fffd}A".into(), 1),
+            ]
+        );
+        assert_eq!(
+            without_lone_surrogates(r#"{"body":"\ud83d\ude00 \\ud800"}"#),
+            None
+        );
     }
 
     #[test]

@@ -105,6 +105,31 @@ async fn a_json_object_is_appended_byte_for_byte() {
 }
 
 #[tokio::test]
+async fn what_ingestion_accepts_the_worker_counts_and_what_it_refuses_fails() {
+    let redis = TestRedis::start();
+    let (store, _) = store(&redis);
+    let api = TestApi::spawn_with(store, with_tokens).await;
+    // JSON objects as `JSON.parse` reads them (the TypeScript service counted each): a key
+    // given twice, escaped lone surrogates, fields of any type.
+    let objects = [
+        r##"{"room":"#a","body":"x","room":"#b"}"##,
+        r##"{"room":"#a","body":"a\ud83d b"}"##,
+        r##"{"nick":"\udc00x","\ud800":1}"##,
+        r##"{"body":{"deep":[1,2,{"x":null}]},"tags":7}"##,
+    ];
+    let not_objects = ["[1]", "\"text\"", r#"{"body":"x""#, "{} {}", r#"{"a":1,}"#];
+    for (payloads, status) in [(&objects[..], 202), (&not_objects[..], 400)] {
+        for payload in payloads {
+            let (got, _, body) = post(&api, Some(TOKEN), Some(JSON), *payload).await;
+            assert_eq!(got, status, "{payload}: {body}");
+            let tally = chatstats::message::Tally::from_payload(&Bytes::from(*payload), 1, 4096);
+            assert_eq!(tally.messages(), u64::from(status == 202), "{payload}");
+            assert_eq!(tally.failed.is_empty(), status == 202, "{payload}");
+        }
+    }
+}
+
+#[tokio::test]
 async fn an_ndjson_batch_is_appended_whole_and_in_order() {
     let redis = TestRedis::start();
     let (store, ns) = store(&redis);
