@@ -188,7 +188,7 @@ fn time_value(name: &str, raw: &str) -> Result<u64, ApiError> {
     }
     let parsed = time::OffsetDateTime::parse(raw, &Rfc3339).map_err(|_| expected())?;
     let ms = parsed.unix_timestamp_nanos() / 1_000_000;
-    u64::try_from(ms).map_err(|_| expected())
+    u64::try_from(ms).map_err(|_| bad(format!("querystring/{name} must not be before 1970")))
 }
 
 fn window(raw: &str) -> Result<u64, ApiError> {
@@ -255,6 +255,11 @@ mod tests {
         assert!(parse("from=yesterday").is_err());
         assert!(parse("from=-5").is_err());
         assert!(parse("to=2026-11-23").is_err());
+        assert_eq!(
+            parse("from=1969-12-31T23:59:59Z").unwrap_err(),
+            "querystring/from must not be before 1970"
+        );
+        assert_eq!(parse("from=1970-01-01T00:00:00Z").unwrap().from_ms, Some(0));
         assert_eq!(rfc3339(1_795_420_805_000, true), "2026-11-23T08:00:05.000Z");
         assert_eq!(rfc3339(1_795_420_800_000, false), "2026-11-23T08:00:00Z");
     }

@@ -16,7 +16,7 @@
 //! | `{ns}room:{R}:{list}`, `{ns}room:{R}:{list}:{g}:{n}`, `{ns}room:{R}:activity:{g}:{n}` | sorted set, hash | the same for one room, all time and per bucket |
 //! | `{ns}nick:{N}:{list}` | sorted set | one nick's words, rooms and emotes, all time, except the increments still in its `pending` string |
 //! | `{ns}nick:{N}:pending` | string | one nick's newest increments of those lists, one record per call appended (`lua/records.lua`), folded into them once it passes 4 KiB; read together with them |
-//! | `{ns}rollup`, `{ns}rolled`, `{ns}room:{R}:rolled` | hash | the last hour (`h`) and day (`d`) rolled up: for every scope, for everything, for one room |
+//! | `{ns}rollup` | hash | the last hour (`h`) and day (`d`) rolled up for every scope |
 //! | `{ns}active:{g}:{n}` | set | the rooms with messages in an hour or a day, to roll up; expires |
 //! | `{ns}history` | stream | recorded messages (field `m`: the entry's JSON, `r`: its room), trimmed to `HISTORY_RETENTION` (to 1,000 when it is 0: the live feed) |
 //! | `{ns}room:{R}:history`, `{ns}nick:{N}:history` | stream | a room's or nick's messages: field `i`, the id of the entry in `{ns}history`; trimmed alike |
@@ -146,14 +146,6 @@ impl Keys {
         };
         let end = if last { "last" } else { "first" };
         format!("{}{what}:{end}", self.ns)
-    }
-
-    /// Per scope, the last hour and day rolled up for it (hash fields `h`, `d`).
-    pub(crate) fn rolled(&self, scope: &Scope) -> String {
-        match scope {
-            Scope::Global => format!("{}rolled", self.ns),
-            other => format!("{}:rolled", self.scope_prefix(other)),
-        }
     }
 
     /// The last hour and day rolled up for every scope (hash fields `h`, `d`).

@@ -518,13 +518,8 @@ impl Shard {
         let call = || {
             let (write, _) = self.keys.activity(scope, bucket);
             let (read, _) = self.keys.activity(scope, sources[0]);
-            let mut keys = vec![
-                Key::from(self.keys.rolled(scope)),
-                Key::from(write),
-                Key::from(read),
-            ];
+            let mut keys = vec![Key::from(write), Key::from(read)];
             let mut args = vec![
-                Value::from(bucket.granularity.letter().to_string()),
                 Value::Integer(bucket.number as i64),
                 Value::Integer(self.settings.retention.expiry_secs(bucket) as i64),
                 Value::Integer(lists.len() as i64),
