@@ -9,7 +9,7 @@
 //! all-time lists get every message, however old. A store that rolls hours and days up itself
 //! (Redis) asks for minute buckets only, and for hours and days that have ended (late messages).
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 
 use bytes::Bytes;
 use rustc_hash::FxHashMap;
@@ -163,63 +163,131 @@ impl Detail {
             + HISTORY_WRITES * self.history.len()
     }
 
-    /// The same increments in parts of at most `max` members each, so that one store call's
-    /// work stays bounded. A place's increments may be cut across parts.
+    /// The same increments in parts of about `max` members each, so that one store call's
+    /// work stays bounded. A list's bucket increments are cut only between units: one member's
+    /// increments of one list and scope within one UTC day (its minutes, hours and day) always
+    /// go in one part, and so do a scope's message counts within one day. Redis writes a late
+    /// message into its ended hour and day as well as into its minute, and a roll-up replaces
+    /// an hour with the merge of its minutes: one running between two calls that carried the
+    /// minute and the hour apart would count the message twice. (A unit larger than `max`, at
+    /// most 1,465 buckets, makes a part of its own.)
     pub fn split(self, max: usize) -> Vec<Detail> {
         let max = max.max(1);
         if self.members() <= max {
             return vec![self];
         }
-        let mut parts = vec![Detail {
-            messages: self.messages,
-            ..Detail::default()
-        }];
-        let mut room = max;
-        for (place, members) in self.lists {
-            let mut members = members.into_iter().peekable();
-            while members.peek().is_some() {
-                if room == 0 {
-                    parts.push(Detail::default());
-                    room = max;
+        let mut parts = Parts::new(max, self.messages);
+        let mut units: BTreeMap<Unit, Vec<(Bucket, u64)>> = BTreeMap::new();
+        for (place, members) in &self.lists {
+            match place.period {
+                Period::AllTime => {
+                    for (member, n) in members {
+                        parts.make_room(1);
+                        parts.list(place, member, *n);
+                    }
                 }
-                let chunk: Vec<_> = members.by_ref().take(room).collect();
-                room -= chunk.len();
-                if let Some(part) = parts.last_mut() {
-                    part.lists.push((place.clone(), chunk));
+                Period::Bucket(bucket) => {
+                    for (member, n) in members {
+                        units
+                            .entry((&place.scope, place.list, day_of(bucket), member))
+                            .or_default()
+                            .push((bucket, *n));
+                    }
                 }
             }
         }
-        for item in self.activity {
-            if room == 0 {
-                parts.push(Detail::default());
-                room = max;
+        for ((scope, list, _, member), increments) in units {
+            parts.make_room(increments.len());
+            for (bucket, n) in increments {
+                let place = Place {
+                    scope: scope.clone(),
+                    period: Period::Bucket(bucket),
+                    list,
+                };
+                parts.list(&place, member, n);
             }
-            room -= 1;
-            if let Some(part) = parts.last_mut() {
-                part.activity.push(item);
+        }
+        let mut days: BTreeMap<(&Scope, u64), Vec<(Bucket, u64)>> = BTreeMap::new();
+        for (scope, bucket, n) in &self.activity {
+            days.entry((scope, day_of(*bucket)))
+                .or_default()
+                .push((*bucket, *n));
+        }
+        for ((scope, _), counts) in days {
+            parts.make_room(counts.len());
+            for (bucket, n) in counts {
+                parts.current().activity.push((scope.clone(), bucket, n));
             }
         }
         for item in self.seen {
-            if room == 0 {
-                parts.push(Detail::default());
-                room = max;
-            }
-            room -= 1;
-            if let Some(part) = parts.last_mut() {
-                part.seen.push(item);
-            }
+            parts.make_room(1);
+            parts.current().seen.push(item);
         }
         for entry in self.history {
-            if room < HISTORY_WRITES {
-                parts.push(Detail::default());
-                room = max.max(HISTORY_WRITES);
-            }
-            room -= HISTORY_WRITES;
-            if let Some(part) = parts.last_mut() {
-                part.history.push(entry);
-            }
+            parts.make_room(HISTORY_WRITES);
+            parts.current().history.push(entry);
         }
-        parts
+        parts.parts
+    }
+}
+
+/// What [`Detail::split`] never cuts: one member's increments of one list and scope within
+/// one day (its number).
+type Unit<'a> = (&'a Scope, TopList, u64, &'a Bytes);
+
+/// The day number a bucket lies in.
+fn day_of(bucket: Bucket) -> u64 {
+    Bucket::of(Granularity::Day, bucket.start_ms()).number
+}
+
+/// The parts [`Detail::split`] fills, one after another.
+struct Parts {
+    parts: Vec<Detail>,
+    /// Members the last part may still take.
+    room: usize,
+    max: usize,
+    /// Where each place's increments are in the last part's lists.
+    places: HashMap<Place, usize>,
+}
+
+impl Parts {
+    fn new(max: usize, messages: u64) -> Parts {
+        let first = Detail {
+            messages,
+            ..Detail::default()
+        };
+        Parts {
+            parts: vec![first],
+            room: max,
+            max,
+            places: HashMap::new(),
+        }
+    }
+
+    /// Starts a new part unless the last one has room for `members` or is empty.
+    fn make_room(&mut self, members: usize) {
+        if members > self.room && !self.current().is_empty() {
+            self.parts.push(Detail::default());
+            self.room = self.max;
+            self.places.clear();
+        }
+        self.room = self.room.saturating_sub(members);
+    }
+
+    fn current(&mut self) -> &mut Detail {
+        let last = self.parts.len() - 1;
+        &mut self.parts[last]
+    }
+
+    /// Adds one increment of `place` to the last part.
+    fn list(&mut self, place: &Place, member: &Bytes, n: u64) {
+        let last = self.parts.len() - 1;
+        let lists = &mut self.parts[last].lists;
+        let at = *self.places.entry(place.clone()).or_insert_with(|| {
+            lists.push((place.clone(), Vec::new()));
+            lists.len() - 1
+        });
+        lists[at].1.push((member.clone(), n));
     }
 }
 
@@ -605,5 +673,74 @@ mod tests {
         assert!(parts.iter().all(|p| p.members() <= 64));
         assert_eq!(parts.iter().map(Detail::members).sum::<usize>(), total);
         assert_eq!(parts[0].messages, 50);
+    }
+
+    #[test]
+    fn a_members_minutes_hours_and_day_are_never_cut_apart() {
+        // Late messages over three ended hours of two days: each goes to its minute, hour and
+        // day. A roll-up between two parts that cut one member's minute from its hour would
+        // count it twice on Redis.
+        let midnight = NOW.next_multiple_of(86_400_000);
+        let mut builder = DetailBuilder::default();
+        for i in 0..300u64 {
+            // 00:53–00:59, 23:53–23:59 and 22:53–22:59 around `midnight`.
+            let time = midnight + 3_600_000 - 3_600_000 * (i % 3) - 60_000 * (i % 7) - 1000;
+            let room = format!("#r{}", i % 4);
+            let word = format!("w{}", i % 23);
+            builder.add(
+                &message(time, &room, &format!("n{}", i % 9), &[&word, "x"], &["E"]),
+                true,
+                None,
+            );
+        }
+        let now = midnight + 9_000_000;
+        let detail = builder.take(now, &Retention::default(), Buckets::Rollups);
+        assert!(detail.lists.iter().any(|(p, _)| matches!(
+            p.period,
+            Period::Bucket(b) if b.granularity == Granularity::Day
+        )));
+        let total = detail.members();
+        for max in [1, 7, 64, 500] {
+            let parts = detail.clone().split(max);
+            assert!(parts.len() > 1, "{max}");
+            assert_eq!(parts.iter().map(Detail::members).sum::<usize>(), total);
+            let mut part_of: HashMap<(Scope, TopList, u64, Bytes), usize> = HashMap::new();
+            for (k, part) in parts.iter().enumerate() {
+                for (place, members) in &part.lists {
+                    let Period::Bucket(bucket) = place.period else {
+                        continue;
+                    };
+                    for (member, _) in members {
+                        let unit = (
+                            place.scope.clone(),
+                            place.list,
+                            day_of(bucket),
+                            member.clone(),
+                        );
+                        assert_eq!(*part_of.entry(unit.clone()).or_insert(k), k, "{unit:?} cut");
+                    }
+                }
+                // Over `max` only when one unit is larger: here at most 14 minutes, 2 hours
+                // and a day.
+                assert!(part.members() <= max.max(17), "{max}: {}", part.members());
+            }
+            let mut merged: Vec<(Place, Vec<(Bytes, u64)>)> = Vec::new();
+            for part in parts {
+                for (place, members) in part.lists {
+                    for (member, n) in members {
+                        merged.push((place.clone(), vec![(member, n)]));
+                    }
+                }
+            }
+            let flat = |lists: &[(Place, Vec<(Bytes, u64)>)]| {
+                let mut out: Vec<(Place, Bytes, u64)> = lists
+                    .iter()
+                    .flat_map(|(p, m)| m.iter().map(|(b, n)| (p.clone(), b.clone(), *n)))
+                    .collect();
+                out.sort();
+                out
+            };
+            assert_eq!(flat(&merged), flat(&detail.lists), "{max}");
+        }
     }
 }

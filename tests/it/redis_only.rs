@@ -338,6 +338,90 @@ async fn hours_and_days_are_rolled_up_exactly_and_late_messages_join_them() {
     );
 }
 
+#[tokio::test]
+async fn a_roll_up_between_the_calls_of_one_detail_counts_nothing_twice() {
+    use chatstats::detail::{Buckets, DetailBuilder, Period, Scope};
+    use chatstats::timeline::{Bucket, Granularity, Retention, children, now_ms};
+    use std::collections::BTreeMap;
+
+    // A backfill of an ended hour (its minutes still kept) merged into one detail, cut into
+    // calls; the hour is rolled up between two of them, at every possible cut.
+    let redis = TestRedis::start();
+    let now = now_ms();
+    let hour = Bucket::of(Granularity::Hour, now - 3 * 3_600_000);
+    let mut builder = DetailBuilder::default();
+    let mut expected: BTreeMap<(String, String), u64> = BTreeMap::new();
+    for i in 0..40u64 {
+        let room = ["#a", "#b"][(i % 2) as usize];
+        let words = [format!("w{}", i % 5), format!("v{}", i % 3)];
+        let words: Vec<&str> = words.iter().map(String::as_str).collect();
+        let time = hour.start_ms() + 60_000 * (i % 9) + i;
+        builder.add(
+            &message(time, room, &format!("n{}", i % 4), &words),
+            true,
+            None,
+        );
+        for word in &words {
+            *expected
+                .entry((room.to_owned(), (*word).to_owned()))
+                .or_default() += 1;
+        }
+    }
+    let detail = builder.take(now, &Retention::default(), Buckets::Rollups);
+    let parts = detail.split(16);
+    assert!(parts.len() >= 4, "{} parts", parts.len());
+    let minutes: Vec<Period> = children(hour).into_iter().map(Period::Bucket).collect();
+    for cut in 1..parts.len() {
+        let store = redis.store_in(&namespace());
+        for part in &parts[..cut] {
+            assert!(store.apply_detail(part, None).await.unwrap());
+        }
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        while store.rolled().await.unwrap().hour < hour.number {
+            assert!(std::time::Instant::now() < deadline, "not rolled up");
+            store.maintain(now_ms()).await.unwrap();
+        }
+        for part in &parts[cut..] {
+            assert!(store.apply_detail(part, None).await.unwrap());
+        }
+        for room in ["#a", "#b"] {
+            let scope = Scope::Room(bytes::Bytes::copy_from_slice(room.as_bytes()));
+            let want: BTreeMap<String, u64> = expected
+                .iter()
+                .filter(|((r, _), _)| r == room)
+                .map(|((_, w), n)| (w.clone(), *n))
+                .collect();
+            for periods in [&[Period::Bucket(hour)][..], &minutes] {
+                let got: BTreeMap<String, u64> = store
+                    .top_in(TopList::Words, &scope, periods, 1000)
+                    .await
+                    .unwrap()
+                    .into_iter()
+                    .collect();
+                assert_eq!(
+                    got,
+                    want,
+                    "{room}, cut after part {cut}, {} buckets",
+                    periods.len()
+                );
+            }
+        }
+        let global: u64 = store
+            .top_in(
+                TopList::Words,
+                &Scope::Global,
+                &[Period::Bucket(hour)],
+                1000,
+            )
+            .await
+            .unwrap()
+            .iter()
+            .map(|(_, n)| n)
+            .sum();
+        assert_eq!(global, 80, "cut after part {cut}");
+    }
+}
+
 /// The 40 minute buckets that start 50 minutes before `now_ms`: the first, and all of them.
 fn forty_minutes_before(
     now_ms: u64,
