@@ -9,7 +9,7 @@
 //! all-time lists get every message, however old. A store that rolls hours and days up itself
 //! (Redis) asks for minute buckets only, and for hours and days that have ended (late messages).
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 
 use bytes::Bytes;
 use rustc_hash::FxHashMap;
@@ -171,53 +171,54 @@ impl Detail {
     /// an hour with the merge of its minutes: one running between two calls that carried the
     /// minute and the hour apart would count the message twice. (A unit larger than `max`, at
     /// most 1,465 buckets, makes a part of its own.)
-    pub fn split(self, max: usize) -> Vec<Detail> {
+    pub fn split(mut self, max: usize) -> Vec<Detail> {
         let max = max.max(1);
         if self.members() <= max {
             return vec![self];
         }
         let mut parts = Parts::new(max, self.messages);
-        let mut units: BTreeMap<Unit, Vec<(Bucket, u64)>> = BTreeMap::new();
-        for (place, members) in &self.lists {
-            match place.period {
-                Period::AllTime => {
-                    for (member, n) in members {
-                        parts.make_room(1);
-                        parts.list(place, member, *n);
-                    }
+        // One row per bucket increment, sorted so that a unit's rows are adjacent: by scope,
+        // list and day, then by a hash of the member (a collision only joins two units). Rows
+        // are small: a detail holds tens of thousands of increments.
+        let mut ranks: HashMap<&Scope, u32> = HashMap::new();
+        let mut rows: Vec<(UnitKey, u32, u32)> = Vec::new();
+        for (p, (place, members)) in self.lists.iter().enumerate() {
+            let Period::Bucket(bucket) = place.period else {
+                continue;
+            };
+            let next = ranks.len() as u32;
+            let scope = *ranks.entry(&place.scope).or_insert(next);
+            for (m, (member, _)) in members.iter().enumerate() {
+                let unit = (scope, place.list as u8, day_of(bucket), hash(member));
+                rows.push((unit, p as u32, m as u32));
+            }
+        }
+        rows.sort_unstable();
+        let mut lists = std::mem::take(&mut self.lists);
+        for (p, (place, members)) in lists.iter_mut().enumerate() {
+            if place.period == Period::AllTime {
+                for (member, n) in members.drain(..) {
+                    parts.make_room(1);
+                    parts.list(place, p, member, n);
                 }
-                Period::Bucket(bucket) => {
-                    for (member, n) in members {
-                        units
-                            .entry((&place.scope, place.list, day_of(bucket), member))
-                            .or_default()
-                            .push((bucket, *n));
-                    }
-                }
             }
         }
-        for ((scope, list, _, member), increments) in units {
-            parts.make_room(increments.len());
-            for (bucket, n) in increments {
-                let place = Place {
-                    scope: scope.clone(),
-                    period: Period::Bucket(bucket),
-                    list,
-                };
-                parts.list(&place, member, n);
+        for run in rows.chunk_by(|a, b| a.0 == b.0) {
+            parts.make_room(run.len());
+            for &(_, p, m) in run {
+                let (place, members) = &mut lists[p as usize];
+                let (member, n) = std::mem::take(&mut members[m as usize]);
+                parts.list(place, p as usize, member, n);
             }
         }
-        let mut days: BTreeMap<(&Scope, u64), Vec<(Bucket, u64)>> = BTreeMap::new();
-        for (scope, bucket, n) in &self.activity {
-            days.entry((scope, day_of(*bucket)))
-                .or_default()
-                .push((*bucket, *n));
-        }
-        for ((scope, _), counts) in days {
-            parts.make_room(counts.len());
-            for (bucket, n) in counts {
-                parts.current().activity.push((scope.clone(), bucket, n));
-            }
+        self.activity
+            .sort_by(|a, b| (&a.0, day_of(a.1)).cmp(&(&b.0, day_of(b.1))));
+        for run in self
+            .activity
+            .chunk_by(|a, b| a.0 == b.0 && day_of(a.1) == day_of(b.1))
+        {
+            parts.make_room(run.len());
+            parts.current().activity.extend_from_slice(run);
         }
         for item in self.seen {
             parts.make_room(1);
@@ -231,13 +232,17 @@ impl Detail {
     }
 }
 
-/// What [`Detail::split`] never cuts: one member's increments of one list and scope within
-/// one day (its number).
-type Unit<'a> = (&'a Scope, TopList, u64, &'a Bytes);
+/// A unit of [`Detail::split`]: scope (its rank), list, day number, hash of the member.
+type UnitKey = (u32, u8, u64, u64);
 
 /// The day number a bucket lies in.
 fn day_of(bucket: Bucket) -> u64 {
     Bucket::of(Granularity::Day, bucket.start_ms()).number
+}
+
+fn hash(member: &[u8]) -> u64 {
+    use std::hash::BuildHasher as _;
+    rustc_hash::FxBuildHasher.hash_one(member)
 }
 
 /// The parts [`Detail::split`] fills, one after another.
@@ -246,8 +251,9 @@ struct Parts {
     /// Members the last part may still take.
     room: usize,
     max: usize,
-    /// Where each place's increments are in the last part's lists.
-    places: HashMap<Place, usize>,
+    /// Where the increments of each place (by its index in the detail) are in the last
+    /// part's lists.
+    places: HashMap<usize, usize>,
 }
 
 impl Parts {
@@ -279,15 +285,15 @@ impl Parts {
         &mut self.parts[last]
     }
 
-    /// Adds one increment of `place` to the last part.
-    fn list(&mut self, place: &Place, member: &Bytes, n: u64) {
+    /// Adds one increment of `place` (the detail's `index`-th) to the last part.
+    fn list(&mut self, place: &Place, index: usize, member: Bytes, n: u64) {
         let last = self.parts.len() - 1;
         let lists = &mut self.parts[last].lists;
-        let at = *self.places.entry(place.clone()).or_insert_with(|| {
+        let at = *self.places.entry(index).or_insert_with(|| {
             lists.push((place.clone(), Vec::new()));
             lists.len() - 1
         });
-        lists[at].1.push((member.clone(), n));
+        lists[at].1.push((member, n));
     }
 }
 

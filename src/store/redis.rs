@@ -356,9 +356,15 @@ fn stream_entries(reply: Value) -> Vec<(String, Vec<(bytes::Bytes, bytes::Bytes)
 pub(crate) fn describe_error(err: &Error) -> String {
     let details = err.details().trim();
     match err.kind() {
-        ErrorKind::IO if details.contains("Connection refused") => {
-            format!("connection refused ({details})")
-        }
+        // An I/O error's details are its debug form (`Os { code: 111, kind: ConnectionRefused,
+        // message: "Connection refused" }`): its message is what a reader wants.
+        ErrorKind::IO => match details.split_once("message: \"") {
+            Some((_, rest)) => rest
+                .split_once('"')
+                .map_or(rest, |(message, _)| message)
+                .to_lowercase(),
+            None => details.to_owned(),
+        },
         ErrorKind::Auth => format!("authentication failed: {details}"),
         _ if details.is_empty() => format!("{:?}", err.kind()),
         _ => details.to_owned(),

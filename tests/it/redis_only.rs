@@ -340,13 +340,26 @@ async fn hours_and_days_are_rolled_up_exactly_and_late_messages_join_them() {
 
 #[tokio::test]
 async fn a_roll_up_between_the_calls_of_one_detail_counts_nothing_twice() {
+    let redis = TestRedis::start();
+    roll_up_between_calls(|| redis.store_in(&namespace())).await;
+}
+
+#[tokio::test]
+async fn on_redis_cluster_a_roll_up_between_the_calls_of_one_detail_counts_nothing_twice() {
+    let Some(cluster) = crate::cluster::TestCluster::shared() else {
+        return;
+    };
+    roll_up_between_calls(|| cluster.store_in(&namespace())).await;
+}
+
+/// A backfill of an ended hour (its minutes still kept) merged into one detail, cut into
+/// calls; the hour is rolled up between two of them, at every possible cut, each in a store
+/// of its own from `store`.
+async fn roll_up_between_calls(store: impl Fn() -> chatstats::store::redis::RedisStore) {
     use chatstats::detail::{Buckets, DetailBuilder, Period, Scope};
     use chatstats::timeline::{Bucket, Granularity, Retention, children, now_ms};
     use std::collections::BTreeMap;
 
-    // A backfill of an ended hour (its minutes still kept) merged into one detail, cut into
-    // calls; the hour is rolled up between two of them, at every possible cut.
-    let redis = TestRedis::start();
     let now = now_ms();
     let hour = Bucket::of(Granularity::Hour, now - 3 * 3_600_000);
     let mut builder = DetailBuilder::default();
@@ -372,7 +385,7 @@ async fn a_roll_up_between_the_calls_of_one_detail_counts_nothing_twice() {
     assert!(parts.len() >= 4, "{} parts", parts.len());
     let minutes: Vec<Period> = children(hour).into_iter().map(Period::Bucket).collect();
     for cut in 1..parts.len() {
-        let store = redis.store_in(&namespace());
+        let store = store();
         for part in &parts[..cut] {
             assert!(store.apply_detail(part, None).await.unwrap());
         }
