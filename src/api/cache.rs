@@ -159,7 +159,11 @@ pub(crate) async fn conditional(mut request: Request, next: Next) -> Response {
     let wanted = request.headers().get(header::IF_NONE_MATCH).cloned();
     let response = validate(wanted, next.run(request).await).await;
     if head {
-        let (parts, _) = response.into_parts();
+        // The length the GET's body would have (RFC 9110 9.3.2), not the empty body's.
+        let (mut parts, body) = response.into_parts();
+        if let Some(length) = axum::body::HttpBody::size_hint(&body).exact() {
+            parts.headers.insert(header::CONTENT_LENGTH, length.into());
+        }
         return Response::from_parts(parts, Body::empty());
     }
     response

@@ -168,6 +168,8 @@ pub(crate) enum NotKept {
         ("id" = String, Path, description = "The message's id: its upstream `id` tag, or the one made up", example = "fx-13")),
     responses(
         (status = 200, description = "The message", body = HistoryMessage),
+        (status = 400, description = "The id is not UTF-8 once percent-decoded", body = ErrorBody,
+            example = json!({"statusCode": 400, "error": "Bad Request", "message": "params/id: Invalid UTF-8 in `id`"})),
         NotKept, StoreUnavailable,
     ))]
 pub(crate) async fn message<S: Store>(
@@ -299,7 +301,8 @@ fn live_room(query: Option<&str>) -> Result<Option<String>, ApiError> {
     responses(
         (status = 200, description = "An endless `text/event-stream`: events `message`, `stats` and `lagged`", content_type = "text/event-stream", body = String,
             example = json!("event: message\ndata: {\"id\":\"fx-13\",\"time\":\"2026-11-23T08:04:59.000Z\",\"room\":\"#kitchen\",\"nick\":\"alice\",\"body\":\"Kappa KEKW\",\"emotes\":[\"Kappa\",\"KEKW\"]}\n\nevent: stats\ndata: {\"messagesPerSecond\":200,\"words\":[{\"KEKW\":120}]}\n\n")),
-        BadQuery,
+        (status = 400, description = "A parameter other than `room`, or an empty or malformed `room`", body = ErrorBody,
+            example = json!({"statusCode": 400, "error": "Bad Request", "message": "querystring: the live feed takes room only"})),
     ))]
 pub(crate) async fn live<S: Store>(
     State(state): State<AppState<S>>,
@@ -324,7 +327,8 @@ pub(crate) async fn live<S: Store>(
 #[utoipa::path(get, path = "/ws", tag = "history", params(LiveQuery),
     responses(
         (status = 101, description = "Switching to the WebSocket protocol; then text frames `{\"event\": \"message\"|\"stats\"|\"lagged\", \"data\": {…}}`"),
-        BadQuery,
+        (status = 400, description = "Not a WebSocket upgrade, a parameter other than `room`, or an empty or malformed `room`", body = ErrorBody,
+            example = json!({"statusCode": 400, "error": "Bad Request", "message": "querystring: the live feed takes room only"})),
     ))]
 pub(crate) async fn ws<S: Store>(
     State(state): State<AppState<S>>,

@@ -95,6 +95,8 @@ const NDJSON_DESCRIPTION: &str = r##"One payload (`application/json`), or up to 
             example = json!({"statusCode": 403, "error": "Forbidden", "message": "ingestion disabled: set INGEST_TOKENS"})),
         (status = 413, description = "The body is over 1 MiB, or holds more than 1,000 payloads", body = ErrorBody,
             example = json!({"statusCode": 413, "error": "Payload Too Large", "message": "request bodies are limited to 1048576 bytes"})),
+        (status = 408, description = "The body stopped arriving: no byte for HTTP_IDLE_TIMEOUT_MS; nothing was appended", body = ErrorBody,
+            example = json!({"statusCode": 408, "error": "Request Timeout", "message": "the body stalled: no byte for 10000 ms"})),
         (status = 415, description = "The content type is neither application/json nor application/x-ndjson", body = ErrorBody,
             example = json!({"statusCode": 415, "error": "Unsupported Media Type", "message": "content-type must be application/json or application/x-ndjson"})),
         (status = 429, description = "The token is over INGEST_RATE_LIMIT", body = ErrorBody,
@@ -141,6 +143,18 @@ async fn ingest<S: Store>(
 }
 
 /// The metrics label of a refusal.
+/// Every reason [`reason`] gives: the labels of `chatstats_ingest_rejected_total`.
+pub(crate) const REJECTION_REASONS: [&str; 8] = [
+    "disabled",
+    "unauthorized",
+    "rate_limited",
+    "unsupported_media_type",
+    "too_large",
+    "stalled",
+    "invalid",
+    "unavailable",
+];
+
 fn reason(error: &ApiError) -> &'static str {
     match error {
         ApiError::Forbidden(_) => "disabled",

@@ -281,6 +281,7 @@ fn cors(origins: &str) -> Option<CorsLayer> {
 
 /// The whole application: routes, documentation, 404s, CORS, limits.
 pub fn router<S: Store>(state: AppState<S>) -> Router {
+    crate::telemetry::metrics::ingestion_series(&ingest::REJECTION_REASONS);
     let cors = cors(&state.settings.cors_origin);
     let cache = Arc::new(cache::ResponseCache::new(state.settings.cache));
     let limits = state.limits.clone();

@@ -46,19 +46,25 @@ fn bad(message: impl Into<String>) -> ApiError {
 }
 
 impl Params {
-    /// Parses a raw query string (the last value of a repeated parameter wins).
+    /// Parses a raw query string (the last value of a repeated parameter wins). The value of
+    /// a parameter it reads must decode to UTF-8: `?room=%FF` is a 400, as `/stats/rooms/%FF`
+    /// is, not a room named U+FFFD.
     pub(crate) fn parse(query: Option<&str>) -> Result<Params, ApiError> {
         let mut params = Params::default();
-        for (name, value) in url::form_urlencoded::parse(query.unwrap_or("").as_bytes()) {
+        for pair in query.unwrap_or("").split('&').filter(|p| !p.is_empty()) {
+            let (name, raw) = pair.split_once('=').unwrap_or((pair, ""));
+            let name = form_decode(name).unwrap_or_default();
+            let value =
+                || form_decode(raw).ok_or_else(|| bad(format!("querystring/{name} must be UTF-8")));
             match name.as_ref() {
-                "limit" => params.limit = Some(limit(&value)?),
-                "room" => params.room = Some(name_value("room", value.into_owned())?),
-                "nick" => params.nick = Some(name_value("nick", value.into_owned())?),
-                "from" => params.from_ms = Some(time_value("from", &value)?),
-                "to" => params.to_ms = Some(time_value("to", &value)?),
-                "window" => params.window_ms = Some(window(&value)?),
-                "bucket" => params.bucket = Some(bucket(&value)?),
-                "before" => params.before = Some(name_value("before", value.into_owned())?),
+                "limit" => params.limit = Some(limit(&value()?)?),
+                "room" => params.room = Some(name_value("room", value()?.into_owned())?),
+                "nick" => params.nick = Some(name_value("nick", value()?.into_owned())?),
+                "from" => params.from_ms = Some(time_value("from", &value()?)?),
+                "to" => params.to_ms = Some(time_value("to", &value()?)?),
+                "window" => params.window_ms = Some(window(&value()?)?),
+                "bucket" => params.bucket = Some(bucket(&value()?)?),
+                "before" => params.before = Some(name_value("before", value()?.into_owned())?),
                 _ => {}
             }
         }
@@ -147,6 +153,24 @@ impl Params {
         };
         Ok(Some((from, to)))
     }
+}
+
+/// `raw` decoded as `application/x-www-form-urlencoded` (`+` is a space, `%XX` a byte; a `%`
+/// not followed by two hex digits is kept as it is), or `None` when the bytes are not UTF-8.
+fn form_decode(raw: &str) -> Option<std::borrow::Cow<'_, str>> {
+    let spaced = if raw.contains('+') {
+        std::borrow::Cow::Owned(raw.replace('+', " "))
+    } else {
+        std::borrow::Cow::Borrowed(raw)
+    };
+    let decoded = percent_encoding::percent_decode_str(&spaced)
+        .decode_utf8()
+        .ok()?
+        .into_owned();
+    Some(match spaced {
+        std::borrow::Cow::Borrowed(raw) if decoded == raw => std::borrow::Cow::Borrowed(raw),
+        _ => std::borrow::Cow::Owned(decoded),
+    })
 }
 
 fn limit(raw: &str) -> Result<usize, ApiError> {
@@ -243,6 +267,23 @@ mod tests {
         );
         assert_eq!(
             parse("limit=99999999999999999999999999999999999999999").unwrap_err(),
+            "querystring/limit must be integer"
+        );
+    }
+
+    #[test]
+    fn values_are_form_decoded_and_must_be_utf8() {
+        let p = parse("room=%23caf%C3%A9+bar&nick=a%2Bb&x=%FF").unwrap();
+        assert_eq!(p.room.as_deref(), Some("#café bar"));
+        assert_eq!(p.nick.as_deref(), Some("a+b"));
+        assert_eq!(
+            parse("room=%FF").unwrap_err(),
+            "querystring/room must be UTF-8"
+        );
+        assert_eq!(parse("nick=%zz").unwrap().nick.as_deref(), Some("%zz"));
+        assert_eq!(parse("&&limit=3&").unwrap().limit, Some(3));
+        assert_eq!(
+            parse("limit").unwrap_err(),
             "querystring/limit must be integer"
         );
     }

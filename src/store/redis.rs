@@ -793,11 +793,17 @@ fn history_group(
     }
 }
 
-/// A history cursor of this store: `r` and a stream entry id.
+/// A history cursor of this store: `r` and a stream entry id (never `0-0`, below every id).
 fn stream_id(cursor: &str) -> Option<&str> {
     let id = cursor.strip_prefix('r')?;
     let (ms, seq) = id.split_once('-')?;
-    (ms.parse::<u64>().is_ok() && seq.parse::<u64>().is_ok()).then_some(id)
+    let number = |text: &str| {
+        (!text.is_empty() && text.bytes().all(|b| b.is_ascii_digit()))
+            .then(|| text.parse::<u64>().ok())
+            .flatten()
+    };
+    let (ms, seq) = (number(ms)?, number(seq)?);
+    (ms > 0 || seq > 0).then_some(id)
 }
 
 /// Text of a reply value; Redis data is bytes, so invalid UTF-8 is replaced, not rejected.

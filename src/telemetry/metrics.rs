@@ -114,6 +114,15 @@ pub(crate) fn ingested(n: u64) {
     counter!("chatstats_ingested_total").increment(n);
 }
 
+/// The ingestion series at zero, for a process that serves `POST /messages` (`reasons`: every
+/// label of the refusals), so that a scrape tells "none yet" from "not measured".
+pub(crate) fn ingestion_series(reasons: &[&'static str]) {
+    counter!("chatstats_ingested_total").increment(0);
+    for reason in reasons {
+        counter!("chatstats_ingest_rejected_total", "reason" => *reason).increment(0);
+    }
+}
+
 /// A `POST /messages` request refused, by why (`unauthorized`, `rate_limited`, `invalid`…).
 pub(crate) fn ingest_rejected(reason: &'static str) {
     counter!("chatstats_ingest_rejected_total", "reason" => reason).increment(1);

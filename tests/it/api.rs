@@ -287,10 +287,19 @@ async fn stats_answers_carry_an_etag_and_if_none_match_gives_304() {
         assert_eq!(first.status(), 200);
         let tag = first.headers()["etag"].to_str().unwrap().to_owned();
         assert!(tag.starts_with("W/\""), "{tag}");
-        // HEAD stands for the GET: the same tag, without a body.
+        let length = axum::body::to_bytes(first.into_body(), 1 << 20)
+            .await
+            .unwrap()
+            .len();
+        // HEAD stands for the GET: the same tag and length, without a body.
         let head = send("HEAD", None).await.unwrap();
         assert_eq!(head.status(), 200);
         assert_eq!(head.headers()["etag"], tag.as_str(), "cache {cache:?}");
+        assert_eq!(
+            head.headers()["content-length"],
+            length.to_string().as_str(),
+            "cache {cache:?}"
+        );
         for method in ["GET", "HEAD"] {
             let again = send(method, Some(tag.clone())).await.unwrap();
             assert_eq!(again.status(), 304, "{method}, cache {cache:?}");
@@ -309,6 +318,16 @@ async fn large_answers_are_compressed_for_clients_that_ask() {
     assert_eq!(status, 200);
     assert_eq!(headers["content-encoding"], "gzip");
     assert!(body.starts_with(&[0x1f, 0x8b]), "a gzip stream");
+    for encoding in ["br", "deflate"] {
+        let (status, headers, _) = call(
+            "/documentation/json",
+            "GET",
+            &[("accept-encoding", encoding)],
+        )
+        .await;
+        assert_eq!(status, 200);
+        assert_eq!(headers["content-encoding"], encoding);
+    }
 }
 
 #[tokio::test]
@@ -338,6 +357,8 @@ async fn metrics_are_served_in_the_prometheus_text_format() {
         "chatstats_upstream_reconnects_total",
         "chatstats_store_retries_total",
         "chatstats_failed_messages_total",
+        "chatstats_ingested_total",
+        "chatstats_ingest_rejected_total{reason=\"stalled\"}",
     ] {
         assert!(text.contains(name), "{name} in:\n{text}");
     }
