@@ -177,38 +177,50 @@ impl Detail {
             return vec![self];
         }
         let mut parts = Parts::new(max, self.messages);
-        // One row per bucket increment, sorted so that a unit's rows are adjacent: by scope,
-        // list and day, then by a hash of the member (a collision only joins two units). Rows
-        // are small: a detail holds tens of thousands of increments.
-        let mut ranks: HashMap<&Scope, u32> = HashMap::new();
-        let mut rows: Vec<(UnitKey, u32, u32)> = Vec::new();
-        for (p, (place, members)) in self.lists.iter().enumerate() {
-            let Period::Bucket(bucket) = place.period else {
-                continue;
-            };
-            let next = ranks.len() as u32;
-            let scope = *ranks.entry(&place.scope).or_insert(next);
-            for (m, (member, _)) in members.iter().enumerate() {
-                let unit = (scope, place.list as u8, day_of(bucket), hash(member));
-                rows.push((unit, p as u32, m as u32));
-            }
-        }
-        rows.sort_unstable();
         let mut lists = std::mem::take(&mut self.lists);
         for (p, (place, members)) in lists.iter_mut().enumerate() {
             if place.period == Period::AllTime {
-                for (member, n) in members.drain(..) {
+                for (member, n) in std::mem::take(members) {
                     parts.make_room(1);
                     parts.list(place, p, member, n);
                 }
             }
         }
-        for run in rows.chunk_by(|a, b| a.0 == b.0) {
-            parts.make_room(run.len());
-            for &(_, p, m) in run {
-                let (place, members) = &mut lists[p as usize];
-                let (member, n) = std::mem::take(&mut members[m as usize]);
-                parts.list(place, p as usize, member, n);
+        // The bucket lists by group (scope, list, day): the places a unit can span.
+        let mut ranks: HashMap<&Scope, u32> = HashMap::new();
+        let mut groups: Vec<((u32, TopList, u64), usize)> = Vec::new();
+        for (p, (place, _)) in lists.iter().enumerate() {
+            if let Period::Bucket(bucket) = place.period {
+                let next = ranks.len() as u32;
+                let scope = *ranks.entry(&place.scope).or_insert(next);
+                groups.push(((scope, place.list, day_of(bucket)), p));
+            }
+        }
+        drop(ranks);
+        groups.sort_unstable();
+        // Within a group, one row per increment (member hash, place, member), sorted so that
+        // a unit's rows are adjacent (a hash collision only joins two units). One group's rows
+        // at a time, and each group's increments freed once placed: a detail holds hundreds
+        // of thousands of them in a backfill.
+        let mut rows: Vec<(u64, u32, u32)> = Vec::new();
+        for group in groups.chunk_by(|a, b| a.0 == b.0) {
+            rows.clear();
+            for &(_, p) in group {
+                for (m, (member, _)) in lists[p].1.iter().enumerate() {
+                    rows.push((hash(member), p as u32, m as u32));
+                }
+            }
+            rows.sort_unstable();
+            for run in rows.chunk_by(|a, b| a.0 == b.0) {
+                parts.make_room(run.len());
+                for &(_, p, m) in run {
+                    let (place, members) = &mut lists[p as usize];
+                    let (member, n) = std::mem::take(&mut members[m as usize]);
+                    parts.list(place, p as usize, member, n);
+                }
+            }
+            for &(_, p) in group {
+                lists[p].1 = Vec::new();
             }
         }
         self.activity
@@ -231,9 +243,6 @@ impl Detail {
         parts.parts
     }
 }
-
-/// A unit of [`Detail::split`]: scope (its rank), list, day number, hash of the member.
-type UnitKey = (u32, u8, u64, u64);
 
 /// The day number a bucket lies in.
 fn day_of(bucket: Bucket) -> u64 {
@@ -273,6 +282,10 @@ impl Parts {
     /// Starts a new part unless the last one has room for `members` or is empty.
     fn make_room(&mut self, members: usize) {
         if members > self.room && !self.current().is_empty() {
+            // Its lists grew one increment at a time: their slack would add up over a detail.
+            for (_, increments) in &mut self.current().lists {
+                increments.shrink_to_fit();
+            }
             self.parts.push(Detail::default());
             self.room = self.max;
             self.places.clear();
