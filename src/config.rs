@@ -668,7 +668,11 @@ fn parse_cluster_url(scheme: &str, rest: &str) -> Result<SecretUrl, String> {
         let parsed = url::Url::parse(&format!("redis://{node}"))
             .map_err(|e| format!("node {node:?} is not host:port ({e}); {expected}"))?;
         let plain = parsed.path().is_empty() || parsed.path() == "/";
-        if parsed.host_str().is_none_or(str::is_empty) || !plain || parsed.query().is_some() {
+        if parsed.host_str().is_none_or(str::is_empty)
+            || parsed.port().is_none()
+            || !plain
+            || parsed.query().is_some()
+        {
             return Err(format!("node {node:?} is not host:port; {expected}"));
         }
     }

@@ -41,6 +41,25 @@ pub async fn migrate(from: &RedisStore, to: &RedisStore) -> Result<Moved, StoreE
             "the source must be a standalone Redis".to_owned(),
         ));
     }
+    // Both reachable first, each named: the source is read with plain scans, which would wait
+    // for a connection for ever (a refused password makes the client retry).
+    let side = |name: &'static str| {
+        move |err: StoreError| match err {
+            StoreError::Unreachable(cause) => {
+                StoreError::Unreachable(format!("{cause} (the {name})"))
+            }
+            StoreError::Timeout(ms) => {
+                StoreError::Unreachable(format!("no answer within {ms} ms (the {name})"))
+            }
+            other => other,
+        }
+    };
+    from.top(TopList::Words, 1)
+        .await
+        .map_err(side("source, --from"))?;
+    to.top(TopList::Words, 1)
+        .await
+        .map_err(side("target, --to"))?;
     for list in TopList::ALL {
         if !to.top(list, 1).await?.is_empty() {
             return Err(StoreError::Unsupported(format!(

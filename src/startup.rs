@@ -98,7 +98,10 @@ where
         }
     };
     let code = runtime.block_on(async {
-        telemetry::init(cli.process().log_format);
+        if let Err(err) = telemetry::init(cli.process().log_format) {
+            eprintln!("{err}");
+            return ExitCode::from(2);
+        }
         telemetry::metrics::install();
         match run(cli, shutdown::on_signal()).await {
             Ok(()) => ExitCode::SUCCESS,
@@ -184,7 +187,7 @@ pub async fn run_migrate(cli: MigrateCli, shutdown: CancellationToken) -> Result
     let moved = tokio::select! {
         moved = crate::migrate::migrate(&from, &to) => moved?,
         _ = shutdown.cancelled() => {
-            return Err(StoreError::Unsupported("interrupted: the target holds part of the data; delete its namespace before running again".to_owned()).into());
+            return Err(StoreError::Unsupported("interrupted: the target may hold part of the data; delete its namespace before running again".to_owned()).into());
         }
     };
     info!(
@@ -576,6 +579,8 @@ async fn run_both<S: Store>(
     listener: TcpListener,
     shutdown: CancellationToken,
 ) -> Result<(), AppError> {
+    // Read first (EMOTE_NAMES_FILE): a bad setting stops the process before it says it starts.
+    let settings = cli.worker.settings(&cli.process, &cli.redis.data)?;
     let source = match &upstream {
         Some(upstream) => upstream.to_string(),
         None => format!(
@@ -600,10 +605,7 @@ async fn run_both<S: Store>(
         AppState::new(store.clone(), api_settings),
         shutdown.clone(),
     ));
-    let (sim, settings) = (
-        cli.sim.clone(),
-        cli.worker.settings(&cli.process, &cli.redis.data)?,
-    );
+    let sim = cli.sim.clone();
     let stop = shutdown.clone();
     let mut worker =
         tokio::spawn(async move { drive(store, upstream, &sim, settings, stop).await });

@@ -27,9 +27,19 @@ pub enum LogFormat {
     Json,
 }
 
-/// Installs the global subscriber. Safe to call more than once (later calls do nothing).
-pub fn init(format: LogFormat) {
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+/// Installs the global subscriber, filtered by `RUST_LOG` (`info` when unset or empty). Safe to
+/// call more than once (later calls do nothing). A `RUST_LOG` that does not parse is an error,
+/// not a silent `info`: its directives were meant to apply.
+pub fn init(format: LogFormat) -> Result<(), String> {
+    let filter = match std::env::var_os("RUST_LOG") {
+        Some(spec) if !spec.is_empty() => {
+            let text = spec.to_string_lossy();
+            EnvFilter::builder()
+                .parse(&text)
+                .map_err(|err| format!("invalid RUST_LOG={text:?}: {err}"))?
+        }
+        _ => EnvFilter::new("info"),
+    };
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(RedactingStderr);
@@ -39,6 +49,7 @@ pub fn init(format: LogFormat) {
             .try_init(),
         LogFormat::Json => builder.json().flatten_event(true).try_init(),
     };
+    Ok(())
 }
 
 /// The text that replaces a secret in logs.

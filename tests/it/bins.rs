@@ -48,9 +48,18 @@ fn a_bad_value_stops_the_process_with_one_line_naming_the_variable() {
         ),
         ("chatstats", "FORWARD_TO_INBOX", "true"),
         ("chatstats", "CHAT_INTERFACE_URL", "inbox"),
+        ("chatstats-api", "RUST_LOG", "info,chatstats=notalevel"),
+        (
+            "chatstats-api",
+            "REDIS_CLUSTER_NODES",
+            "127.0.0.1:7000,noport",
+        ),
+        // Before the start line: checked before anything is said or served.
+        ("chatstats", "EMOTE_NAMES_FILE", "/nonexistent/emotes.txt"),
     ] {
         let out = bin(name)
             .env("CHAT_INTERFACE_URL", "http://127.0.0.1:9/")
+            .env("NODE_PORT", "0")
             .env(var, value)
             .output()
             .unwrap();

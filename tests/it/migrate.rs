@@ -137,3 +137,25 @@ async fn a_standalone_redis_moved_to_a_cluster_gives_the_same_lasting_answers() 
         "the refused run wrote nothing"
     );
 }
+
+#[test]
+fn a_source_or_target_that_refuses_the_password_stops_the_migration_at_once() {
+    let guarded = TestRedis::start_with(&["--appendonly", "no", "--requirepass", "right-pass"]);
+    let open = TestRedis::start();
+    let wrong = format!("redis://:wrong-pass-42@127.0.0.1:{}", guarded.port);
+    let open = open.url();
+    for (from, to, side) in [
+        (&wrong, &open, "(the source, --from)"),
+        (&open, &wrong, "(the target, --to)"),
+    ] {
+        let started = std::time::Instant::now();
+        let (status, out) = migrate(from, to, &namespace());
+        assert_eq!(status.code(), Some(1), "{out}");
+        assert!(out.contains("WRONGPASS") && out.contains(side), "{out}");
+        assert!(
+            !out.contains("wrong-pass-42"),
+            "the password is repeated: {out}"
+        );
+        assert!(started.elapsed() < Duration::from_secs(20), "{out}");
+    }
+}
