@@ -196,7 +196,6 @@ impl Detail {
                 groups.push(((scope, place.list, day_of(bucket)), p));
             }
         }
-        drop(ranks);
         groups.sort_unstable();
         // Within a group, one row per increment (member hash, place, member), sorted so that
         // a unit's rows are adjacent (a hash collision only joins two units). One group's rows

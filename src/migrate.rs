@@ -57,11 +57,9 @@ pub async fn migrate(from: &RedisStore, to: &RedisStore) -> Result<Moved, StoreE
     from.top(TopList::Words, 1)
         .await
         .map_err(side("source, --from"))?;
-    to.top(TopList::Words, 1)
-        .await
-        .map_err(side("target, --to"))?;
     for list in TopList::ALL {
-        if !to.top(list, 1).await?.is_empty() {
+        let held = to.top(list, 1).await.map_err(side("target, --to"))?;
+        if !held.is_empty() {
             return Err(StoreError::Unsupported(format!(
                 "the target already holds {} under namespace {:?}: migrate into an empty namespace",
                 list.name(),

@@ -56,15 +56,15 @@ impl Params {
             let name = form_decode(name).unwrap_or_default();
             let value =
                 || form_decode(raw).ok_or_else(|| bad(format!("querystring/{name} must be UTF-8")));
-            match name.as_ref() {
+            match name.as_str() {
                 "limit" => params.limit = Some(limit(&value()?)?),
-                "room" => params.room = Some(name_value("room", value()?.into_owned())?),
-                "nick" => params.nick = Some(name_value("nick", value()?.into_owned())?),
+                "room" => params.room = Some(name_value("room", value()?)?),
+                "nick" => params.nick = Some(name_value("nick", value()?)?),
                 "from" => params.from_ms = Some(time_value("from", &value()?)?),
                 "to" => params.to_ms = Some(time_value("to", &value()?)?),
                 "window" => params.window_ms = Some(window(&value()?)?),
                 "bucket" => params.bucket = Some(bucket(&value()?)?),
-                "before" => params.before = Some(name_value("before", value()?.into_owned())?),
+                "before" => params.before = Some(name_value("before", value()?)?),
                 _ => {}
             }
         }
@@ -157,20 +157,12 @@ impl Params {
 
 /// `raw` decoded as `application/x-www-form-urlencoded` (`+` is a space, `%XX` a byte; a `%`
 /// not followed by two hex digits is kept as it is), or `None` when the bytes are not UTF-8.
-fn form_decode(raw: &str) -> Option<std::borrow::Cow<'_, str>> {
-    let spaced = if raw.contains('+') {
-        std::borrow::Cow::Owned(raw.replace('+', " "))
-    } else {
-        std::borrow::Cow::Borrowed(raw)
-    };
+fn form_decode(raw: &str) -> Option<String> {
+    let spaced = raw.replace('+', " ");
     let decoded = percent_encoding::percent_decode_str(&spaced)
         .decode_utf8()
-        .ok()?
-        .into_owned();
-    Some(match spaced {
-        std::borrow::Cow::Borrowed(raw) if decoded == raw => std::borrow::Cow::Borrowed(raw),
-        _ => std::borrow::Cow::Owned(decoded),
-    })
+        .ok()?;
+    Some(decoded.into_owned())
 }
 
 fn limit(raw: &str) -> Result<usize, ApiError> {
