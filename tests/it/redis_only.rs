@@ -456,7 +456,8 @@ fn forty_minutes_before(
 
 /// `top.lua` answers a top list over many buckets without merging them (the threshold
 /// algorithm, with ZMSCORE batches, and ZUNION past a work budget); the in-memory store sums
-/// them plainly. Skewed and flat vocabularies (many equal counts) over 40 minutes, every k.
+/// them plainly. Skewed and flat vocabularies (many equal counts) over 40 minutes, every k;
+/// the largest (most words said once or twice) takes the ZUNION path, with many ties at k.
 #[tokio::test]
 async fn the_top_of_many_buckets_matches_a_plain_sum() {
     use chatstats::detail::{Buckets, DetailBuilder, Scope};
@@ -467,7 +468,12 @@ async fn the_top_of_many_buckets_matches_a_plain_sum() {
     let retention = Retention::default();
     let now = now_ms();
     let (first, minutes) = forty_minutes_before(now);
-    for (seed, vocabulary, skewed) in [(1, 3_000, true), (2, 40, false), (3, 400, false)] {
+    for (seed, vocabulary, skewed) in [
+        (1, 3_000, true),
+        (2, 40, false),
+        (3, 400, false),
+        (4, 30_000, false),
+    ] {
         let mut rng = rand::rngs::SmallRng::seed_from_u64(seed);
         let (mut in_redis, mut in_memory) = (DetailBuilder::default(), DetailBuilder::default());
         for i in 0..6_000u64 {

@@ -4,7 +4,11 @@
 -- best sum a member not met yet could have (the sum of the last scores read). Ties at the k-th
 -- place are all returned, and the caller orders members by sum, then by member in descending
 -- byte order (Lua's string order depends on Redis's locale, so it is not used here). When the
--- work grows past a budget (many equal counts), the sets are merged with ZUNION instead.
+-- work grows past a budget (many equal counts), the sets are merged with ZUNION instead, whose
+-- order is the caller's: then exactly the k best are returned.
+-- Pages double from one round to the next and the k best sums are kept in a heap, so the work
+-- grows as (members met) x log k, never with the square of the members met: a range of flat
+-- counts (every word said once) is not a way to hold Redis up.
 --   KEYS: the sorted sets (a missing one is empty)
 --   ARGV: k
 -- Returns member, sum, member, sum... in no particular order.
@@ -13,30 +17,49 @@ local n = #KEYS
 local page = math.max(k, 32)
 local sums, met = {}, {}
 local depth, work = 0, 0
+-- Lookups of members' scores (ZMSCORE) past which merging every member costs less.
+local BUDGET = 50000
 
-local function kth_best(values)
-  local sorted = {}
-  for i = 1, #values do
-    sorted[i] = values[i]
-  end
-  table.sort(sorted, function(a, b) return a > b end)
-  return sorted[k]
-end
-
-local function answer(members, sum_of)
-  local totals = {}
-  for i = 1, #members do
-    totals[i] = sum_of(members[i])
-  end
-  local least = kth_best(totals) or -math.huge
-  local out = {}
-  for i = 1, #members do
-    if totals[i] >= least then
-      out[#out + 1] = members[i]
-      out[#out + 1] = tostring(totals[i])
+-- The k best sums met so far: a min-heap, its root the k-th best once it holds k.
+local heap = {}
+local function keep(value)
+  local size = #heap
+  if size < k then
+    heap[size + 1] = value
+    local i = size + 1
+    while i > 1 do
+      local parent = math.floor(i / 2)
+      if heap[parent] <= heap[i] then
+        break
+      end
+      heap[parent], heap[i] = heap[i], heap[parent]
+      i = parent
+    end
+  elseif value > heap[1] then
+    heap[1] = value
+    local i = 1
+    while true do
+      local left, least = 2 * i, i
+      if left <= size and heap[left] < heap[least] then
+        least = left
+      end
+      if left + 1 <= size and heap[left + 1] < heap[least] then
+        least = left + 1
+      end
+      if least == i then
+        break
+      end
+      heap[least], heap[i] = heap[i], heap[least]
+      i = least
     end
   end
-  return out
+end
+
+local function kth_best()
+  if #heap < k then
+    return nil
+  end
+  return heap[1]
 end
 
 -- The sums of members met for the first time, from each set in one ZMSCORE per (at most)
@@ -55,7 +78,41 @@ local function sum_up(fresh)
       end
     end
   end
+  for j = 1, #fresh do
+    keep(sums[fresh[j]])
+  end
   work = work + n * #fresh
+end
+
+-- The members whose sum is at least the k-th best (ties included).
+local function answer()
+  local least = kth_best() or -math.huge
+  local out = {}
+  for i = 1, #met do
+    local sum = sums[met[i]]
+    if sum >= least then
+      out[#out + 1] = met[i]
+      out[#out + 1] = tostring(sum)
+    end
+  end
+  return out
+end
+
+-- Every member merged: ZUNION answers as a sorted set orders, by sum then member bytes,
+-- ascending, so its last k are the k best in the caller's order, ties broken as it would.
+local function merged()
+  local args = {'ZUNION', n}
+  for q = 1, n do
+    args[#args + 1] = KEYS[q]
+  end
+  args[#args + 1] = 'WITHSCORES'
+  local scores = redis.call(unpack(args))
+  local out = {}
+  for i = #scores - 1, math.max(1, #scores - 2 * k + 1), -2 do
+    out[#out + 1] = scores[i]
+    out[#out + 1] = scores[i + 1]
+  end
+  return out
 end
 
 while true do
@@ -76,31 +133,18 @@ while true do
       open = true
     end
   end
+  if work + n * #fresh > BUDGET then
+    return merged()
+  end
   sum_up(fresh)
   depth = depth + page
   if not open then
     break
   end
-  local totals = {}
-  for i = 1, #met do
-    totals[i] = sums[met[i]]
-  end
-  local best = kth_best(totals)
+  local best = kth_best()
   if best and best > bound then
     break
   end
-  if work > 50000 then
-    local args = {'ZUNION', n}
-    for q = 1, n do
-      args[#args + 1] = KEYS[q]
-    end
-    args[#args + 1] = 'WITHSCORES'
-    local members, scores = {}, redis.call(unpack(args))
-    for i = 1, #scores, 2 do
-      members[#members + 1] = scores[i]
-      sums[scores[i]] = tonumber(scores[i + 1])
-    end
-    return answer(members, function(m) return sums[m] end)
-  end
+  page = math.min(2 * page, 8192)
 end
-return answer(met, function(m) return sums[m] end)
+return answer()
