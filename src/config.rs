@@ -100,14 +100,16 @@ pub(crate) struct DataArgs {
     /// Distinct failed payloads kept (the newest).
     #[arg(long, env, default_value_t = 1000, value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
     pub(crate) failed_messages_max: u64,
-    /// How long minute buckets of the statistics by time are kept (`7h`, `90m`, `1d`…).
-    #[arg(long, env, default_value = "7h", value_parser = parse_retention)]
+    /// How long minute buckets of the statistics by time are kept (`7h`, `90m`, `1d`…; at
+    /// least 2h: an hour is rolled up from its minutes once it has ended).
+    #[arg(long, env, default_value = "7h", value_parser = parse_minute_retention)]
     pub(crate) minute_retention: Duration,
-    /// How long hour buckets are kept.
-    #[arg(long, env, default_value = "49h", value_parser = parse_retention)]
+    /// How long hour buckets are kept (at least 26h: a day is rolled up from its hours once it
+    /// has ended).
+    #[arg(long, env, default_value = "49h", value_parser = parse_hour_retention)]
     pub(crate) hour_retention: Duration,
-    /// How long day buckets are kept.
-    #[arg(long, env, default_value = "35d", value_parser = parse_retention)]
+    /// How long day buckets are kept (at least 1d).
+    #[arg(long, env, default_value = "35d", value_parser = parse_day_retention)]
     pub(crate) day_retention: Duration,
     /// How long recorded messages are kept for `GET /messages` (`0`: not kept; the live feed
     /// still works).
@@ -227,8 +229,8 @@ pub(crate) struct ApiArgs {
     /// Port the API listens on.
     #[arg(long, env, default_value_t = 3000)]
     pub(crate) node_port: u16,
-    /// Allowed CORS origins, comma-separated; `*` allows any, empty turns CORS off.
-    #[arg(long, env, default_value = "*")]
+    /// Allowed CORS origins, comma-separated; `*` (alone) allows any, empty turns CORS off.
+    #[arg(long, env, default_value = "*", value_parser = parse_cors_origin)]
     pub(crate) cors_origin: String,
     /// How long answers of the statistics routes are kept and shared between requests, in
     /// milliseconds: they are at most this stale (0: every answer read from the store).
@@ -407,9 +409,10 @@ pub(crate) struct WorkerArgs {
     /// any case.
     #[arg(long, env, default_value = "")]
     pub(crate) ignored_nicks: String,
-    /// A file of third-party emote names (BTTV, FFZ, 7TV), one per line, counted as emotes.
-    #[arg(long, env)]
-    pub(crate) emote_names_file: Option<std::path::PathBuf>,
+    /// A file of third-party emote names (BTTV, FFZ, 7TV), one per line, counted as emotes
+    /// (empty: none).
+    #[arg(long, env, default_value = "")]
+    pub(crate) emote_names_file: String,
     /// `chatstats-worker` only: serve its Prometheus metrics at `GET /metrics` on this address
     /// (`0.0.0.0:9100`); `chatstats` and `chatstats-api` serve them on the API's port.
     #[arg(long, env)]
@@ -443,10 +446,9 @@ pub(crate) enum Statistics {
 impl WorkerArgs {
     /// The counting rules: reads EMOTE_NAMES_FILE.
     pub(crate) fn rules(&self) -> Result<Rules, ConfigError> {
-        let file = self
-            .emote_names_file
-            .as_ref()
-            .filter(|p| !p.as_os_str().is_empty());
+        let file = Some(self.emote_names_file.trim())
+            .filter(|p| !p.is_empty())
+            .map(std::path::Path::new);
         let emote_names = match file {
             None => EmoteNames::default(),
             Some(path) => {
@@ -612,12 +614,61 @@ impl ConfigError {
 }
 
 fn parse_retention(value: &str) -> Result<Duration, String> {
+    retention_at_least(value, Duration::from_secs(60), "1m", "")
+}
+
+/// An hour is rolled up from its minutes once it has ended (and settled): every minute of the
+/// hour must still be kept then, or the hour would miss what expired (RELIABILITY.md).
+fn parse_minute_retention(value: &str) -> Result<Duration, String> {
+    let why = " (an hour is rolled up from its minutes once it has ended)";
+    retention_at_least(value, Duration::from_secs(2 * 3_600), "2h", why)
+}
+
+/// A day is rolled up from its hours once its last hour is: the day's hours must be kept a
+/// day and the last hour's roll-up.
+fn parse_hour_retention(value: &str) -> Result<Duration, String> {
+    let why = " (a day is rolled up from its hours once it has ended)";
+    retention_at_least(value, Duration::from_secs(26 * 3_600), "26h", why)
+}
+
+fn parse_day_retention(value: &str) -> Result<Duration, String> {
+    retention_at_least(value, Duration::from_secs(86_400), "1d", "")
+}
+
+fn retention_at_least(
+    value: &str,
+    least: Duration,
+    least_text: &str,
+    why: &str,
+) -> Result<Duration, String> {
     let kept = humantime::parse_duration(value.trim())
         .map_err(|e| format!("{e}; expected a duration such as 7h, 90m or 35d"))?;
-    if kept < Duration::from_secs(60) || kept > Duration::from_secs(10 * 366 * 86_400) {
-        return Err("expected a duration between 1m and 10 years".to_owned());
+    if kept < least || kept > Duration::from_secs(10 * 366 * 86_400) {
+        return Err(format!(
+            "expected a duration between {least_text} and 10 years{why}"
+        ));
     }
     Ok(kept)
+}
+
+/// `*` alone, or origins (`https://example.com`) that are valid header values.
+fn parse_cors_origin(value: &str) -> Result<String, String> {
+    let origins: Vec<&str> = value.split(',').map(str::trim).collect();
+    if value.trim().is_empty() || value.trim() == "*" {
+        return Ok(value.to_owned());
+    }
+    if origins.contains(&"*") {
+        return Err("`*` allows every origin and cannot be listed with others".to_owned());
+    }
+    if origins
+        .iter()
+        .any(|o| o.is_empty() || axum::http::HeaderValue::from_str(o).is_err())
+    {
+        return Err(
+            "expected `*`, or origins such as https://example.com, comma-separated".to_owned(),
+        );
+    }
+    Ok(value.to_owned())
 }
 
 fn parse_history_retention(value: &str) -> Result<Duration, String> {
@@ -644,6 +695,9 @@ pub(crate) fn parse_redis_url(value: &str) -> Result<SecretUrl, String> {
         return Err(
             "the path is not a database number; expected redis://host:port[/db]".to_owned(),
         );
+    }
+    if !path.is_empty() && path.parse::<u8>().is_err() {
+        return Err("the database number is out of range; expected 0 to 255".to_owned());
     }
     match url.expose().scheme() {
         "redis" | "rediss" if url.expose().host_str().is_some_and(|h| !h.is_empty()) => Ok(url),
@@ -750,7 +804,12 @@ pub(crate) fn load_dotenv(path: &std::path::Path) -> Result<(), String> {
                         let end = start
                             .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_' || c == '.'))
                             .unwrap_or(start.len());
-                        start[..end].to_owned()
+                        // Only a line with more than one word (`NAME=…`, `NAME value`) is
+                        // named by its start: a lone word may be a pasted secret.
+                        match start[end..].trim().is_empty() {
+                            true => String::new(),
+                            false => start[..end].to_owned(),
+                        }
                     })
                     .filter(|n| !n.is_empty() && n.len() < 64)
                     .map_or_else(String::new, |n| format!(" ({n})"));
@@ -787,7 +846,7 @@ fn one_line(err: &clap::Error) -> String {
     });
     let value = text(ContextKind::InvalidValue);
     let valid = match err.get(ContextKind::ValidValue) {
-        Some(ContextValue::Strings(values)) => Some(values.join("|")),
+        Some(ContextValue::Strings(values)) if !values.is_empty() => Some(values.join("|")),
         _ => None,
     };
     // A URL with credentials is a secret whatever variable or argument holds it.
@@ -900,5 +959,10 @@ mod tests {
             assert!(err.contains(&format!("({name})")), "{err}");
             assert!(!err.contains("s3cret"), "the value is repeated: {err}");
         }
+        // A lone word (a token pasted on a line of its own) is not repeated either.
+        std::fs::write(&path, "A=1\nB=2\nC=3\ns3cretToken\n").unwrap();
+        let err = load_dotenv(&path).unwrap_err();
+        assert!(err.contains(".env line 4"), "{err}");
+        assert!(!err.contains("s3cret"), "the line is repeated: {err}");
     }
 }

@@ -40,9 +40,11 @@ pub enum AppError {
     /// The worker failed.
     #[error(transparent)]
     Worker(#[from] WorkerError),
-    /// The API could not listen or serve.
-    #[error("cannot serve the API on {address}: {source}")]
+    /// A server (the API, the simulated stream, a worker's metrics) could not listen or serve.
+    #[error("cannot serve {what} on {address}: {source}")]
     Listen {
+        /// What was to be served there.
+        what: &'static str,
         /// The address.
         address: String,
         /// The cause.
@@ -311,6 +313,7 @@ pub async fn run_sim(cli: SimCli, shutdown: CancellationToken) -> Result<(), App
     let listener = TcpListener::bind((host, cli.sim_port))
         .await
         .map_err(|source| AppError::Listen {
+            what: "the simulated stream",
             address: address.clone(),
             source,
         })?;
@@ -320,7 +323,11 @@ pub async fn run_sim(cli: SimCli, shutdown: CancellationToken) -> Result<(), App
     };
     crate::sim::serve(listener, settings, shutdown)
         .await
-        .map_err(|source| AppError::Listen { address, source })
+        .map_err(|source| AppError::Listen {
+            what: "the simulated stream",
+            address,
+            source,
+        })
 }
 
 impl Service for WorkerCli {
@@ -349,6 +356,7 @@ async fn bind(api: &ApiArgs) -> Result<TcpListener, AppError> {
     TcpListener::bind(&addresses[..])
         .await
         .map_err(|source| AppError::Listen {
+            what: "the API",
             address: format!("{}:{}", api.node_host, api.node_port),
             source,
         })
@@ -487,6 +495,7 @@ async fn serve_metrics(address: &str, shutdown: CancellationToken) -> Result<(),
     let listener = TcpListener::bind(address)
         .await
         .map_err(|source| AppError::Listen {
+            what: "the worker's metrics",
             address: address.to_owned(),
             source,
         })?;
@@ -526,6 +535,7 @@ pub async fn run_api(cli: ApiCli, shutdown: CancellationToken) -> Result<(), App
     api::serve(listener, AppState::new(store, settings), shutdown)
         .await
         .map_err(|source| AppError::Listen {
+            what: "the API",
             address: format!("{}:{}", cli.api.node_host, cli.api.node_port),
             source,
         })
@@ -607,10 +617,12 @@ async fn run_both<S: Store>(
     ));
     let sim = cli.sim.clone();
     let stop = shutdown.clone();
+    let kept = store.clone();
     let mut worker =
         tokio::spawn(async move { drive(store, upstream, &sim, settings, stop).await });
     // Whichever stops first decides: a failed worker stops the API, and the other way round.
     let listen_error = |source| AppError::Listen {
+        what: "the API",
         address: address.clone(),
         source,
     };
@@ -623,14 +635,21 @@ async fn run_both<S: Store>(
             return served.and(worked);
         }
     };
+    // While the API serves a recorded file, hours and days go on being rolled up as they end
+    // (with Redis, reads of an hour whose minutes expired before its roll-up would miss them).
+    let mut housekeeping = None;
     match &worked {
         Ok(()) if text_mode && !shutdown.is_cancelled() => {
             info!("input recorded; the API keeps serving the results until stopped (Ctrl-C)");
+            housekeeping = Some(crate::worker::spawn_maintenance(kept));
         }
         Ok(()) => {}
         Err(_) => shutdown.cancel(),
     }
     let served = joined("API", api.await).and_then(|r| r.map_err(listen_error));
+    if let Some(housekeeping) = housekeeping {
+        housekeeping.abort();
+    }
     worked.and(served)
 }
 

@@ -245,43 +245,6 @@ pub fn cover(
     let start = from_ms / unit * unit;
     let end = to_ms.div_ceil(unit) * unit;
     let horizon = now_ms.saturating_add(MAX_FUTURE_MS);
-    // A bucket not kept or not rolled up yet is read from the finer ones it is made of, those
-    // that are kept; wholly in the future, it is empty. A kept bucket whose finer ones are not
-    // all kept any more is read itself, rolled up or not: what a backfill or a late message
-    // wrote into it directly is all there is.
-    fn read(
-        bucket: Bucket,
-        horizon: u64,
-        now_ms: u64,
-        retention: &Retention,
-        rolled: &Rolled,
-        out: &mut Vec<Bucket>,
-    ) {
-        if bucket.start_ms() > horizon {
-            return;
-        }
-        let kept = retention.keeps(bucket, now_ms);
-        if kept && rolled.has(bucket) {
-            out.push(bucket);
-            return;
-        }
-        let finer = children(bucket);
-        let (Some(oldest), Some(newest)) = (finer.first(), finer.last()) else {
-            return;
-        };
-        if kept && !retention.keeps(*oldest, now_ms) {
-            out.push(bucket);
-            return;
-        }
-        // None of them kept either (the newest ends last): nothing to read below, which keeps
-        // a range back to 1970 from visiting its millions of minutes.
-        if !kept && !retention.keeps(*newest, now_ms) {
-            return;
-        }
-        for child in finer {
-            read(child, horizon, now_ms, retention, rolled, out);
-        }
-    }
     let mut buckets = Vec::new();
     let mut at = start;
     while at < end && at <= horizon {
@@ -292,7 +255,7 @@ pub fn cover(
             .filter(|g| *g >= finest)
             .find(|g| at % g.ms() == 0 && at + g.ms() <= end)
             .unwrap_or(finest);
-        read(
+        readable(
             Bucket::of(size, at),
             horizon,
             now_ms,
@@ -306,6 +269,45 @@ pub fn cover(
         from_ms: start,
         to_ms: end,
         buckets,
+    }
+}
+
+/// The buckets to read for `bucket` at `now_ms`, added to `out`. A bucket not kept or not
+/// rolled up yet is read from the finer ones it is made of, those that are kept; wholly past
+/// `horizon` (the future), it is empty. A kept bucket whose finer ones are not all kept any
+/// more is read itself, rolled up or not: what a backfill or a late message wrote into it
+/// directly is all there is.
+pub fn readable(
+    bucket: Bucket,
+    horizon: u64,
+    now_ms: u64,
+    retention: &Retention,
+    rolled: &Rolled,
+    out: &mut Vec<Bucket>,
+) {
+    if bucket.start_ms() > horizon {
+        return;
+    }
+    let kept = retention.keeps(bucket, now_ms);
+    if kept && rolled.has(bucket) {
+        out.push(bucket);
+        return;
+    }
+    let finer = children(bucket);
+    let (Some(oldest), Some(newest)) = (finer.first(), finer.last()) else {
+        return;
+    };
+    if kept && !retention.keeps(*oldest, now_ms) {
+        out.push(bucket);
+        return;
+    }
+    // None of them kept either (the newest ends last): nothing to read below, which keeps
+    // a range back to 1970 from visiting its millions of minutes.
+    if !kept && !retention.keeps(*newest, now_ms) {
+        return;
+    }
+    for child in finer {
+        readable(child, horizon, now_ms, retention, rolled, out);
     }
 }
 

@@ -265,11 +265,10 @@ pub async fn run<S: Store, R: Source>(
     ticker.abort();
     housekeeping.abort();
     if result.is_ok() && !shutdown.is_cancelled() {
-        // A finished input (text mode): roll up what it completed, rather than leave it to the
-        // next worker.
-        if let Err(err) = store.maintain(now_ms()).await {
-            debug!(error = %err, "housekeeping after the input failed");
-        }
+        // A finished input (text mode): roll up all it completed, rather than leave it to the
+        // next worker (one housekeeping run rolls up a few hours and days: a backfill of days
+        // takes several).
+        catch_up(&store).await;
     }
     progress.log_line(&mut (started, 0));
     let read = reader.await;
@@ -827,6 +826,23 @@ pub(crate) fn spawn_maintenance<S: Store>(store: S) -> JoinHandle<()> {
             }
         }
     })
+}
+
+/// Runs the store's housekeeping until it has nothing left to roll up (or fails).
+async fn catch_up<S: Store>(store: &S) {
+    // Bounded: each run rolls up at least one hour while there is one to roll up, and what
+    // is kept holds a bounded number of hours.
+    for _ in 0..10_000 {
+        let before = store.rolled().await;
+        if let Err(err) = store.maintain(now_ms()).await {
+            debug!(error = %err, "housekeeping after the input failed");
+            return;
+        }
+        match (before, store.rolled().await) {
+            (Ok(before), Ok(after)) if before != after => {}
+            _ => return,
+        }
+    }
 }
 
 /// How often the worker runs the store's housekeeping.

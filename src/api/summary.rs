@@ -16,7 +16,9 @@ use super::routes::{BadQuery, TopBody, TopEntry, periods, ranged};
 use crate::detail::{Period, Scope, Seen};
 use crate::message::TopList;
 use crate::store::Store;
-use crate::timeline::{Bucket, Covered, Granularity, buckets_between, children, now_ms};
+use crate::timeline::{
+    Bucket, Covered, Granularity, MAX_FUTURE_MS, buckets_between, now_ms, readable,
+};
 
 /// `GET /stats/rooms/{room}`.
 #[derive(Serialize, ToSchema)]
@@ -328,19 +330,20 @@ pub(crate) async fn activity<S: Store>(
     }
     let buckets = buckets_between(granularity, from, to);
     let scope = params.scope();
-    // A bucket not rolled up yet is the sum of the finer ones it is made of.
+    // A bucket is read as a top list over it would be (`timeline::readable`): not rolled up
+    // yet, it is the sum of the finer ones it is made of, as long as they are kept.
     let rolled = state.rolled().await?;
-    let mut parts: Vec<Vec<Bucket>> = Vec::with_capacity(buckets.len());
-    for bucket in &buckets {
-        let mut expanded = vec![*bucket];
-        while expanded.iter().any(|b| !rolled.has(*b)) {
-            expanded = expanded
-                .into_iter()
-                .flat_map(|b| if rolled.has(b) { vec![b] } else { children(b) })
-                .collect();
-        }
-        parts.push(expanded);
-    }
+    let now = now_ms();
+    let horizon = now.saturating_add(MAX_FUTURE_MS);
+    let retention = &state.settings.retention;
+    let parts: Vec<Vec<Bucket>> = buckets
+        .iter()
+        .map(|bucket| {
+            let mut read = Vec::new();
+            readable(*bucket, horizon, now, retention, &rolled, &mut read);
+            read
+        })
+        .collect();
     let flat: Vec<Bucket> = parts.iter().flatten().copied().collect();
     let mut counts = state
         .timed(state.store.activity(&scope, &flat))

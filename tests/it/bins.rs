@@ -54,6 +54,16 @@ fn a_bad_value_stops_the_process_with_one_line_naming_the_variable() {
             "REDIS_CLUSTER_NODES",
             "127.0.0.1:7000,noport",
         ),
+        // A roll-up needs every finer bucket of the hour (day) it merges.
+        ("chatstats", "MINUTE_RETENTION", "10m"),
+        ("chatstats-worker", "HOUR_RETENTION", "3h"),
+        ("chatstats-api", "DAY_RETENTION", "1h"),
+        ("chatstats-api", "CORS_ORIGIN", "http://a.example,*"),
+        (
+            "chatstats-api",
+            "REDIS_URL",
+            "redis://:s3cretpw@127.0.0.1:9/99999",
+        ),
         // Before the start line: checked before anything is said or served.
         ("chatstats", "EMOTE_NAMES_FILE", "/nonexistent/emotes.txt"),
     ] {

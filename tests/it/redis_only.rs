@@ -673,3 +673,39 @@ async fn every_id_of_a_large_history_call_is_found() {
     }
     assert_eq!(store.message("id-1201").await.unwrap(), None);
 }
+
+/// A backfill of days no longer kept by the hour is written into its day directly; before any
+/// roll-up (a fresh namespace, the worker gone) `/stats/activity?bucket=1d` reads that day, as
+/// the top lists do, instead of its expired hours.
+#[tokio::test]
+async fn a_backfilled_day_shows_in_activity_before_any_roll_up() {
+    use chatstats::detail::{Buckets, DetailBuilder};
+    use chatstats::timeline::{Bucket, Granularity, Retention, now_ms};
+
+    let redis = TestRedis::start();
+    let store = redis.store();
+    let now = now_ms();
+    let day = Bucket::of(Granularity::Day, now - 3 * 86_400_000);
+    let mut builder = DetailBuilder::default();
+    for i in 0..5 {
+        let m = message(day.start_ms() + 3_600_000 + i, "#bf", "n", &["w"]);
+        builder.add(&m, true, None);
+    }
+    let detail = builder.take(now, &Retention::default(), Buckets::Rollups);
+    assert!(store.apply_detail(&detail, None).await.unwrap());
+    let api = TestApi::spawn(store).await;
+    let (from, to) = (day.start_ms(), day.end_ms());
+    for room in ["", "&room=%23bf"] {
+        let (status, body) = api
+            .get(&format!(
+                "/stats/activity?bucket=1d&from={from}&to={to}{room}"
+            ))
+            .await;
+        assert_eq!(status, 200, "{body}");
+        assert_eq!(body[0]["messages"], 5, "room {room:?}: {body}");
+        let (_, words) = api
+            .get(&format!("/stats/words?from={from}&to={to}{room}"))
+            .await;
+        assert_eq!(words, json!([{"w": 5}]), "room {room:?}");
+    }
+}
