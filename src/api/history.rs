@@ -196,14 +196,18 @@ struct LiveStats {
 /// the first subscriber, for everyone.
 #[derive(Default)]
 pub(crate) struct LiveHub {
-    stats: std::sync::OnceLock<watch::Receiver<Arc<str>>>,
+    stats: std::sync::OnceLock<watch::Receiver<StatsEvent>>,
 }
 
+/// The once-a-second event: `stats` and its JSON, or `unavailable` and why (the store did not
+/// answer: no figure is better than the last one repeated as if it were current).
+type StatsEvent = (&'static str, Arc<str>);
+
 impl LiveHub {
-    fn stats<S: Store>(&self, state: &AppState<S>) -> watch::Receiver<Arc<str>> {
+    fn stats<S: Store>(&self, state: &AppState<S>) -> watch::Receiver<StatsEvent> {
         self.stats
             .get_or_init(|| {
-                let (sender, receiver) = watch::channel(Arc::from("{}"));
+                let (sender, receiver) = watch::channel(("stats", Arc::from("{}")));
                 let state = state.clone();
                 tokio::spawn(async move {
                     let mut ticks = tokio::time::interval(Duration::from_secs(1));
@@ -212,9 +216,10 @@ impl LiveHub {
                         if sender.receiver_count() == 0 && sender.is_closed() {
                             return;
                         }
-                        if let Ok(stats) = live_stats(&state).await {
-                            let _ = sender.send(stats);
-                        }
+                        let _ = sender.send(match live_stats(&state).await {
+                            Ok(stats) => ("stats", stats),
+                            Err(err) => ("unavailable", unavailable(&err)),
+                        });
                     }
                 });
                 receiver
@@ -240,10 +245,19 @@ async fn live_stats<S: Store>(state: &AppState<S>) -> Result<Arc<str>, ApiError>
     Ok(serde_json::to_string(&stats).unwrap_or_default().into())
 }
 
+/// `{"message": "…"}`: why the statistics of this second are missing (a 503's text: no
+/// internals).
+fn unavailable(err: &ApiError) -> Arc<str> {
+    serde_json::json!({ "message": err.to_string() })
+        .to_string()
+        .into()
+}
+
 /// What a live subscriber receives, in order.
 enum Update {
     Message(Arc<str>),
-    Stats(Arc<str>),
+    /// `stats` or `unavailable`, and its JSON.
+    Stats(StatsEvent),
     Lagged(u64),
 }
 
@@ -295,13 +309,14 @@ fn live_room(query: Option<&str>) -> Result<Option<String>, ApiError> {
 
 /// The live feed as Server-Sent Events: `event: message` for each recorded message (the
 /// `/messages` shape), `event: stats` once a second (`{"messagesPerSecond": n, "words": [top
-/// 10 of the last minute]}`), and `event: lagged` (`{"dropped": n}`) when the client read too
-/// slowly and lost messages. Works whichever process records the messages.
+/// 10 of the last minute]}`) — or, for a second whose statistics the store did not answer,
+/// `event: unavailable` (`{"message": "…"}`) — and `event: lagged` (`{"dropped": n}`) when the
+/// client read too slowly and lost messages. Works whichever process records the messages.
 #[utoipa::path(get, path = "/live", tag = "history", params(LiveQuery),
     responses(
-        (status = 200, description = "An endless `text/event-stream`: events `message`, `stats` and `lagged`", content_type = "text/event-stream", body = String,
+        (status = 200, description = "An endless `text/event-stream`: events `message`, `stats` (once a second), `unavailable` (`{\"message\": \"…\"}` instead of `stats` while the store does not answer) and `lagged`", content_type = "text/event-stream", body = String,
             example = json!("event: message\ndata: {\"id\":\"fx-13\",\"time\":\"2026-11-23T08:04:59.000Z\",\"room\":\"#kitchen\",\"nick\":\"alice\",\"body\":\"Kappa KEKW\",\"emotes\":[\"Kappa\",\"KEKW\"]}\n\nevent: stats\ndata: {\"messagesPerSecond\":200,\"words\":[{\"KEKW\":120}]}\n\n")),
-        (status = 400, description = "A parameter other than `room`, or an empty or malformed `room`", body = ErrorBody,
+        (status = 400, description = "A filter of the statistics routes other than `room` (`nick`, `from`, `to`, `window`, `limit`), or an empty `room`", body = ErrorBody,
             example = json!({"statusCode": 400, "error": "Bad Request", "message": "querystring: the live feed takes room only"})),
     ))]
 pub(crate) async fn live<S: Store>(
@@ -312,7 +327,7 @@ pub(crate) async fn live<S: Store>(
     let events = futures::StreamExt::map(updates(&state, room).await, |update| {
         Ok(match update {
             Update::Message(json) => Event::default().event("message").data(&*json),
-            Update::Stats(json) => Event::default().event("stats").data(&*json),
+            Update::Stats((event, json)) => Event::default().event(event).data(&*json),
             Update::Lagged(n) => Event::default()
                 .event("lagged")
                 .data(format!("{{\"dropped\":{n}}}")),
@@ -322,12 +337,12 @@ pub(crate) async fn live<S: Store>(
 }
 
 /// The live feed over a WebSocket: the same updates as `/live`, each a text frame
-/// `{"event": "message" | "stats" | "lagged", "data": {…}}`. Messages from the client are
-/// ignored.
+/// `{"event": "message" | "stats" | "unavailable" | "lagged", "data": {…}}`. Messages from
+/// the client are ignored; one larger than 4 KiB closes the connection.
 #[utoipa::path(get, path = "/ws", tag = "history", params(LiveQuery),
     responses(
-        (status = 101, description = "Switching to the WebSocket protocol; then text frames `{\"event\": \"message\"|\"stats\"|\"lagged\", \"data\": {…}}`"),
-        (status = 400, description = "Not a WebSocket upgrade, a parameter other than `room`, or an empty or malformed `room`", body = ErrorBody,
+        (status = 101, description = "Switching to the WebSocket protocol; then text frames `{\"event\": \"message\"|\"stats\"|\"unavailable\"|\"lagged\", \"data\": {…}}`"),
+        (status = 400, description = "Not a WebSocket upgrade, a filter of the statistics routes other than `room` (`nick`, `from`, `to`, `window`, `limit`), or an empty `room`", body = ErrorBody,
             example = json!({"statusCode": 400, "error": "Bad Request", "message": "querystring: the live feed takes room only"})),
     ))]
 pub(crate) async fn ws<S: Store>(
@@ -339,8 +354,16 @@ pub(crate) async fn ws<S: Store>(
     let upgrade =
         upgrade.map_err(|e| ApiError::BadRequest(format!("headers: {}", e.body_text())))?;
     let updates = updates(&state, room).await;
-    Ok(upgrade.on_upgrade(move |socket| forward(socket, updates)))
+    // The feed only pushes: what a client sends is read and dropped, so a frame larger than a
+    // ping or a close closes the connection instead of being buffered (16 MiB by default).
+    Ok(upgrade
+        .max_frame_size(WS_MAX_RECEIVED)
+        .max_message_size(WS_MAX_RECEIVED)
+        .on_upgrade(move |socket| forward(socket, updates)))
 }
+
+/// The largest frame or message `/ws` accepts from a client.
+const WS_MAX_RECEIVED: usize = 4096;
 
 async fn forward(mut socket: WebSocket, updates: impl Stream<Item = Update> + Send + 'static) {
     use futures::StreamExt;
@@ -351,7 +374,7 @@ async fn forward(mut socket: WebSocket, updates: impl Stream<Item = Update> + Se
                 let Some(update) = update else { break };
                 let (event, data): (&str, std::borrow::Cow<'_, str>) = match &update {
                     Update::Message(json) => ("message", json.as_ref().into()),
-                    Update::Stats(json) => ("stats", json.as_ref().into()),
+                    Update::Stats((event, json)) => (event, json.as_ref().into()),
                     Update::Lagged(n) => ("lagged", format!("{{\"dropped\":{n}}}").into()),
                 };
                 let frame = format!("{{\"event\":\"{event}\",\"data\":{data}}}");

@@ -163,6 +163,11 @@ struct Kept {
     json: Arc<str>,
 }
 
+/// The most recorded messages this process keeps, whatever `HISTORY_RETENTION` says: a day of
+/// the built-in stream would otherwise hold gigabytes of the process's memory (Redis keeps what
+/// the retention says; size it there).
+const MAX_KEPT: usize = 500_000;
+
 /// The recorded messages, oldest first, numbered; and per room and nick their numbers.
 #[derive(Debug, Default)]
 struct History {
@@ -194,9 +199,13 @@ impl History {
         });
     }
 
-    /// Drops what was recorded before `oldest_ms`.
-    fn trim(&mut self, oldest_ms: u64) {
-        while self.kept.front().is_some_and(|k| k.recorded_ms < oldest_ms) {
+    /// Drops what was recorded before `oldest_ms`, and the oldest past the `cap` newest.
+    fn trim(&mut self, oldest_ms: u64, cap: usize) {
+        while self
+            .kept
+            .front()
+            .is_some_and(|k| k.recorded_ms < oldest_ms || self.kept.len() > cap)
+        {
             if let Some(gone) = self.kept.pop_front() {
                 if self.by_id.get(&gone.id) == Some(&gone.seq) {
                     self.by_id.remove(&gone.id);
@@ -252,6 +261,8 @@ pub struct MemoryStore {
     failed_cap: usize,
     second_ttl: u64,
     retention: Retention,
+    /// The most recorded messages kept ([`MAX_KEPT`]).
+    history_cap: usize,
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -271,6 +282,16 @@ impl MemoryStore {
             failed_cap,
             second_ttl,
             retention: Retention::default(),
+            history_cap: MAX_KEPT,
+        }
+    }
+
+    /// The same store, keeping at most the `cap` most recently recorded messages (by default
+    /// [`MAX_KEPT`]) however recent the others are.
+    pub fn with_history_cap(self, cap: usize) -> MemoryStore {
+        MemoryStore {
+            history_cap: cap,
+            ..self
         }
     }
 
@@ -312,7 +333,7 @@ impl MemoryStore {
                 // No subscriber is not an error.
                 let _ = self.inner.live.0.send(live);
             }
-            history.trim(now.saturating_sub(kept));
+            history.trim(now.saturating_sub(kept), self.history_cap);
         }
         let mut state = lock(&self.inner.detail);
         state.sweep(now, &self.retention);
@@ -510,7 +531,7 @@ impl Store for MemoryStore {
                 .ok_or_else(|| StoreError::Cursor(cursor.to_owned()))?,
         };
         let mut history = lock(&self.inner.history);
-        history.trim(self.oldest_kept_ms());
+        history.trim(self.oldest_kept_ms(), self.history_cap);
         let older: Vec<u64> = match scope {
             Scope::Global => {
                 let upto = history.kept.partition_point(|k| k.seq < before);
@@ -553,7 +574,7 @@ impl Store for MemoryStore {
 
     async fn message(&self, id: &str) -> Result<Option<String>, StoreError> {
         let mut history = lock(&self.inner.history);
-        history.trim(self.oldest_kept_ms());
+        history.trim(self.oldest_kept_ms(), self.history_cap);
         Ok(history
             .by_id
             .get(id)

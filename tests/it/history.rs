@@ -360,6 +360,7 @@ async fn the_live_feed_sends_each_message_of_its_room_and_stats_every_second<S: 
 }
 
 async fn the_websocket_sends_the_same_updates_as_text_frames<S: Store>(new: impl Fn() -> S) {
+    use futures::SinkExt;
     use tokio_tungstenite::tungstenite::Message as Frame;
     let store = new();
     let api = TestApi::spawn(store.clone()).await;
@@ -396,7 +397,25 @@ async fn the_websocket_sends_the_same_updates_as_text_frames<S: Store>(new: impl
         }
     }
     assert_eq!(got, [id(2), id(5), id(8)]);
-    socket.close(None).await.expect("close");
+    // What a client sends is dropped; a frame past 4 KiB closes the connection instead of
+    // being buffered.
+    socket
+        .send(Frame::Text("x".repeat(5000).into()))
+        .await
+        .expect("send");
+    let closed = tokio::time::timeout(Duration::from_secs(20), async {
+        loop {
+            match socket.next().await {
+                None | Some(Err(_)) | Some(Ok(Frame::Close(_))) => return,
+                Some(Ok(_)) => {}
+            }
+        }
+    })
+    .await;
+    assert!(
+        closed.is_ok(),
+        "a 5,000-byte frame left the connection open"
+    );
 }
 
 /// Opens `/live` on a raw socket and reads until the first `stats` event: the subscription is
@@ -499,6 +518,38 @@ fn redis_keeping(redis: &TestRedis, retention: Retention) -> RedisStore {
 }
 
 #[tokio::test]
+async fn while_redis_does_not_answer_the_live_feed_says_so_instead_of_repeating_stats() {
+    let redis = TestRedis::start();
+    let api = TestApi::spawn(redis.store()).await;
+    let mut live = Events::open(&api.url("/live")).await;
+    assert_stats(&live.until_stats().await);
+    redis.signal("STOP");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let reason = loop {
+        let (event, data) = live.next(Duration::from_secs(20)).await;
+        if event == "unavailable" {
+            break data;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no unavailable event: last {event} {data}"
+        );
+    };
+    assert!(
+        reason["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("unavailable")),
+        "{reason}"
+    );
+    // A client connecting now is told at once, not given the last figures.
+    let mut late = Events::open(&api.url("/live")).await;
+    let (event, _) = late.next(Duration::from_secs(20)).await;
+    assert_eq!(event, "unavailable");
+    redis.signal("CONT");
+    assert_stats(&live.until_stats().await);
+}
+
+#[tokio::test]
 async fn history_retention_zero_keeps_no_message_on_redis() {
     let redis = TestRedis::start();
     history_retention_zero_keeps_no_message(redis_keeping(&redis, no_history())).await;
@@ -545,6 +596,23 @@ async fn a_message_is_gone_once_its_retention_has_passed_in_memory() {
 async fn a_message_is_gone_once_its_retention_has_passed_on_redis() {
     let redis = TestRedis::start();
     a_message_is_gone_once_its_retention_has_passed(redis_keeping(&redis, short_history())).await;
+}
+
+/// The in-memory store keeps at most its cap of messages (500,000 by default), the newest,
+/// whatever the retention: its process's memory stays bounded.
+#[tokio::test]
+async fn the_in_memory_history_keeps_only_its_newest_messages_past_its_cap() {
+    let store = memory_store().with_history_cap(10);
+    record(&store, chat(0, 30, 0)).await;
+    let api = TestApi::spawn(store).await;
+    let (status, page) = api.get("/messages?limit=200").await;
+    assert_eq!(status, 200);
+    let want: Vec<String> = (20..30).rev().map(id).collect();
+    assert_eq!(ids_of(&page), want, "{page}");
+    assert_eq!(api.get(&format!("/messages/{}", id(19))).await.0, 404);
+    assert_eq!(api.get(&format!("/messages/{}", id(20))).await.0, 200);
+    let (_, in_b) = api.get("/messages?room=%23b&limit=200").await;
+    assert!(ids_of(&in_b).iter().all(|i| want.contains(i)), "{in_b}");
 }
 
 /// A nick's messages in a room that its newest 2,000 messages elsewhere hide: the first page
