@@ -47,12 +47,29 @@ pub struct HttpSource {
     attempts: Arc<AtomicU64>,
 }
 
+/// Follows up to 10 redirects, but not to a URL carrying credentials (`user:password@`): the
+/// HTTP client's own debug log would show them as it connects, and an upstream has no business
+/// handing out passwords.
+fn follow_without_credentials(attempt: reqwest::redirect::Attempt) -> reqwest::redirect::Action {
+    let url = attempt.url();
+    if !url.username().is_empty() || url.password().is_some() {
+        attempt.error("the upstream redirected to a URL with credentials; not followed")
+    } else if attempt.previous().len() >= 10 {
+        attempt.error("too many redirects")
+    } else {
+        attempt.follow()
+    }
+}
+
 impl HttpSource {
     /// A source following `settings.url`; nothing is connected until the first read.
     pub fn new(settings: HttpSettings) -> HttpSource {
         let client = reqwest::Client::builder()
             .connect_timeout(settings.read_timeout)
             .user_agent(concat!("chatstats/", env!("CARGO_PKG_VERSION")))
+            .redirect(reqwest::redirect::Policy::custom(
+                follow_without_credentials,
+            ))
             .build()
             .unwrap_or_default();
         HttpSource {

@@ -288,8 +288,10 @@ async fn while_redis_is_stalled_the_worker_stops_reading_the_upstream() {
     .await;
     let read_while_stalled = progress.read.load(Ordering::Relaxed);
     redis.signal("CONT");
+    // 20,000 messages: a crawl (one retry delay per message or per window) would take minutes;
+    // the deadline leaves room for a debug build on a busy machine.
     eventually(
-        Duration::from_secs(8),
+        Duration::from_secs(20),
         "recording to resume at full speed",
         || async { progress.recorded.load(Ordering::Relaxed) > read_while_stalled + 20_000 },
     )
@@ -331,4 +333,61 @@ async fn shutdown_during_an_outage_reports_what_could_not_be_recorded() {
         other => panic!("expected an unrecorded report, got {other:?}"),
     }
     assert!(started.elapsed() < Duration::from_secs(10));
+}
+
+/// An upstream that redirects to a URL with credentials is not followed there (the HTTP
+/// client's debug log would show them as it connects): the worker reconnects to the URL it
+/// was given instead.
+#[tokio::test]
+async fn a_redirect_to_a_url_with_credentials_is_not_followed() {
+    use chatstats::source::Source;
+    use std::sync::atomic::AtomicU64;
+
+    let hits = Arc::new(AtomicU64::new(0));
+    let counter = hits.clone();
+    let target = axum::Router::new().route(
+        "/",
+        axum::routing::get(move || {
+            counter.fetch_add(1, Ordering::Relaxed);
+            async { "" }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let location = format!("http://user:s3cret@{}/", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, target).await });
+    let redirecting = axum::Router::new().route(
+        "/",
+        axum::routing::get(move || {
+            let location = location.clone();
+            async move {
+                (
+                    axum::http::StatusCode::FOUND,
+                    [(axum::http::header::LOCATION, location)],
+                )
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = url::Url::parse(&format!("http://{}/", listener.local_addr().unwrap())).unwrap();
+    tokio::spawn(async move { axum::serve(listener, redirecting).await });
+
+    let mut source = http_source(url, Duration::from_secs(5));
+    let attempts = source.attempts();
+    let reading = tokio::spawn(async move {
+        let mut out = Vec::new();
+        loop {
+            let _ = source.read(&mut out).await;
+        }
+    });
+    eventually(
+        Duration::from_secs(20),
+        "a second connection attempt",
+        || {
+            let attempts = attempts.clone();
+            async move { attempts.load(Ordering::Relaxed) >= 2 }
+        },
+    )
+    .await;
+    reading.abort();
+    assert_eq!(hits.load(Ordering::Relaxed), 0, "the redirect was followed");
 }
