@@ -23,14 +23,7 @@ done
 
 DIR=$(mktemp -d "${TMPDIR:-/tmp}/chatstats-flat.XXXXXX")
 PIDS=()
-cleanup() {
-  local status=$?
-  for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
-  for pid in "${PIDS[@]}"; do wait "$pid" 2>/dev/null || true; done
-  rm -rf "$DIR"
-  exit "$status"
-}
-trap cleanup EXIT
+trap cleanup EXIT # bench_common.sh: stops PIDS, removes DIR
 trap 'exit 130' INT TERM
 
 start_redis "$DIR"
