@@ -545,6 +545,34 @@ impl Shard {
         Ok(())
     }
 
+    /// The `limit` best sums over the sorted sets `keys`, each read in pages (`ZSCAN`) and
+    /// summed here: Redis answers other clients between the pages. The sums are of scores as
+    /// each page read them, so a set written meanwhile counts as of that moment.
+    async fn top_from_pages(&self, keys: &[Key], limit: usize) -> Result<Vec<Entry>, StoreError> {
+        use fred::types::scan::Scanner;
+        use futures::TryStreamExt;
+        let mut sums: std::collections::HashMap<String, f64> = std::collections::HashMap::new();
+        for key in keys {
+            // A scan may give a member twice (while Redis rehashes): each once per set.
+            let mut scores: std::collections::HashMap<String, f64> =
+                std::collections::HashMap::new();
+            let mut pages = std::pin::pin!(self.client.zscan(key.clone(), "*", Some(1000)));
+            while let Some(mut page) = pages.try_next().await.map_err(|e| self.fail(e))? {
+                for (member, score) in page.take_results().unwrap_or_default() {
+                    scores.insert(text(member), score);
+                }
+            }
+            for (member, score) in scores {
+                *sums.entry(member).or_default() += score;
+            }
+        }
+        let entries = sums
+            .into_iter()
+            .map(|(member, sum)| (member, sum.max(0.0) as u64))
+            .collect();
+        Ok(rank_entries(entries, limit))
+    }
+
     /// The `limit` highest of one sorted set, in `ZREVRANGE` order.
     async fn top_of(&self, key: Key, limit: usize) -> Result<Vec<Entry>, StoreError> {
         if limit == 0 {
@@ -880,6 +908,15 @@ impl Store for Shard {
             args: vec![Value::Integer(limit as i64)],
         };
         let reply: Vec<Value> = self.run(&TOP, call).await?;
+        if let [members] = reply.as_slice() {
+            // Too many members to merge in one call without holding Redis up (`top.lua`).
+            tracing::debug!(members = ?members, "a top list merged from pages");
+            let keys: Vec<Key> = periods
+                .iter()
+                .map(|p| self.place_key(list, scope, p))
+                .collect();
+            return self.top_from_pages(&keys, limit).await;
+        }
         Ok(rank_entries(entries(reply)?, limit))
     }
 

@@ -5,13 +5,16 @@
 -- place are all returned, and the caller orders members by sum, then by member in descending
 -- byte order (Lua's string order depends on Redis's locale, so it is not used here). When the
 -- work grows past a budget (many equal counts), the sets are merged with ZUNION instead, whose
--- order is the caller's: then exactly the k best are returned.
+-- order is the caller's: then exactly the k best are returned. Past MERGE_LIMIT members in all,
+-- a merge in one call would hold Redis up: the script returns just their number, and the caller
+-- reads the sets in pages and sums them itself.
 -- Pages double from one round to the next and the k best sums are kept in a heap, so the work
 -- grows as (members met) x log k, never with the square of the members met: a range of flat
 -- counts (every word said once) is not a way to hold Redis up.
 --   KEYS: the sorted sets (a missing one is empty)
 --   ARGV: k
--- Returns member, sum, member, sum... in no particular order.
+-- Returns member, sum, member, sum... in no particular order; or one value, the number of
+-- members, when they are too many to merge here.
 local k = tonumber(ARGV[1])
 local n = #KEYS
 local page = math.max(k, 32)
@@ -19,6 +22,8 @@ local sums, met = {}, {}
 local depth, work = 0, 0
 -- Lookups of members' scores (ZMSCORE) past which merging every member costs less.
 local BUDGET = 50000
+-- Most members merged here (about 2.5 µs each); more are left to the caller.
+local MERGE_LIMIT = 20000
 
 -- The k best sums met so far: a min-heap, its root the k-th best once it holds k.
 local heap = {}
@@ -134,6 +139,13 @@ while true do
     end
   end
   if work + n * #fresh > BUDGET then
+    local total = 0
+    for q = 1, n do
+      total = total + redis.call('ZCARD', KEYS[q])
+    end
+    if total > MERGE_LIMIT then
+      return {tostring(total)}
+    end
     return merged()
   end
   sum_up(fresh)
