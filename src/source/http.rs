@@ -70,6 +70,8 @@ impl HttpSource {
             .redirect(reqwest::redirect::Policy::custom(
                 follow_without_credentials,
             ))
+            // The URL's query may hold a key: never sent on to where a redirect leads.
+            .referer(false)
             .build()
             .unwrap_or_default();
         HttpSource {

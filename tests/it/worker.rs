@@ -391,3 +391,61 @@ async fn a_redirect_to_a_url_with_credentials_is_not_followed() {
     reading.abort();
     assert_eq!(hits.load(Ordering::Relaxed), 0, "the redirect was followed");
 }
+
+/// A plain redirect is followed, but the upstream URL (its query may hold a key) is not sent
+/// on as `Referer`.
+#[tokio::test]
+async fn a_followed_redirect_does_not_carry_the_upstream_url_as_referer() {
+    use chatstats::source::Source;
+
+    let referers = Arc::new(std::sync::Mutex::new(Vec::<Option<String>>::new()));
+    let seen = referers.clone();
+    let target = axum::Router::new().route(
+        "/",
+        axum::routing::get(move |headers: axum::http::HeaderMap| {
+            let referer = headers
+                .get("referer")
+                .map(|v| v.to_str().unwrap_or("?").to_owned());
+            seen.lock().unwrap().push(referer);
+            async { "" }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let location = format!("http://{}/", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, target).await });
+    let redirecting = axum::Router::new().route(
+        "/start",
+        axum::routing::get(move || {
+            let location = location.clone();
+            async move {
+                (
+                    axum::http::StatusCode::FOUND,
+                    [(axum::http::header::LOCATION, location)],
+                )
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap();
+    let url = url::Url::parse(&format!("http://{address}/start?key=s3cret")).unwrap();
+    tokio::spawn(async move { axum::serve(listener, redirecting).await });
+
+    let mut source = http_source(url, Duration::from_secs(5));
+    let reading = tokio::spawn(async move {
+        let mut out = Vec::new();
+        loop {
+            let _ = source.read(&mut out).await;
+        }
+    });
+    eventually(
+        Duration::from_secs(20),
+        "the redirect to be followed",
+        || {
+            let referers = referers.clone();
+            async move { !referers.lock().unwrap().is_empty() }
+        },
+    )
+    .await;
+    reading.abort();
+    assert_eq!(referers.lock().unwrap()[0], None, "a Referer was sent");
+}
