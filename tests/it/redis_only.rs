@@ -88,6 +88,34 @@ async fn data_written_by_the_typescript_service_is_read_and_kept() {
     assert_eq!(failed.len(), 3);
 }
 
+/// The TypeScript service never bounded its failed set: converting one of 5,000 members keeps
+/// the cap (1,000) of them, as the oldest, behind the new failure.
+#[tokio::test]
+async fn a_large_typescript_failed_set_is_converted_down_to_the_cap() {
+    let redis = TestRedis::start();
+    let ns = namespace();
+    let key = format!("{ns}failedMessages");
+    for chunk in 0..10 {
+        let members: Vec<String> = (0..500)
+            .map(|i| format!("old {}", chunk * 500 + i))
+            .collect();
+        let mut args = vec!["SADD", key.as_str()];
+        args.extend(members.iter().map(String::as_str));
+        redis.cli(&args).unwrap();
+    }
+    let store = redis.store_in(&ns);
+    record_bytes(&store, b"data: new bad\n").await;
+    let failed = store.failed_messages(None).await.unwrap();
+    assert_eq!(failed.len(), 1000);
+    assert_eq!(failed[0], "new bad");
+    assert!(
+        failed[1..].iter().all(|f| f.starts_with("old ")),
+        "{failed:?}"
+    );
+    let distinct: std::collections::HashSet<&String> = failed.iter().collect();
+    assert_eq!(distinct.len(), 1000);
+}
+
 #[tokio::test]
 async fn the_api_answers_503_while_redis_is_down_and_recovers_by_itself() {
     let redis = TestRedis::start();

@@ -30,11 +30,18 @@ local failed = tonumber(ARGV[7])
 if failed > 0 then
   local fkey = KEYS[5]
   if redis.call('TYPE', fkey).ok == 'set' then
-    -- Written by the TypeScript service: keep its members, as the oldest.
-    local old = redis.call('SMEMBERS', fkey)
-    redis.call('DEL', fkey)
-    for _, member in ipairs(old) do
-      redis.call('ZADD', fkey, 0, member)
+    -- Written by the TypeScript service, which never bounded it: keep `cap` of its members
+    -- (a set has no order: any `cap`), as the oldest. Reading only those and freeing the rest
+    -- in the background (UNLINK) keeps this call short however large the set grew.
+    local old = redis.call('SRANDMEMBER', fkey, cap)
+    redis.call('UNLINK', fkey)
+    for from = 1, #old, 500 do
+      local args = {'ZADD', fkey}
+      for j = from, math.min(from + 499, #old) do
+        args[#args + 1] = 0
+        args[#args + 1] = old[j]
+      end
+      redis.call(unpack(args))
     end
   end
   for _ = 1, failed do
