@@ -3,8 +3,8 @@
 #
 #     bash scripts/bench_flat_top.sh [BIN_DIR ...]     # default: target/release
 #
-# Writes 20,000 messages of two random words each (40,000 words said once) into two minutes of
-# one room, records them with each BIN_DIR's chatstats-worker (text mode) into a private
+# Writes FLAT_MESSAGES (20,000) messages of FLAT_WORDS (2) random words each (40,000 words said
+# once) into two minutes of one room, records them with each BIN_DIR's chatstats-worker (text mode) into a private
 # redis-server, then times one uncached answer of each route with that BIN_DIR's chatstats-api
 # (STATS_CACHE_MS=0). Several BIN_DIRs (copies of older builds) are measured in the same run.
 
@@ -27,14 +27,15 @@ trap cleanup EXIT # bench_common.sh: stops PIDS, removes DIR
 trap 'exit 130' INT TERM
 
 start_redis "$DIR"
-MINUTE=$(python3 - "$DIR/flat.txt" <<'PY'
+MINUTE=$(python3 - "$DIR/flat.txt" "${FLAT_MESSAGES:-20000}" "${FLAT_WORDS:-2}" <<'PY'
 import json, random, sys, time
 minute = int(time.time() * 1000) // 60000 * 60000 - 5 * 60000
 rng = random.Random(5)
+messages, words = int(sys.argv[2]), int(sys.argv[3])
 with open(sys.argv[1], "w") as f:
-    for i in range(20000):
-        body = f"u{rng.getrandbits(40)} v{rng.getrandbits(40)}"
-        tags = f"tmi-sent-ts={minute + (i % 2) * 60000 + i}"
+    for i in range(messages):
+        body = " ".join(f"u{rng.getrandbits(40)}" for _ in range(words))
+        tags = f"tmi-sent-ts={minute + (i % 2) * 60000 + i % 59000}"
         payload = {"room": "#d", "nick": f"n{i % 50}", "body": body, "tags": tags}
         f.write("event: privmsg\nse-data: " + json.dumps(payload) + "\n\n")
 print(minute)

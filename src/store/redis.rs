@@ -166,8 +166,27 @@ fn connect_client(settings: &RedisSettings) -> Result<(Client, LastError), Store
         *connected.lock().unwrap_or_else(PoisonError::into_inner) = None;
         async { Ok(()) }
     });
-    client.connect();
+    keep_connected(&client);
     Ok((client, last_error))
+}
+
+/// Starts `client`'s connection task, and starts it again whenever it ends on an error. fred
+/// ends that task on some routing errors (an `ASK` redirection while a Redis Cluster slot
+/// migrates, with one attempt per command), and every later command then timed out for good:
+/// a worker stalled until restarted. Once started again, commands queued meanwhile are sent.
+fn keep_connected(client: &Client) {
+    let client = client.clone();
+    tokio::spawn(async move {
+        loop {
+            match client.connect().await {
+                Ok(Err(err)) if !err.is_canceled() => {
+                    tracing::warn!(error = %describe_error(&err), "the Redis connection stopped; connecting again");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+                _ => return,
+            }
+        }
+    });
 }
 
 impl Shard {
@@ -258,7 +277,7 @@ async fn tail(
     let Ok(client) = client else {
         return;
     };
-    client.connect();
+    keep_connected(&client);
     // Start after the newest entry now, by its id: "$" would be read again at every retry, and
     // miss what was added between the subscription and the first read.
     let mut last = loop {

@@ -1119,3 +1119,93 @@ async fn a_cluster_refusing_the_password_is_reported_as_such() {
     let (_, body) = api.get("/healthcheck").await;
     assert!(!body.to_string().contains("not-the-pass"), "{body}");
 }
+
+/// `CLUSTER NODES` of master `port`, as redis-cli prints it to a pipe (one line per node).
+fn cluster_nodes(port: u16) -> String {
+    let out = Command::new("redis-cli")
+        .args(["-p", &port.to_string(), "CLUSTER", "NODES"])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// A slot migrating between masters (resharding, adding a master) answers `ASK` for keys the
+/// source no longer has: with one attempt per command, fred ends its connection task on that,
+/// and every later call timed out for good. The store now starts it again: once the slot has
+/// moved, calls succeed without restarting the process.
+#[tokio::test]
+async fn calls_succeed_again_after_a_slot_migrates_between_masters() {
+    // A cluster of its own: a slot in migration would disturb the other tests.
+    let Some(cluster) = TestCluster::start() else {
+        return;
+    };
+    let store = cluster.store();
+    store
+        .top(TopList::Words, 10)
+        .await
+        .expect("the cluster answers");
+    let ports = cluster.ports();
+    let slot: u16 = cluster
+        .cli(0, &["CLUSTER", "KEYSLOT", "{0.13}"])
+        .unwrap()
+        .trim()
+        .trim_start_matches("(integer) ")
+        .parse()
+        .unwrap();
+    // The master serving the slot, and another.
+    let nodes = cluster_nodes(ports[0]);
+    let owns = |line: &str| {
+        line.split_whitespace().skip(8).any(|range| {
+            let (from, to) = range.split_once('-').unwrap_or((range, range));
+            from.parse::<u16>().is_ok_and(|f| f <= slot)
+                && to.parse::<u16>().is_ok_and(|t| slot <= t)
+        })
+    };
+    let id_at = |line: &str| line.split_whitespace().next().unwrap().to_owned();
+    let port_at = |line: &str| -> u16 {
+        let address = line.split_whitespace().nth(1).unwrap();
+        address.split(['@', ':']).nth(1).unwrap().parse().unwrap()
+    };
+    let source = nodes.lines().find(|l| owns(l)).expect("the slot's master");
+    let target = nodes.lines().find(|l| !l.is_empty() && !owns(l)).unwrap();
+    let (source_id, source_port) = (id_at(source), port_at(source));
+    let (target_id, target_port) = (id_at(target), port_at(target));
+    let on = |port: u16, args: &[&str]| {
+        let status = Command::new("redis-cli")
+            .args(["-p", &port.to_string()])
+            .args(args)
+            .stdout(Stdio::null())
+            .status()
+            .unwrap();
+        assert!(status.success(), "{args:?} on {port}");
+    };
+    let slot_text = slot.to_string();
+    on(
+        target_port,
+        &["CLUSTER", "SETSLOT", &slot_text, "IMPORTING", &source_id],
+    );
+    on(
+        source_port,
+        &["CLUSTER", "SETSLOT", &slot_text, "MIGRATING", &target_id],
+    );
+    // The namespace is new: the source has none of its keys in the slot, so it answers ASK.
+    let _ = store.top(TopList::Words, 10).await;
+    for port in &ports {
+        on(
+            *port,
+            &["CLUSTER", "SETSLOT", &slot_text, "NODE", &target_id],
+        );
+    }
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        match store.top(TopList::Words, 10).await {
+            Ok(_) => break,
+            Err(err) => assert!(
+                Instant::now() < deadline,
+                "calls still fail after the slot moved: {err}"
+            ),
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
