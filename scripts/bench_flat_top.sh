@@ -56,6 +56,9 @@ for bin in "$@"; do
   api=$!
   PIDS+=("$api")
   wait_healthy "$api_port"
+  redis-cli -p "$PORT" CONFIG SET slowlog-log-slower-than 0 >/dev/null
+  redis-cli -p "$PORT" CONFIG SET slowlog-max-len 100000 >/dev/null
+  redis-cli -p "$PORT" SLOWLOG RESET >/dev/null
   for q in "/stats/words?from=$M&to=$((M + 60000))" \
     "/stats/words?from=$M&to=$((M + 120000))" \
     "/stats/words?from=$M&to=$((M + 120000))&limit=1000" \
@@ -64,6 +67,13 @@ for bin in "$@"; do
     "/stats/words?window=15m&room=%23d"; do
     curl -s -o /dev/null -w "  %{http_code} %{time_total} s  $q\n" "http://127.0.0.1:$api_port$q"
   done
+  # The longest single Redis command while they were answered: how long Redis made everyone
+  # else wait.
+  longest=$(redis-cli -p "$PORT" SLOWLOG GET 100000 | python3 -c '
+import sys
+lines = sys.stdin.read().split("\n")
+print(max((int(lines[i + 2]) for i in range(0, len(lines) - 2) if lines[i].isdigit() and lines[i + 1].isdigit() and int(lines[i + 1]) > 10**9 and lines[i + 2].isdigit()), default=0))')
+  echo "  longest Redis command meanwhile: $(calc "$longest / 1000") ms"
   kill "$api"
   wait "$api" 2>/dev/null || true
 done
