@@ -821,6 +821,8 @@ pub(crate) fn load_dotenv(path: &std::path::Path) -> Result<(), String> {
             Err(err) => return Err(format!("cannot read {shown}: {err}")),
         }
     }
+    // A name given twice takes its last value, as Node's dotenv (the TypeScript service) does.
+    let pairs: std::collections::HashMap<String, String> = pairs.into_iter().collect();
     for (name, value) in pairs {
         if std::env::var_os(&name).is_none() {
             // SAFETY: called at start, before any other thread exists (the runtime is not
@@ -937,6 +939,19 @@ mod tests {
             std::env::var_os("CHATSTATS_TEST_FIRST").is_none(),
             "nothing applied"
         );
+    }
+
+    #[test]
+    fn a_name_given_twice_in_an_env_file_takes_its_last_value() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(".env");
+        std::fs::write(
+            &path,
+            "CHATSTATS_TEST_TWICE=first\nCHATSTATS_TEST_TWICE=last\n",
+        )
+        .unwrap();
+        load_dotenv(&path).unwrap();
+        assert_eq!(std::env::var("CHATSTATS_TEST_TWICE").unwrap(), "last");
     }
 
     #[test]
