@@ -335,12 +335,55 @@ async fn shutdown_during_an_outage_reports_what_could_not_be_recorded() {
     assert!(started.elapsed() < Duration::from_secs(10));
 }
 
+/// Serves `app` on a free loopback port; returns its address.
+async fn serve_on_loopback(app: axum::Router) -> std::net::SocketAddr {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    address
+}
+
+/// An upstream answering `path` with a 302 to `location`.
+fn redirecting(path: &str, location: String) -> axum::Router {
+    axum::Router::new().route(
+        path,
+        axum::routing::get(move || {
+            let location = location.clone();
+            async move {
+                (
+                    axum::http::StatusCode::FOUND,
+                    [(axum::http::header::LOCATION, location)],
+                )
+            }
+        }),
+    )
+}
+
+/// Reads `url` with an HTTP source, in a task of its own, until aborted; the source's
+/// connection attempts so far are readable from the counter returned.
+fn keep_reading(
+    url: url::Url,
+) -> (
+    tokio::task::JoinHandle<()>,
+    Arc<std::sync::atomic::AtomicU64>,
+) {
+    use chatstats::source::Source;
+    let mut source = http_source(url, Duration::from_secs(5));
+    let attempts = source.attempts();
+    let reading = tokio::spawn(async move {
+        let mut out = Vec::new();
+        loop {
+            let _ = source.read(&mut out).await;
+        }
+    });
+    (reading, attempts)
+}
+
 /// An upstream that redirects to a URL with credentials is not followed there (the HTTP
 /// client's debug log would show them as it connects): the worker reconnects to the URL it
 /// was given instead.
 #[tokio::test]
 async fn a_redirect_to_a_url_with_credentials_is_not_followed() {
-    use chatstats::source::Source;
     use std::sync::atomic::AtomicU64;
 
     let hits = Arc::new(AtomicU64::new(0));
@@ -352,33 +395,11 @@ async fn a_redirect_to_a_url_with_credentials_is_not_followed() {
             async { "" }
         }),
     );
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let location = format!("http://user:s3cret@{}/", listener.local_addr().unwrap());
-    tokio::spawn(async move { axum::serve(listener, target).await });
-    let redirecting = axum::Router::new().route(
-        "/",
-        axum::routing::get(move || {
-            let location = location.clone();
-            async move {
-                (
-                    axum::http::StatusCode::FOUND,
-                    [(axum::http::header::LOCATION, location)],
-                )
-            }
-        }),
-    );
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = url::Url::parse(&format!("http://{}/", listener.local_addr().unwrap())).unwrap();
-    tokio::spawn(async move { axum::serve(listener, redirecting).await });
-
-    let mut source = http_source(url, Duration::from_secs(5));
-    let attempts = source.attempts();
-    let reading = tokio::spawn(async move {
-        let mut out = Vec::new();
-        loop {
-            let _ = source.read(&mut out).await;
-        }
-    });
+    let target = serve_on_loopback(target).await;
+    let upstream =
+        serve_on_loopback(redirecting("/", format!("http://user:s3cret@{target}/"))).await;
+    let (reading, attempts) =
+        keep_reading(url::Url::parse(&format!("http://{upstream}/")).unwrap());
     eventually(
         Duration::from_secs(20),
         "a second connection attempt",
@@ -396,8 +417,6 @@ async fn a_redirect_to_a_url_with_credentials_is_not_followed() {
 /// on as `Referer`.
 #[tokio::test]
 async fn a_followed_redirect_does_not_carry_the_upstream_url_as_referer() {
-    use chatstats::source::Source;
-
     let referers = Arc::new(std::sync::Mutex::new(Vec::<Option<String>>::new()));
     let seen = referers.clone();
     let target = axum::Router::new().route(
@@ -410,33 +429,10 @@ async fn a_followed_redirect_does_not_carry_the_upstream_url_as_referer() {
             async { "" }
         }),
     );
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let location = format!("http://{}/", listener.local_addr().unwrap());
-    tokio::spawn(async move { axum::serve(listener, target).await });
-    let redirecting = axum::Router::new().route(
-        "/start",
-        axum::routing::get(move || {
-            let location = location.clone();
-            async move {
-                (
-                    axum::http::StatusCode::FOUND,
-                    [(axum::http::header::LOCATION, location)],
-                )
-            }
-        }),
-    );
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let address = listener.local_addr().unwrap();
-    let url = url::Url::parse(&format!("http://{address}/start?key=s3cret")).unwrap();
-    tokio::spawn(async move { axum::serve(listener, redirecting).await });
-
-    let mut source = http_source(url, Duration::from_secs(5));
-    let reading = tokio::spawn(async move {
-        let mut out = Vec::new();
-        loop {
-            let _ = source.read(&mut out).await;
-        }
-    });
+    let target = serve_on_loopback(target).await;
+    let upstream = serve_on_loopback(redirecting("/start", format!("http://{target}/"))).await;
+    let url = url::Url::parse(&format!("http://{upstream}/start?key=s3cret")).unwrap();
+    let (reading, _) = keep_reading(url);
     eventually(
         Duration::from_secs(20),
         "the redirect to be followed",
