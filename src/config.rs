@@ -653,10 +653,10 @@ fn retention_at_least(
 
 /// `*` alone, or origins (`https://example.com`) that are valid header values.
 fn parse_cors_origin(value: &str) -> Result<String, String> {
-    let origins: Vec<&str> = value.split(',').map(str::trim).collect();
     if value.trim().is_empty() || value.trim() == "*" {
         return Ok(value.to_owned());
     }
+    let origins: Vec<&str> = value.split(',').map(str::trim).collect();
     if origins.contains(&"*") {
         return Err("`*` allows every origin and cannot be listed with others".to_owned());
     }
