@@ -57,7 +57,7 @@ pub async fn consume(
 ) -> Result<Arc<Progress>, WorkerError> {
     let started = std::time::Instant::now();
     let ticker = crate::worker::spawn_progress(progress.clone(), settings.progress_interval);
-    let housekeeping = crate::worker::spawn_maintenance(store.clone());
+    let housekeeping = crate::worker::spawn_maintenance(store.clone(), settings.rules.full);
     let mut consumer = Consumer {
         store,
         inbox,
@@ -66,7 +66,9 @@ pub async fn consume(
     };
     let result = consumer.run(shutdown).await;
     ticker.abort();
-    housekeeping.abort();
+    if let Some(housekeeping) = housekeeping {
+        housekeeping.abort();
+    }
     consumer.progress.log_line(&mut (started, 0));
     result.map(|()| consumer.progress)
 }

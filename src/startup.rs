@@ -618,6 +618,7 @@ async fn run_both<S: Store>(
     let sim = cli.sim.clone();
     let stop = shutdown.clone();
     let kept = store.clone();
+    let full = settings.rules.full;
     let mut worker =
         tokio::spawn(async move { drive(store, upstream, &sim, settings, stop).await });
     // Whichever stops first decides: a failed worker stops the API, and the other way round.
@@ -641,7 +642,7 @@ async fn run_both<S: Store>(
     match &worked {
         Ok(()) if text_mode && !shutdown.is_cancelled() => {
             info!("input recorded; the API keeps serving the results until stopped (Ctrl-C)");
-            housekeeping = Some(crate::worker::spawn_maintenance(kept));
+            housekeeping = crate::worker::spawn_maintenance(kept, full);
         }
         Ok(()) => {}
         Err(_) => shutdown.cancel(),

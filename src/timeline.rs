@@ -163,10 +163,12 @@ pub fn rfc3339(ms: u64, millis: bool) -> String {
     out
 }
 
-/// The time a message counts at: its `tmi-sent-ts` (Unix ms) when that is a valid integer no
-/// more than [`MAX_FUTURE_MS`] ahead of `processed_ms`, else `processed_ms`.
+/// The time a message counts at: its `tmi-sent-ts` (Unix ms) when that is a valid integer (ASCII
+/// digits only, as Twitch sends it: no sign, no spaces) no more than [`MAX_FUTURE_MS`] ahead of
+/// `processed_ms`, else `processed_ms`.
 pub fn message_time(sent: Option<&str>, processed_ms: u64) -> u64 {
-    sent.and_then(|s| s.trim().parse::<u64>().ok())
+    sent.filter(|s| s.bytes().all(|b| b.is_ascii_digit()))
+        .and_then(|s| s.parse::<u64>().ok())
         .filter(|&t| t <= processed_ms.saturating_add(MAX_FUTURE_MS))
         .unwrap_or(processed_ms)
 }
@@ -356,6 +358,13 @@ mod tests {
             "5 min ahead is fine"
         );
         assert_eq!(message_time(Some("-5"), 5000), 5000);
+        for not_an_integer in ["+1000", " 1000", "1000 ", "1e3", "", "1_000"] {
+            assert_eq!(
+                message_time(Some(not_an_integer), 5000),
+                5000,
+                "{not_an_integer:?}"
+            );
+        }
     }
 
     #[test]

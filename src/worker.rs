@@ -258,13 +258,16 @@ pub async fn run<S: Store, R: Source>(
     let (tx, rx) = mpsc::channel::<Vec<Frame>>(settings.queue.max(1));
     let reader = tokio::spawn(read_source(source, tx, shutdown.clone()));
     let ticker = spawn_progress(progress.clone(), settings.progress_interval);
-    let housekeeping = spawn_maintenance(store.clone());
+    let full = settings.rules.full;
+    let housekeeping = spawn_maintenance(store.clone(), full);
     let result = Worker::new(store.clone(), writer, settings, progress.clone())
         .drive(rx, &shutdown)
         .await;
     ticker.abort();
-    housekeeping.abort();
-    if result.is_ok() && !shutdown.is_cancelled() {
+    if let Some(housekeeping) = housekeeping {
+        housekeeping.abort();
+    }
+    if full && result.is_ok() && !shutdown.is_cancelled() {
         // A finished input (text mode): roll up all it completed, rather than leave it to the
         // next worker (one housekeeping run rolls up a few hours and days: a backfill of days
         // takes several).
@@ -815,9 +818,14 @@ async fn read_source<R: Source>(
 }
 
 /// Runs the store's housekeeping ([`Store::maintain`]: rolling up hours and days) every
-/// [`MAINTENANCE_INTERVAL`]; a failure is retried at the next tick.
-pub(crate) fn spawn_maintenance<S: Store>(store: S) -> JoinHandle<()> {
-    tokio::spawn(async move {
+/// [`MAINTENANCE_INTERVAL`]; a failure is retried at the next tick. Only the full statistics
+/// have anything to roll up: with `STATISTICS=basic` (`full == false`) nothing runs, and the
+/// worker writes part 1's keys only.
+pub(crate) fn spawn_maintenance<S: Store>(store: S, full: bool) -> Option<JoinHandle<()>> {
+    if !full {
+        return None;
+    }
+    Some(tokio::spawn(async move {
         let mut ticks = tokio::time::interval(MAINTENANCE_INTERVAL);
         loop {
             ticks.tick().await;
@@ -825,7 +833,7 @@ pub(crate) fn spawn_maintenance<S: Store>(store: S) -> JoinHandle<()> {
                 debug!(error = %err, "housekeeping failed; retried at the next tick");
             }
         }
-    })
+    }))
 }
 
 /// Runs the store's housekeeping until it has nothing left to roll up (or fails).

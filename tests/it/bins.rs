@@ -108,6 +108,44 @@ async fn the_worker_in_text_mode_records_a_file_and_exits_0() {
 }
 
 #[tokio::test]
+async fn with_basic_statistics_the_worker_writes_part_ones_keys_only() {
+    let redis = TestRedis::start();
+    let ns = namespace();
+    let mut child = bin("chatstats-worker")
+        .env("RESPONSE_STREAM_MODE", "text")
+        .env("CHAT_INTERFACE_URL", part2("stream.txt"))
+        .env("REDIS_URL", redis.url())
+        .env("REDIS_NAMESPACE", &ns)
+        .env("STATISTICS", "basic")
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    let status = wait_with_deadline(&mut child, Duration::from_secs(20));
+    assert!(status.success(), "{status}");
+    let keys = redis.cli(&["--raw", "KEYS", "*"]).unwrap();
+    let mut seen = Vec::new();
+    for key in keys.lines().filter(|k| !k.is_empty()) {
+        let rest = key.strip_prefix(ns.as_str()).unwrap_or(key);
+        let part_one = [
+            "words",
+            "nicks",
+            "rooms",
+            "failedMessages",
+            "failedMessages:total",
+        ]
+        .contains(&rest)
+            || rest.starts_with("messagesPerSecond:")
+            || rest.starts_with("writer:");
+        assert!(part_one, "STATISTICS=basic wrote {key}");
+        seen.push(rest.to_owned());
+    }
+    assert!(seen.iter().any(|k| k == "words"), "{seen:?}");
+    // The housekeeping of the full statistics never ran: it would have taken its lock.
+    let stats = redis.cli(&["INFO", "commandstats"]).unwrap();
+    assert!(!stats.contains("cmdstat_set:"), "{stats}");
+}
+
+#[tokio::test]
 async fn the_worker_reads_stdin_with_a_dash() {
     let redis = TestRedis::start();
     let ns = namespace();

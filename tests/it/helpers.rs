@@ -274,6 +274,13 @@ pub fn fixture(name: &str) -> PathBuf {
         .join(name)
 }
 
+/// The repo's copy of the part-2 fixtures.
+pub fn part2(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/part2")
+        .join(name)
+}
+
 /// Records `bytes` (as a text-mode file would be) into `store`, to the end.
 pub async fn record_bytes<S: Store>(store: &S, bytes: &[u8]) -> Arc<Progress> {
     let reader = Box::new(std::io::Cursor::new(bytes.to_vec()));

@@ -42,12 +42,6 @@ struct Fixture {
     recorded_from_ms: u64,
 }
 
-fn part2(name: &str) -> std::path::PathBuf {
-    std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/fixtures/part2")
-        .join(name)
-}
-
 fn fixture() -> Fixture {
     let now = now_ms();
     let start = (now - 10 * 60_000) / 60_000 * 60_000;
