@@ -313,6 +313,7 @@ pub fn router<S: Store>(state: AppState<S>) -> Router {
         .fallback(routes::not_found)
         .method_not_allowed_fallback(routes::method_not_allowed)
         .layer(axum::middleware::from_fn(error::guard))
+        .layer(axum::middleware::map_response(json_charset))
         .layer(axum::middleware::from_fn_with_state(cache, cache::layer))
         .layer(axum::middleware::from_fn(cache::conditional))
         .layer(axum::middleware::from_fn_with_state(
@@ -326,6 +327,19 @@ pub fn router<S: Store>(state: AppState<S>) -> Router {
         Some(cors) => api.layer(cors),
         None => api,
     }
+}
+
+/// JSON answers say `application/json; charset=utf-8`, as the TypeScript service's (Fastify's)
+/// did: clients written against it see the same header.
+async fn json_charset(mut response: axum::response::Response) -> axum::response::Response {
+    let headers = response.headers_mut();
+    if headers.get(header::CONTENT_TYPE).map(|v| v.as_bytes()) == Some(b"application/json") {
+        headers.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json; charset=utf-8"),
+        );
+    }
+    response
 }
 
 /// Serves the API on `listener` until `shutdown` is cancelled, then drains open requests

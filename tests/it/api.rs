@@ -72,6 +72,29 @@ async fn unknown_routes_get_a_fastify_shaped_404_and_wrong_methods_a_405() {
 }
 
 #[tokio::test]
+async fn json_answers_say_utf_8_as_fastify_did() {
+    for (path, method) in [
+        ("/", "GET"),
+        ("/stats/words", "GET"),
+        ("/stats/words", "HEAD"),
+        ("/stats/words?window=5m", "GET"),
+        ("/stats/activity", "GET"),
+        ("/healthcheck", "GET"),
+        ("/messages", "GET"),
+        ("/nope", "GET"),
+        ("/stats", "POST"),
+        ("/stats/words?limit=x", "GET"),
+    ] {
+        let (_, headers, _) = call(path, method, &[]).await;
+        assert_eq!(
+            headers.get("content-type").unwrap(),
+            "application/json; charset=utf-8",
+            "{method} {path}"
+        );
+    }
+}
+
+#[tokio::test]
 async fn a_bad_limit_is_a_400_in_the_error_shape() {
     for (query, message) in [
         ("0", "querystring/limit must be >= 1"),
