@@ -161,7 +161,8 @@ pub(crate) async fn conditional(mut request: Request, next: Next) -> Response {
     if head {
         // The length the GET's body would have (RFC 9110 9.3.2), not the empty body's.
         let (mut parts, body) = response.into_parts();
-        if let Some(length) = axum::body::HttpBody::size_hint(&body).exact() {
+        let length = axum::body::HttpBody::size_hint(&body).exact();
+        if let Some(length) = length.filter(|_| parts.status != StatusCode::NOT_MODIFIED) {
             parts.headers.insert(header::CONTENT_LENGTH, length.into());
         }
         return Response::from_parts(parts, Body::empty());
@@ -201,9 +202,15 @@ async fn validate(wanted: Option<HeaderValue>, response: Response) -> Response {
             _ => false,
         };
     if matches {
+        // The length a 200 would have had (RFC 9110 8.6): otherwise a HEAD's 304 would get the
+        // empty body's `Content-Length: 0` from the router.
+        let length = axum::body::HttpBody::size_hint(&body).exact();
         parts.status = StatusCode::NOT_MODIFIED;
-        parts.headers.remove(header::CONTENT_LENGTH);
         parts.headers.remove(header::CONTENT_TYPE);
+        match length {
+            Some(length) => parts.headers.insert(header::CONTENT_LENGTH, length.into()),
+            None => parts.headers.remove(header::CONTENT_LENGTH),
+        };
         return Response::from_parts(parts, Body::empty());
     }
     Response::from_parts(parts, body)

@@ -326,6 +326,10 @@ async fn stats_answers_carry_an_etag_and_if_none_match_gives_304() {
         for method in ["GET", "HEAD"] {
             let again = send(method, Some(tag.clone())).await.unwrap();
             assert_eq!(again.status(), 304, "{method}, cache {cache:?}");
+            // A 304 names no length but the 200's (RFC 9110 8.6).
+            if let Some(given) = again.headers().get("content-length") {
+                assert_eq!(given, length.to_string().as_str(), "{method}");
+            }
             let body = axum::body::to_bytes(again.into_body(), 1024).await.unwrap();
             assert!(body.is_empty());
             let other = send(method, Some("W/\"nope\"".to_owned())).await.unwrap();
