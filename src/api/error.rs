@@ -35,7 +35,7 @@ pub(crate) enum ApiError {
     NotFound {
         /// The request method.
         method: String,
-        /// The request path.
+        /// The request target: its path and query, as Fastify's message gives it.
         path: String,
     },
     /// A room or nick that was never seen (404).
@@ -228,7 +228,7 @@ pub(crate) async fn guard(request: Request, next: Next) -> Response {
 pub(crate) async fn json_not_found(request: Request, next: Next) -> Response {
     let (method, path) = (
         request.method().to_string(),
-        request.uri().path().to_owned(),
+        crate::api::routes::target(request.uri()),
     );
     let response = next.run(request).await;
     if response.status() == StatusCode::NOT_FOUND

@@ -41,7 +41,7 @@ use crate::timeline::{Covered, Retention, Rolled, cover};
 #[derive(OpenApi)]
 #[openapi(
     info(title = "chatstats", description = "Statistics of a live chat stream: top words, nicks, rooms and emotes — all time, per room, per nick and per time range — activity over time, messages per second, failed messages."),
-    paths(routes::root, routes::healthcheck, routes::metrics, dashboard::dashboard, routes::stats, routes::words, routes::nicks, routes::rooms, routes::emotes,
+    paths(routes::root, routes::healthcheck, routes::metrics, dashboard::dashboard, documentation, documentation_json, routes::stats, routes::words, routes::nicks, routes::rooms, routes::emotes,
         summary::room, summary::nick, summary::activity, routes::failed_messages,
         history::messages, history::message, history::live, history::ws, ingest::post),
     components(schemas(routes::WindowName, routes::BucketName, routes::RootBody, routes::StatsBody, routes::HealthBody, routes::TopEntry, error::ErrorBody,
@@ -309,7 +309,14 @@ pub fn router<S: Store>(state: AppState<S>) -> Router {
         .route("/stats/failedMessages", get(routes::failed_messages::<S>))
         .route_layer(axum::middleware::from_fn(count_request))
         .with_state(state)
-        .merge(Router::from(docs).layer(axum::middleware::from_fn(error::json_not_found)))
+        .merge(
+            Router::from(docs.clone())
+                .layer(axum::middleware::from_fn_with_state(
+                    Router::from(docs),
+                    docs_page,
+                ))
+                .layer(axum::middleware::from_fn(error::json_not_found)),
+        )
         .fallback(routes::not_found)
         .method_not_allowed_fallback(routes::method_not_allowed)
         .layer(axum::middleware::from_fn(error::guard))
@@ -327,6 +334,51 @@ pub fn router<S: Store>(state: AppState<S>) -> Router {
         Some(cors) => api.layer(cors),
         None => api,
     }
+}
+
+/// `GET /documentation`, in the document (the page is served by `utoipa-swagger-ui`).
+#[utoipa::path(get, path = "/documentation", tag = "service",
+    responses((status = 200, description = "The Swagger UI (HTML) of this document", content_type = "text/html")))]
+#[allow(dead_code)]
+fn documentation() {}
+
+/// `GET /documentation/json`, in the document itself.
+#[utoipa::path(get, path = "/documentation/json", tag = "service",
+    responses((status = 200, description = "This OpenAPI document", content_type = "application/json", body = Object,
+        example = json!({"openapi": "3.1.0", "info": {"title": "chatstats"}, "paths": {}}))))]
+#[allow(dead_code)]
+fn documentation_json() {}
+
+/// `GET /documentation` answers the Swagger UI page itself (200), not a redirect to
+/// `/documentation/` as `utoipa-swagger-ui` does: a client that does not follow redirects gets
+/// the page. Its assets are named relative to `/documentation/`, hence the `<base>`.
+async fn docs_page(
+    axum::extract::State(docs): axum::extract::State<Router>,
+    mut request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    if request.uri().path() != "/documentation" {
+        return next.run(request).await;
+    }
+    // Routing is done (to the redirect): the page is asked of the Swagger UI's own routes.
+    *request.uri_mut() = axum::http::Uri::from_static("/documentation/");
+    let Ok(response) = tower::ServiceExt::oneshot(docs, request).await;
+    if response.status() != axum::http::StatusCode::OK {
+        return response;
+    }
+    let (mut parts, body) = response.into_parts();
+    let Ok(page) = axum::body::to_bytes(body, 1 << 20).await else {
+        return axum::response::IntoResponse::into_response(axum::response::Redirect::to(
+            "/documentation/",
+        ));
+    };
+    let page = String::from_utf8_lossy(&page).replacen(
+        "<head>",
+        "<head>\n    <base href=\"/documentation/\">",
+        1,
+    );
+    parts.headers.remove(header::CONTENT_LENGTH);
+    axum::response::Response::from_parts(parts, axum::body::Body::from(page))
 }
 
 /// JSON answers say `application/json; charset=utf-8`, as the TypeScript service's (Fastify's)

@@ -355,8 +355,14 @@ pub(crate) async fn root() -> Json<RootBody> {
 pub(crate) async fn not_found(method: Method, uri: Uri) -> ApiError {
     ApiError::NotFound {
         method: method.to_string(),
-        path: uri.path().to_owned(),
+        path: target(&uri),
     }
+}
+
+/// A request's path with its query (`/nope?x=1`), as Fastify's 404 message names it.
+pub(crate) fn target(uri: &Uri) -> String {
+    uri.path_and_query()
+        .map_or_else(|| uri.path().to_owned(), |p| p.as_str().to_owned())
 }
 
 /// A method a route does not serve (every route serves GET and HEAD).

@@ -62,6 +62,11 @@ async fn unknown_routes_get_a_fastify_shaped_404_and_wrong_methods_a_405() {
             json!({"statusCode": 404, "error": "Not Found", "message": "Route GET:/nope not found"})
         )
     );
+    // Fastify's message names the request's URL, query included.
+    assert_eq!(
+        json_of("/nope?x=1").await.1["message"],
+        "Route GET:/nope?x=1 not found"
+    );
     let (status, headers, body) = call("/stats", "POST", &[]).await;
     assert_eq!(status, 405);
     assert_eq!(headers.get("allow").unwrap(), "GET, HEAD");
@@ -178,6 +183,7 @@ async fn the_openapi_document_describes_every_route_with_schemas_and_examples() 
         "/stats/nicks",
         "/stats/rooms",
         "/stats/failedMessages",
+        "/documentation/json",
     ] {
         let get = &paths
             .get(route)
@@ -247,12 +253,18 @@ async fn the_openapi_document_describes_every_route_with_schemas_and_examples() 
             "{route}: 429"
         );
     }
-    let (status, _, html) = call("/documentation/", "GET", &[]).await;
-    assert_eq!(status, 200);
-    assert!(
-        String::from_utf8_lossy(&html).contains("swagger"),
-        "Swagger UI page"
-    );
+    let page = &paths["/documentation"]["get"]["responses"]["200"]["content"];
+    assert!(page["text/html"].is_object(), "/documentation: {page}");
+    for path in ["/documentation/", "/documentation"] {
+        let (status, _, html) = call(path, "GET", &[]).await;
+        assert_eq!(status, 200, "{path}");
+        let html = String::from_utf8_lossy(&html);
+        assert!(html.contains("swagger"), "{path}: Swagger UI page");
+        // Its assets are relative: from `/documentation` they are named from the folder.
+        if path == "/documentation" {
+            assert!(html.contains("<base href=\"/documentation/\">"), "{html}");
+        }
+    }
 }
 
 #[tokio::test]

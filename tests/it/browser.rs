@@ -249,6 +249,39 @@ async fn the_dashboard_in_a_real_browser_shows_live_numbers_and_summaries() {
     .await;
 }
 
+#[tokio::test]
+async fn the_swagger_ui_at_documentation_lists_every_route_in_a_real_browser() {
+    if !chromium_installed() {
+        return;
+    }
+    let (_app, base) = chatstats().await;
+    let chromium = Chromium::launch(1400, 1000);
+    let cdp = Cdp::connect(chromium.endpoint()).await;
+    let page = cdp.new_page().await;
+    page.enable(&["Runtime", "Log", "Page", "Network"]).await;
+    // `/documentation` as the contract names it, without a trailing slash.
+    page.navigate(&format!("{base}/documentation")).await;
+    let doc = get_json(&format!("{base}/documentation/json"))
+        .await
+        .expect("the OpenAPI document");
+    let operations: usize = doc["paths"]
+        .as_object()
+        .expect("paths")
+        .values()
+        .map(|p| p.as_object().map_or(0, |o| o.len()))
+        .sum();
+    let shown = format!("document.querySelectorAll('.opblock').length >= {operations}");
+    wait(&page, "every operation of the OpenAPI document", &shown).await;
+    page.screenshot(&screenshot_path("documentation.png"), false)
+        .await;
+    let found = problems(&page);
+    assert!(
+        found.is_empty(),
+        "the page had errors:\n{}",
+        found.join("\n")
+    );
+}
+
 /// Clicks the first element matching `selector` (a nick or a room) and returns its name.
 async fn click(page: &Page, selector: &str) -> String {
     let script = format!(
