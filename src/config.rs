@@ -762,6 +762,7 @@ pub fn load<T: Parser>() -> Result<T, ExitCode> {
         eprintln!("{line}");
         return Err(ExitCode::from(2));
     }
+    forget_empty_variables(&T::command());
     T::try_parse().map_err(|err| match err.kind() {
         ErrorKind::DisplayHelp | ErrorKind::DisplayVersion => {
             let _ = err.print();
@@ -774,53 +775,40 @@ pub fn load<T: Parser>() -> Result<T, ExitCode> {
     })
 }
 
-/// Applies a `.env` file: all of it, or — when any line is malformed — none of it, with one line
-/// naming the file and the line. The real environment wins over the file.
-pub(crate) fn load_dotenv(path: &std::path::Path) -> Result<(), String> {
-    let shown = path.display();
-    let items = match dotenvy::from_path_iter(path) {
-        Ok(items) => items,
-        Err(err) if err.not_found() => return Ok(()),
-        Err(err) => return Err(format!("cannot read {shown}: {err}")),
-    };
-    let mut pairs = Vec::new();
-    for item in items {
-        match item {
-            Ok(pair) => pairs.push(pair),
-            Err(dotenvy::Error::LineParse(line, column)) => {
-                // dotenvy gives the unparsed text (often the value only): find its line in the
-                // file, and name the variable by that line's leading identifier. Nothing of the
-                // value is repeated: it may be a secret.
-                let text = std::fs::read_to_string(path).unwrap_or_default();
-                let at = text.find(line.as_str());
-                let number = at
-                    .map(|at| text[..at].matches('\n').count() + 1)
-                    .map_or_else(String::new, |n| format!(" line {n}"));
-                let name = at
-                    .map(|at| {
-                        let from = text[..at].rfind('\n').map_or(0, |i| i + 1);
-                        let start = text[from..].trim_start();
-                        let start = start.strip_prefix("export ").unwrap_or(start).trim_start();
-                        let end = start
-                            .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_' || c == '.'))
-                            .unwrap_or(start.len());
-                        // Only a line with more than one word (`NAME=…`, `NAME value`) is
-                        // named by its start: a lone word may be a pasted secret.
-                        match start[end..].trim().is_empty() {
-                            true => String::new(),
-                            false => start[..end].to_owned(),
-                        }
-                    })
-                    .filter(|n| !n.is_empty() && n.len() < 64)
-                    .map_or_else(String::new, |n| format!(" ({n})"));
-                return Err(format!(
-                    "{shown}{number}{name}: cannot parse this line (at character {}); nothing from the file was applied",
-                    column + 1
-                ));
-            }
-            Err(err) => return Err(format!("cannot read {shown}: {err}")),
+/// Variables whose empty value means something: CORS off, keys without a prefix.
+const MEANINGFUL_WHEN_EMPTY: [&str; 2] = ["CORS_ORIGIN", "REDIS_NAMESPACE"];
+
+/// Unsets every variable of `command` that is set to "" (but those of
+/// [`MEANINGFUL_WHEN_EMPTY`]): `REDIS_URL=` in a `.env` file means no URL, as the TypeScript
+/// service's `process.env.REDIS_URL || …` read it, not an invalid one.
+fn forget_empty_variables(command: &clap::Command) {
+    for name in command.get_arguments().filter_map(|arg| arg.get_env()) {
+        let empty = std::env::var_os(name).is_some_and(|value| value.is_empty());
+        if empty && !MEANINGFUL_WHEN_EMPTY.iter().any(|keep| name == *keep) {
+            // SAFETY: as in `load_dotenv`: at start, before any other thread exists.
+            unsafe { std::env::remove_var(name) };
         }
     }
+}
+
+/// Applies a `.env` file (read as the TypeScript service's `dotenv` read it: see
+/// [`crate::dotenv`]): all of it, or — when any line is malformed — none of it, with one line
+/// naming the file and the line, never the value. The real environment wins over the file.
+pub(crate) fn load_dotenv(path: &std::path::Path) -> Result<(), String> {
+    let shown = path.display();
+    let text = match std::fs::read(path) {
+        Ok(bytes) => String::from_utf8(bytes)
+            .map_err(|_| format!("cannot read {shown}: it is not UTF-8 text"))?,
+        Err(err) if err.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(err) => return Err(format!("cannot read {shown}: {err}")),
+    };
+    let pairs = crate::dotenv::parse(&text).map_err(|bad| {
+        let name = bad.name.map_or_else(String::new, |n| format!(" ({n})"));
+        format!(
+            "{shown} line {}{name}: cannot parse this line (expected NAME=value, a comment or a blank line; a quote left open?); nothing from the file was applied",
+            bad.line
+        )
+    })?;
     // A name given twice takes its last value, as Node's dotenv (the TypeScript service) does.
     let pairs: std::collections::HashMap<String, String> = pairs.into_iter().collect();
     for (name, value) in pairs {
@@ -960,7 +948,7 @@ mod tests {
         let path = dir.path().join(".env");
         for (text, name) in [
             (
-                "A=1\nB=2\nC=3\nREDIS_URL=redis://:s3cret pw@127.0.0.1:7721\nD=4\n",
+                "A=1\nB=2\nC=3\nREDIS_URL=\"redis://:s3cret@127.0.0.1:7721\nD=4\n",
                 "REDIS_URL",
             ),
             (

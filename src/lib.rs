@@ -32,6 +32,7 @@
 pub mod api;
 pub mod config;
 pub mod detail;
+mod dotenv;
 pub mod emotes;
 pub mod inbox;
 pub mod message;

@@ -180,6 +180,38 @@ async fn a_typescript_env_file_is_used_as_is() {
 }
 
 #[tokio::test]
+async fn an_env_file_is_read_as_nodes_dotenv_read_it() {
+    // Written on Windows (a byte order mark, CRLF), with a `$` that is not a variable, a list
+    // with spaces left unquoted and variables left empty: Node's dotenv read all of it.
+    let redis = TestRedis::start();
+    let ns = format!("{}$HOME:", namespace());
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join(".env"),
+        format!(
+            "\u{feff}# the TypeScript service's file\r\nCHAT_INTERFACE_URL={}\r\n\
+             RESPONSE_STREAM_MODE=text\r\nREDIS_URL=\r\nREDIS_HOST=127.0.0.1\r\nREDIS_PORT={}\r\n\
+             REDIS_NAMESPACE={ns}\r\nIGNORED_NICKS=slicyyyy, moczark\r\nLOG_FORMAT=\r\n",
+            fixture("multiple-messages.txt").display(),
+            redis.port
+        ),
+    )
+    .unwrap();
+    let out = bin_in("chatstats-worker", dir.path())
+        .stdout(Stdio::null())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // The namespace kept its `$HOME`; both nicks of the list were left out.
+    let nicks = redis.store_in(&ns).top(TopList::Nicks, 1).await.unwrap();
+    assert_eq!(nicks, vec![("zexvy".to_owned(), 1)]);
+}
+
+#[tokio::test]
 async fn chatstats_uses_the_redis_that_redis_host_and_port_name() {
     let redis = TestRedis::start();
     let ns = namespace();
