@@ -538,10 +538,29 @@ impl SourceArgs {
             return Ok(Some(Upstream::Inbox { line_cap }));
         }
         Ok(Some(match self.response_stream_mode {
-            StreamMode::Text => Upstream::Text {
-                path: location.to_owned(),
-                line_cap,
-            },
+            StreamMode::Text => {
+                // Checked before the start line, as every other value; not opened here: a
+                // named pipe would wait for its writer.
+                let unreadable = |why: String| {
+                    ConfigError::invalid(
+                        "CHAT_INTERFACE_URL",
+                        location,
+                        format!("in text mode, a file to read, or - for stdin ({why})"),
+                    )
+                };
+                match std::fs::metadata(location) {
+                    _ if location == "-" => {}
+                    Ok(meta) if meta.is_dir() => {
+                        return Err(unreadable("it is a directory".to_owned()));
+                    }
+                    Ok(_) => {}
+                    Err(err) => return Err(unreadable(err.to_string())),
+                }
+                Upstream::Text {
+                    path: location.to_owned(),
+                    line_cap,
+                }
+            }
             StreamMode::Http => {
                 let url = SecretUrl::parse(location)
                     .ok()
@@ -651,7 +670,9 @@ fn retention_at_least(
     Ok(kept)
 }
 
-/// `*` alone, or origins (`https://example.com`) that are valid header values.
+/// `*` alone, or origins (`https://example.com`, `http://localhost:8080`), comma-separated:
+/// each as a browser sends it in `Origin` (a trailing `/` and upper-case letters are put right),
+/// since anything else — a path, a space, no scheme — could never match one.
 fn parse_cors_origin(value: &str) -> Result<String, String> {
     if value.trim().is_empty() || value.trim() == "*" {
         return Ok(value.to_owned());
@@ -660,15 +681,23 @@ fn parse_cors_origin(value: &str) -> Result<String, String> {
     if origins.contains(&"*") {
         return Err("`*` allows every origin and cannot be listed with others".to_owned());
     }
-    if origins
-        .iter()
-        .any(|o| o.is_empty() || axum::http::HeaderValue::from_str(o).is_err())
-    {
-        return Err(
-            "expected `*`, or origins such as https://example.com, comma-separated".to_owned(),
-        );
+    let expected = "expected `*`, or origins such as https://example.com, comma-separated";
+    let mut normalized = Vec::with_capacity(origins.len());
+    for origin in origins {
+        let parsed = url::Url::parse(origin).map_err(|_| expected.to_owned())?;
+        let bare = parsed.path() == "/"
+            && parsed.query().is_none()
+            && parsed.fragment().is_none()
+            && parsed.username().is_empty()
+            && parsed.password().is_none();
+        if !bare || !parsed.origin().is_tuple() {
+            return Err(format!(
+                "{expected} (scheme, host and port only: no path, query or credentials)"
+            ));
+        }
+        normalized.push(parsed.origin().ascii_serialization());
     }
-    Ok(value.to_owned())
+    Ok(normalized.join(","))
 }
 
 fn parse_history_retention(value: &str) -> Result<Duration, String> {
@@ -927,6 +956,31 @@ mod tests {
             std::env::var_os("CHATSTATS_TEST_FIRST").is_none(),
             "nothing applied"
         );
+    }
+
+    #[test]
+    fn cors_origins_are_taken_as_a_browser_sends_them() {
+        for (given, kept) in [
+            ("*", "*"),
+            ("", ""),
+            ("https://A.Example/", "https://a.example"),
+            (
+                "http://localhost:8080, https://b.example",
+                "http://localhost:8080,https://b.example",
+            ),
+            ("https://b.example:443", "https://b.example"),
+        ] {
+            assert_eq!(parse_cors_origin(given).as_deref(), Ok(kept), "{given}");
+        }
+        for refused in [
+            "a.example",
+            "https://a.example/x",
+            "https://a.example?q",
+            "null",
+            "x y",
+        ] {
+            assert!(parse_cors_origin(refused).is_err(), "{refused}");
+        }
     }
 
     #[test]

@@ -59,6 +59,10 @@ fn a_bad_value_stops_the_process_with_one_line_naming_the_variable() {
         ("chatstats-worker", "HOUR_RETENTION", "3h"),
         ("chatstats-api", "DAY_RETENTION", "1h"),
         ("chatstats-api", "CORS_ORIGIN", "http://a.example,*"),
+        // Origins a browser could never send.
+        ("chatstats-api", "CORS_ORIGIN", "https://a.example/path"),
+        ("chatstats", "CORS_ORIGIN", "not an origin"),
+        ("chatstats-api", "CORS_ORIGIN", "https://user:pw@a.example"),
         (
             "chatstats-api",
             "REDIS_URL",
@@ -66,8 +70,17 @@ fn a_bad_value_stops_the_process_with_one_line_naming_the_variable() {
         ),
         // Before the start line: checked before anything is said or served.
         ("chatstats", "EMOTE_NAMES_FILE", "/nonexistent/emotes.txt"),
+        (
+            "chatstats-worker",
+            "CHAT_INTERFACE_URL",
+            "/nonexistent/stream.txt",
+        ),
+        ("chatstats", "CHAT_INTERFACE_URL", "/"),
     ] {
+        // Text mode, for the file of CHAT_INTERFACE_URL; the other cases name no file.
+        let text = var == "CHAT_INTERFACE_URL" && value.starts_with('/');
         let out = bin(name)
+            .env("RESPONSE_STREAM_MODE", if text { "text" } else { "http" })
             .env("CHAT_INTERFACE_URL", "http://127.0.0.1:9/")
             .env("NODE_PORT", "0")
             .env(var, value)
