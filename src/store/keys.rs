@@ -33,7 +33,8 @@
 //! `{R}` and `{N}` are the room or nick in braces, with `%`, `{` and `}` percent-encoded: the
 //! name is unambiguous whatever it holds, and in Redis Cluster the braces make it the hash tag,
 //! so that all keys of one room live in one slot.
-//! The TypeScript service kept `{ns}failedMessages` as a plain set; such a set is read as it
+//! The TypeScript service kept `{ns}failedMessages` as a plain set (and no total: its members
+//! count as the total); such a set is read as it
 //! is and converted to the sorted set the first time a new failed message is recorded.
 
 use crate::detail::{Scope, Seen};

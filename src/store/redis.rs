@@ -1221,7 +1221,17 @@ impl Store for Shard {
             .get(self.keys.failed_total())
             .await
             .map_err(|e| self.fail(e))?;
-        Ok(total.unwrap_or(0))
+        if let Some(total) = total {
+            return Ok(total);
+        }
+        // No total yet: nothing failed, or the TypeScript service's set, which counts as the
+        // payloads it kept (as it will once converted).
+        let key = self.keys.failed();
+        let kind: String = self.client.r#type(&key).await.map_err(|e| self.fail(e))?;
+        if kind != "set" {
+            return Ok(0);
+        }
+        self.client.scard(&key).await.map_err(|e| self.fail(e))
     }
 
     async fn append_inbox(&self, payloads: &[bytes::Bytes]) -> Result<(), StoreError> {

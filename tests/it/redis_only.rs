@@ -78,7 +78,11 @@ async fn data_written_by_the_typescript_service_is_read_and_kept() {
     let mut failed = store.failed_messages(None).await.unwrap();
     failed.sort();
     assert_eq!(failed, vec!["old one", "old two"]);
+    // The service kept no total: its failures count as the payloads it kept, before and after
+    // the set is converted (and as `chatstats-migrate` carries them over).
+    assert_eq!(store.failed_total().await.unwrap(), 2);
     record_bytes(&store, b"data: {\"body\":\"Kappa\"}\ndata: new bad\n").await;
+    assert_eq!(store.failed_total().await.unwrap(), 3);
     assert_eq!(
         store.top(TopList::Words, 10).await.unwrap(),
         vec![("Kappa".to_owned(), 6)]
@@ -114,6 +118,7 @@ async fn a_large_typescript_failed_set_is_converted_down_to_the_cap() {
     );
     let distinct: std::collections::HashSet<&String> = failed.iter().collect();
     assert_eq!(distinct.len(), 1000);
+    assert_eq!(store.failed_total().await.unwrap(), 5001);
 }
 
 #[tokio::test]

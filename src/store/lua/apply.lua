@@ -33,6 +33,8 @@ if failed > 0 then
     -- Written by the TypeScript service, which never bounded it: keep `cap` of its members
     -- (a set has no order: any `cap`), as the oldest. Reading only those and freeing the rest
     -- in the background (UNLINK) keeps this call short however large the set grew.
+    -- The service kept no total: its failures count as the payloads it kept.
+    redis.call('INCRBY', KEYS[6], redis.call('SCARD', fkey))
     local old = redis.call('SRANDMEMBER', fkey, cap)
     redis.call('UNLINK', fkey)
     for from = 1, #old, 500 do
