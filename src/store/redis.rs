@@ -377,7 +377,12 @@ pub(crate) fn describe_error(err: &Error) -> String {
     match err.kind() {
         // An I/O error's details are its debug form (`Os { code: 111, kind: ConnectionRefused,
         // message: "Connection refused" }`): its message is what a reader wants.
-        ErrorKind::IO => match details.split_once("message: \"") {
+        // A custom one's (`Custom { kind: Uncategorized, error: "failed to lookup address
+        // information: …" }`, a host that does not resolve) is its `error`.
+        ErrorKind::IO => match details
+            .split_once("message: \"")
+            .or_else(|| details.split_once("error: \""))
+        {
             Some((_, rest)) => rest
                 .split_once('"')
                 .map_or(rest, |(message, _)| message)
@@ -1270,6 +1275,23 @@ impl Store for Shard {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn connection_errors_read_as_their_message() {
+        for (details, read) in [
+            (
+                "Os { code: 111, kind: ConnectionRefused, message: \"Connection refused\" }",
+                "connection refused",
+            ),
+            (
+                "Custom { kind: Uncategorized, error: \"failed to lookup address information: Name or service not known\" }",
+                "failed to lookup address information: name or service not known",
+            ),
+        ] {
+            let err = Error::new(ErrorKind::IO, details);
+            assert_eq!(describe_error(&err), read);
+        }
+    }
 
     #[test]
     fn every_key_a_call_touches_is_in_keys_and_under_the_namespace() {
