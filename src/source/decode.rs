@@ -3,6 +3,8 @@
 //! Lines end with LF or CRLF. `se-data:` and `data:` lines carry a payload (one optional space
 //! after the colon is dropped, as in SSE); a line that starts with `{` is a bare NDJSON payload;
 //! `:` lines are comments; blank lines and other fields (`event:`, `id:`, `retry:`) carry nothing.
+//! A UTF-8 byte order mark before a line is dropped (SSE drops one at the stream's start; a file
+//! saved by a Windows editor, or files joined, carry one there).
 //! A line longer than the cap is not buffered: its first `cap` bytes are kept and the rest of it
 //! is skipped, so memory stays bounded whatever arrives; when its line end comes, it becomes one
 //! [`Frame::Oversized`]. A line cut off by a disconnect ([`Decoder::reset`]) yields nothing, however
@@ -108,6 +110,9 @@ impl Decoder {
     }
 }
 
+/// U+FEFF in UTF-8.
+const BYTE_ORDER_MARK: &[u8] = b"\xEF\xBB\xBF";
+
 /// Decodes one complete line (its LF removed).
 fn decode_line(mut line: Bytes, cap: usize, mut out: impl FnMut(Frame)) {
     if line.last() == Some(&b'\r') {
@@ -116,6 +121,9 @@ fn decode_line(mut line: Bytes, cap: usize, mut out: impl FnMut(Frame)) {
     if line.len() > cap {
         line.truncate(cap);
         return out(Frame::Oversized(line));
+    }
+    if line.starts_with(BYTE_ORDER_MARK) {
+        line.advance(BYTE_ORDER_MARK.len());
     }
     let field_len = if line.starts_with(b"se-data:") {
         8
@@ -168,6 +176,11 @@ mod tests {
     #[test]
     fn a_last_line_without_line_end_is_decoded_at_finish() {
         assert_eq!(decode_chunks(&[b"data: x"], 64), vec![payload("x")]);
+        assert_eq!(
+            decode_chunks(&[b"\xEF\xBB\xBFdata: x\n\xEF\xBB", b"\xBF{\"y\":1}\n"], 64),
+            vec![payload("x"), payload("{\"y\":1}")],
+            "a byte order mark before a line is dropped"
+        );
     }
 
     #[test]
