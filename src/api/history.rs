@@ -67,6 +67,7 @@ pub(crate) struct HistoryPageBody {
     /// Newest first (most recently recorded).
     messages: Vec<HistoryMessage>,
     /// The cursor of the next (older) page, for `?before=`; null on the last page.
+    #[schema(required = true)]
     next: Option<String>,
 }
 
@@ -79,11 +80,14 @@ pub(crate) struct HistoryPageBody {
 #[into_params(parameter_in = Query)]
 pub(crate) struct HistoryQuery {
     /// Only messages in this room (with `nick`: that nick's messages in this room).
+    #[param(min_length = 1)]
     room: Option<String>,
     /// Only messages by this nick. With `room`, a page reads at most 2,000 of the nick's
     /// messages, so it may hold fewer than `limit` while `next` is not null.
+    #[param(min_length = 1)]
     nick: Option<String>,
     /// The `next` cursor of the previous page.
+    #[param(min_length = 1)]
     before: Option<String>,
     /// Messages per page (default 50).
     #[param(minimum = 1, maximum = 200)]
@@ -99,6 +103,7 @@ pub(crate) struct HistoryQuery {
 #[into_params(parameter_in = Query)]
 pub(crate) struct LiveQuery {
     /// Only messages in this room (the statistics stay those of everything).
+    #[param(min_length = 1)]
     room: Option<String>,
 }
 

@@ -67,11 +67,11 @@ pub(crate) struct TopQuery {
     pub limit: Option<u32>,
     /// Only messages in this room, exactly as received (`%23foo` for `#foo`). Not on
     /// `/stats/rooms`; not with `nick`.
-    #[param(example = "#kitchen")]
+    #[param(example = "#kitchen", min_length = 1)]
     pub room: Option<String>,
     /// Only messages by this nick; all-time only. Not on `/stats/nicks`; not with `room`, a
     /// range or a window.
-    #[param(example = "alice")]
+    #[param(example = "alice", min_length = 1)]
     pub nick: Option<String>,
     /// Start of the range (inclusive): RFC 3339 or Unix milliseconds. Widened to whole minutes
     /// (whole hours past 6 h); omitted: as far back as anything is kept.

@@ -35,8 +35,10 @@ pub(crate) struct RoomSummary {
     unique_chatters: u64,
     /// Its earliest message time, all time (RFC 3339, milliseconds); null when unknown (data
     /// recorded with `STATISTICS=basic` or by the TypeScript service).
+    #[schema(required = true)]
     first_seen: Option<String>,
     /// Its latest message time, all time; null when unknown.
+    #[schema(required = true)]
     last_seen: Option<String>,
     /// Its top words, all time or in the range.
     #[schema(value_type = Vec<TopEntry>)]
@@ -63,8 +65,10 @@ pub(crate) struct NickSummary {
     /// Its 1-based position in `/stats/nicks` order.
     rank: u64,
     /// Its earliest message time (RFC 3339, milliseconds); null when unknown.
+    #[schema(required = true)]
     first_seen: Option<String>,
     /// Its latest message time; null when unknown.
+    #[schema(required = true)]
     last_seen: Option<String>,
     /// The rooms it wrote in most.
     #[schema(value_type = Vec<TopEntry>)]
