@@ -277,13 +277,17 @@ async fn logs_are_plain_text_off_a_terminal_with_each_setting_a_field() {
     );
 }
 
+/// A file that exists (so it passes the check at start) but fails when read: EIO on Linux.
+const UNREADABLE: &str = "/proc/self/mem";
+
 #[test]
 fn log_format_is_case_insensitive_and_errors_name_the_allowed_values() {
     let out = bin("chatstats-worker")
         .env("LOG_FORMAT", "JSON")
         .env("RUST_LOG", "info")
         .env("RESPONSE_STREAM_MODE", "text")
-        .env("CHAT_INTERFACE_URL", "/nonexistent/input")
+        .env("CHAT_INTERFACE_URL", UNREADABLE)
+        .env("REDIS_URL", format!("redis://127.0.0.1:{}", free_port()))
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(1));
@@ -328,11 +332,11 @@ async fn a_503_is_logged_with_its_route() {
 fn chatstats_exits_non_zero_when_its_worker_fails() {
     let out = bin("chatstats")
         .env("RESPONSE_STREAM_MODE", "text")
-        .env("CHAT_INTERFACE_URL", "/nonexistent/input")
+        .env("CHAT_INTERFACE_URL", UNREADABLE)
         .env("NODE_HOST", "127.0.0.1")
         .env("NODE_PORT", free_port().to_string())
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(1));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("/nonexistent/input"));
+    assert!(String::from_utf8_lossy(&out.stderr).contains(UNREADABLE));
 }
