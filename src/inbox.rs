@@ -23,7 +23,7 @@ use crate::message::{Tally, TallyBuilder};
 use crate::retry::backoff;
 use crate::source::{Frame, Source};
 use crate::store::redis::{InboxEntry, RedisStore};
-use crate::store::{Store, StoreError};
+use crate::store::{Mark, Store, StoreError};
 use crate::telemetry::metrics;
 use crate::timeline::now_ms;
 use crate::worker::{Progress, WorkerError, WorkerSettings};
@@ -274,6 +274,9 @@ fn unrecorded(n: u64, err: &StoreError) -> WorkerError {
 /// Most payloads appended in one call when forwarding.
 const FORWARD_BATCH: usize = 1_000;
 
+/// The forwarder's window of sequence numbers (`Mark::window`): it has one call in flight.
+const FORWARD_WINDOW: u64 = 64;
+
 /// `FORWARD_TO_INBOX=true`: reads `source` and appends its payloads, as read, to the inbox for
 /// the consumers, instead of applying them; until the source ends (text mode) or `shutdown`.
 /// Payloads that are not messages go too: the consumers count them as failed, as a worker
@@ -286,6 +289,11 @@ pub async fn forward<R: Source>(
 ) -> Result<u64, WorkerError> {
     info!(source = %source.describe(), "forwarding the upstream to the inbox");
     let mut forwarded = 0;
+    // Each batch is marked, so that a retry of one appended while its reply was lost (Redis
+    // stalled past REDIS_TIMEOUT_MS) does not append it twice. One call at a time: a small
+    // window suffices.
+    let writer: Arc<str> = format!("{:016x}", rand::random::<u64>()).into();
+    let mut seq = 0;
     loop {
         let mut frames = Vec::new();
         let more = tokio::select! {
@@ -301,7 +309,13 @@ pub async fn forward<R: Source>(
             })
             .collect();
         for batch in payloads.chunks(FORWARD_BATCH) {
-            append(&store, batch, settings, &shutdown).await?;
+            seq += 1;
+            let mark = Mark {
+                writer: writer.clone(),
+                seq,
+                window: FORWARD_WINDOW,
+            };
+            append(&store, batch, &mark, settings, &shutdown).await?;
             forwarded += batch.len() as u64;
         }
         if !more {
@@ -316,13 +330,14 @@ pub async fn forward<R: Source>(
 async fn append(
     store: &RedisStore,
     batch: &[Bytes],
+    mark: &Mark,
     settings: &WorkerSettings,
     shutdown: &CancellationToken,
 ) -> Result<(), WorkerError> {
     let mut failures = 0;
     let mut deadline = None;
     loop {
-        let err = match store.append_inbox(batch).await {
+        let err = match store.append_inbox(batch, Some(mark)).await {
             Ok(()) => return Ok(()),
             Err(err) => err,
         };

@@ -138,7 +138,10 @@ async fn ingest<S: Store>(
         Format::Json => vec![single(body)?],
         Format::Ndjson => lines(&body)?,
     };
-    state.timed(state.store.append_inbox(&payloads)).await?;
+    // Not marked: a client that retries after a 503 decides (README).
+    state
+        .timed(state.store.append_inbox(&payloads, None))
+        .await?;
     Ok(payloads.len())
 }
 

@@ -620,7 +620,11 @@ impl Store for MemoryStore {
         Ok(lock(&self.inner.failures).total)
     }
 
-    async fn append_inbox(&self, _payloads: &[bytes::Bytes]) -> Result<(), StoreError> {
+    async fn append_inbox(
+        &self,
+        _payloads: &[bytes::Bytes],
+        _mark: Option<&Mark>,
+    ) -> Result<(), StoreError> {
         // The inbox is a queue shared by processes that must outlive any of them: Redis only.
         Err(StoreError::Unsupported(
             "ingestion needs Redis: set REDIS_URL".to_owned(),

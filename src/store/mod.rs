@@ -210,11 +210,13 @@ pub trait Store: Clone + Send + Sync + 'static {
     fn failed_total(&self) -> impl Future<Output = Result<u64, StoreError>> + Send;
 
     /// Appends `payloads` (raw JSON objects, as posted) to the inbox that workers consume, in
-    /// order and atomically: all of them or none. Never trims the inbox: only its consumers
-    /// may drop what they have acknowledged.
+    /// order and atomically: all of them or none; with a `mark`, at most once per mark (a
+    /// retry of a call that was appended though its reply was lost appends nothing). Never
+    /// trims the inbox: only its consumers may drop what they have acknowledged.
     fn append_inbox(
         &self,
         payloads: &[bytes::Bytes],
+        mark: Option<&Mark>,
     ) -> impl Future<Output = Result<(), StoreError>> + Send;
 
     /// Checks that the store answers; returns a short status such as `ready`.

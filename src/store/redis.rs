@@ -87,7 +87,10 @@ static RANK: Script = Script::new(concat!(
     include_str!("lua/rank.lua")
 ));
 /// Appends posted payloads to the inbox.
-static INBOX_APPEND: Script = Script::new(include_str!("lua/inbox_append.lua"));
+static INBOX_APPEND: Script = Script::new(concat!(
+    include_str!("lua/mark.lua"),
+    include_str!("lua/inbox_append.lua")
+));
 
 /// How long after an hour (or day) ends its roll-up waits: longer than any message can take
 /// from being read to being applied, and than clock differences between workers.
@@ -1239,14 +1242,29 @@ impl Store for Shard {
         self.client.scard(&key).await.map_err(|e| self.fail(e))
     }
 
-    async fn append_inbox(&self, payloads: &[bytes::Bytes]) -> Result<(), StoreError> {
+    async fn append_inbox(
+        &self,
+        payloads: &[bytes::Bytes],
+        mark: Option<&Mark>,
+    ) -> Result<(), StoreError> {
         if payloads.is_empty() {
             return Ok(());
         }
-        // One script call: atomic, so a batch is never half-appended (`lua/inbox_append.lua`).
-        let call = || ScriptCall {
-            keys: vec![Key::from(self.keys.inbox())],
-            args: payloads.iter().cloned().map(Value::Bytes).collect(),
+        // One script call: atomic, so a batch is never half-appended, and at most once per mark
+        // (`lua/inbox_append.lua`).
+        let call = || {
+            let mut keys = vec![Key::from(self.keys.inbox())];
+            let mut args = Vec::with_capacity(payloads.len() + 2);
+            match mark {
+                Some(mark) => {
+                    keys.push(Key::from(self.keys.writer(&mark.writer)));
+                    args.push(Value::from(mark.seq as i64));
+                    args.push(Value::from(mark.window as i64));
+                }
+                None => args.extend([Value::from(0), Value::from(0)]),
+            }
+            args.extend(payloads.iter().cloned().map(Value::Bytes));
+            ScriptCall { keys, args }
         };
         let appended: i64 = self.run(&INBOX_APPEND, call).await?;
         if appended != payloads.len() as i64 {

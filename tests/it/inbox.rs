@@ -60,7 +60,7 @@ async fn a_retried_call_and_a_stalled_consumer_apply_nothing_twice() {
     let ns = namespace();
     let store = redis.store_in(&ns);
     store.inbox_group().await.unwrap();
-    store.append_inbox(&payloads(10)).await.unwrap();
+    store.append_inbox(&payloads(10), None).await.unwrap();
 
     // Consumer a reads the ten entries, then stalls; b takes them over.
     let read = store.inbox_read("a", 100, 10).await.unwrap();
@@ -92,7 +92,7 @@ async fn on_redis_cluster_a_batch_and_the_entries_taken_over_from_it_apply_once(
     for applied_first in ["a", "b"] {
         let store = cluster.store();
         store.inbox_group().await.unwrap();
-        store.append_inbox(&payloads(10)).await.unwrap();
+        store.append_inbox(&payloads(10), None).await.unwrap();
         // Consumer a reads the ten entries, then stalls; b takes them over.
         let read = store.inbox_read("a", 100, 10).await.unwrap();
         assert_eq!(read.len(), 10);
@@ -207,7 +207,7 @@ async fn three_workers_one_killed_and_one_stalled(url: &str, store: RedisStore) 
     let ns = store.namespace().to_owned();
     store.inbox_group().await.unwrap();
     for chunk in payloads(N).chunks(1000) {
-        store.append_inbox(chunk).await.unwrap();
+        store.append_inbox(chunk, None).await.unwrap();
     }
     let mut killed = inbox_worker_at(url, &ns);
     let stalled = inbox_worker_at(url, &ns);
@@ -234,7 +234,7 @@ async fn three_workers_one_killed_and_one_stalled(url: &str, store: RedisStore) 
     .await;
     // The stalled worker wakes: whatever it held was claimed, and it applies none of it.
     signal(&stalled.0, "CONT");
-    store.append_inbox(&payloads(1)).await.unwrap();
+    store.append_inbox(&payloads(1), None).await.unwrap();
     eventually(Duration::from_secs(30), "the last entry", || async {
         backlog_of(&store).await == (0, 0)
     })
@@ -270,6 +270,71 @@ fn record_file(redis: &TestRedis, ns: &str, file: &std::path::Path, forward: boo
         .unwrap();
     let status = wait_with_deadline(&mut worker, Duration::from_secs(60));
     assert!(status.success(), "worker: {status}");
+}
+
+#[tokio::test]
+async fn a_marked_append_retried_is_appended_once() {
+    let redis = TestRedis::start();
+    let ns = namespace();
+    let store = redis.store_in(&ns);
+    let mark = |seq| chatstats::store::Mark {
+        writer: "forwarder".into(),
+        seq,
+        window: 64,
+    };
+    store
+        .append_inbox(&payloads(10), Some(&mark(1)))
+        .await
+        .unwrap();
+    store
+        .append_inbox(&payloads(10), Some(&mark(1)))
+        .await
+        .unwrap();
+    store
+        .append_inbox(&payloads(5), Some(&mark(2)))
+        .await
+        .unwrap();
+    let length = redis
+        .cli(&["--raw", "XLEN", &format!("{ns}inbox")])
+        .unwrap();
+    assert_eq!(length.trim(), "15");
+}
+
+/// The forwarder's first append times out while Redis is paused, and Redis runs it once the
+/// pause ends: its retries must not append the batch again.
+#[tokio::test]
+async fn a_forwarded_batch_whose_reply_was_lost_is_appended_once() {
+    let redis = TestRedis::start();
+    let ns = namespace();
+    let mut file = tempfile::NamedTempFile::new().unwrap();
+    for payload in payloads(20) {
+        std::io::Write::write_all(&mut file, b"data: ").unwrap();
+        std::io::Write::write_all(&mut file, &payload).unwrap();
+        std::io::Write::write_all(&mut file, b"\n").unwrap();
+    }
+    let file = file.into_temp_path();
+    let forward = |ns: &str| {
+        let mut forwarder = bin("chatstats-worker")
+            .env("CHAT_INTERFACE_URL", &file)
+            .env("RESPONSE_STREAM_MODE", "text")
+            .env("REDIS_URL", redis.url())
+            .env("REDIS_NAMESPACE", ns)
+            .env("REDIS_TIMEOUT_MS", "200")
+            .env("FORWARD_TO_INBOX", "true")
+            .spawn()
+            .unwrap();
+        let status = wait_with_deadline(&mut forwarder, Duration::from_secs(30));
+        assert!(status.success(), "forwarder: {status}");
+    };
+    // Once without a pause, so that Redis has the script: a call by its hash that times out is
+    // then run when the pause ends (an unknown one would fail with NOSCRIPT instead).
+    forward(&namespace());
+    redis.cli(&["CLIENT", "PAUSE", "1000", "WRITE"]).unwrap();
+    forward(&ns);
+    let length = redis
+        .cli(&["--raw", "XLEN", &format!("{ns}inbox")])
+        .unwrap();
+    assert_eq!(length.trim(), "20", "each payload once");
 }
 
 #[tokio::test]

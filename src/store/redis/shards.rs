@@ -592,9 +592,13 @@ impl Store for RedisStore {
         self.home().failed_total().await
     }
 
-    async fn append_inbox(&self, payloads: &[Bytes]) -> Result<(), StoreError> {
+    async fn append_inbox(
+        &self,
+        payloads: &[Bytes],
+        mark: Option<&Mark>,
+    ) -> Result<(), StoreError> {
         self.ready().await?;
-        self.home().append_inbox(payloads).await
+        self.home().append_inbox(payloads, mark).await
     }
 
     async fn health(&self) -> Result<String, StoreError> {
