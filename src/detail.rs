@@ -437,6 +437,12 @@ impl DetailBuilder {
         self.messages
     }
 
+    /// Entries held so far: distinct counts and history entries (what the builder's memory
+    /// grows with: a message of thousands of distinct words adds thousands).
+    pub fn entries(&self) -> usize {
+        self.counts.len() + self.history.len()
+    }
+
     /// True when nothing was added.
     pub fn is_empty(&self) -> bool {
         self.messages == 0

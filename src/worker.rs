@@ -224,6 +224,12 @@ const DETAIL_MAX_MESSAGES: u64 = 4_000;
 /// this many messages within its interval anyway and is sent when full; frames stop being
 /// judged while more than [`DETAIL_MEMBERS_WAITING`] members of details wait instead.
 const COALESCING_DETAIL_MAX_MESSAGES: u64 = 4_000;
+/// Most entries one detail merges, whatever its number of messages: messages of thousands of
+/// distinct words each reach it long before [`DETAIL_MAX_MESSAGES`] (4,000 simulated messages
+/// hold 46,787, history entries included). Past it the detail is sent and, while it waits, no more frames are
+/// judged: the worker's memory stays bounded however wide the lines, and the reader stops
+/// reading (backpressure) instead.
+const DETAIL_MAX_ENTRIES: usize = 100_000;
 /// Coalescing mode: most members of details waiting to be sent before no more frames are
 /// judged (holding a whole detail back, as per-message mode does, only adds memory there).
 const DETAIL_MEMBERS_WAITING: usize = 64 * DETAIL_CALL_MEMBERS;
@@ -612,12 +618,14 @@ impl<S: Store> Worker<S> {
         if !self.ready.is_empty() {
             return false;
         }
-        let judging = if self.coalescer.is_some() {
-            self.details_ready_members <= DETAIL_MEMBERS_WAITING
-        } else {
-            // A full builder waits for the detail before it to be sent, and the frames with it.
-            self.details.len() < DETAIL_MAX_MESSAGES
-        };
+        let judging = self.details.entries() < DETAIL_MAX_ENTRIES
+            && if self.coalescer.is_some() {
+                self.details_ready_members <= DETAIL_MEMBERS_WAITING
+            } else {
+                // A full builder waits for the detail before it to be sent, and the frames
+                // with it.
+                self.details.len() < DETAIL_MAX_MESSAGES
+            };
         if let Some(frame) = judging.then(|| self.pending.pop_front()).flatten() {
             let tally = self.judge(frame);
             match self.coalescer.as_mut() {
@@ -706,7 +714,9 @@ impl<S: Store> Worker<S> {
                         HistoryEntry::of(&message, || made_up)
                     });
                     self.details.add(&message, stats, entry);
-                    if self.details.len() >= self.detail_max_messages() {
+                    if self.details.len() >= self.detail_max_messages()
+                        || self.details.entries() >= DETAIL_MAX_ENTRIES
+                    {
                         self.details_due = Some(tokio::time::Instant::now());
                     } else if self.details_due.is_none() {
                         self.details_due =

@@ -64,6 +64,63 @@ async fn sigterm_stops_a_worker_fed_megabyte_lines_of_distinct_words_within_10_s
     assert!(matches!(status.code(), Some(0 | 1)), "{status}");
 }
 
+/// Lines of words never seen before (10,000 each) fill a detail long before its 4,000
+/// messages: it is sent at its entry cap and the reading waits, so the worker's memory stays
+/// bounded (without the cap, these 30 lines took it to 170 MB) and every count is exact.
+#[tokio::test]
+async fn wide_lines_of_new_words_keep_a_full_workers_memory_bounded() {
+    const LINES: usize = 30;
+    const WORDS: usize = 10_000;
+    let redis = TestRedis::start();
+    let ns = namespace();
+    let mut file = tempfile::NamedTempFile::new().unwrap();
+    for line in 0..LINES {
+        let body: Vec<String> = (0..WORDS).map(|k| format!("l{line}w{k}")).collect();
+        let payload = serde_json::json!({"room": "#wide", "nick": "big", "body": body.join(" ")});
+        writeln!(file, "data: {payload}").unwrap();
+    }
+    let file = file.into_temp_path();
+    let mut child = bin("chatstats-worker")
+        .env("RESPONSE_STREAM_MODE", "text")
+        .env("CHAT_INTERFACE_URL", &file)
+        .env("REDIS_URL", redis.url())
+        .env("REDIS_NAMESPACE", &ns)
+        .env("HISTORY_RETENTION", "0")
+        .spawn()
+        .unwrap();
+    // The peak so far, read until the process ends (it only grows).
+    let status_file = format!("/proc/{}/status", child.id());
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let mut peak_kib = 0u64;
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the worker did not finish in time"
+        );
+        if let Ok(text) = std::fs::read_to_string(&status_file) {
+            let hwm = text
+                .lines()
+                .find_map(|l| l.strip_prefix("VmHWM:"))
+                .and_then(|v| v.split_whitespace().next()?.parse().ok());
+            peak_kib = peak_kib.max(hwm.unwrap_or(0));
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    assert!(status.success(), "{status}");
+    eprintln!("worker peak RSS over {LINES} lines of {WORDS} new words: {peak_kib} KiB");
+    assert!(peak_kib < 100 * 1024, "peak RSS {peak_kib} KiB");
+    let room = |list: &str| format!("{ns}room:{{#wide}}:{list}");
+    let card = redis.cli(&["--raw", "ZCARD", &room("words")]).unwrap();
+    assert_eq!(card.trim(), (LINES * WORDS).to_string());
+    let nick = redis
+        .cli(&["--raw", "ZSCORE", &room("nicks"), "big"])
+        .unwrap();
+    assert_eq!(nick.trim(), LINES.to_string());
+}
+
 #[tokio::test]
 async fn a_lost_sequence_state_never_grows_a_key_per_message() {
     let redis = TestRedis::start();
