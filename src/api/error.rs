@@ -50,7 +50,7 @@ pub(crate) enum ApiError {
         path: String,
     },
     /// The store failed or did not answer (503).
-    #[error("the store is unavailable: Redis did not answer; try again shortly")]
+    #[error("the store is unavailable: Redis did not answer in time; try again shortly")]
     Store(StoreError),
     /// The store cannot do what was asked, by its nature (503, the reason shown).
     #[error("{0}")]
@@ -206,7 +206,7 @@ fn reject(status: StatusCode, message: String) -> Response {
 #[derive(utoipa::IntoResponses)]
 pub(crate) enum StoreUnavailable {
     /// The store is unreachable or slower than REDIS_TIMEOUT_MS.
-    #[response(status = 503, example = json!({"statusCode": 503, "error": "Service Unavailable", "message": "the store is unavailable: Redis did not answer; try again shortly"}))]
+    #[response(status = 503, example = json!({"statusCode": 503, "error": "Service Unavailable", "message": "the store is unavailable: Redis did not answer in time; try again shortly"}))]
     Unavailable(ErrorBody),
 }
 
