@@ -4,9 +4,10 @@
 //! points** into the body (not bytes, not UTF-16 units: an emoji before an emote counts as
 //! one). Each valid range is one use of the emote named by the body's text at that range; a
 //! range outside the body, or with `S > E`, is ignored. Words listed as third-party emotes
-//! (BTTV, FFZ, 7TV; `EMOTE_NAMES_FILE`) count once per occurrence, unless that occurrence
-//! overlaps a tag range (it was counted already). Work is linear in the body and the tag, plus
-//! a logarithmic factor per range, however hostile either is. The module is a leaf.
+//! (BTTV, FFZ, 7TV; `EMOTE_NAMES_FILE`) count once per occurrence, unless that occurrence is a
+//! tag range (it was counted already; a range covering part of it, or more, is another emote).
+//! Offsets are ASCII digits only. Work is linear in the body and the tag, plus a logarithmic
+//! factor per range and word, however hostile either is. The module is a leaf.
 
 use std::collections::HashSet;
 
@@ -16,8 +17,9 @@ pub struct EmoteNames(HashSet<Box<str>>);
 
 impl EmoteNames {
     /// The names of `text`: one per line; blank lines and lines starting with `#` are skipped,
-    /// surrounding whitespace is trimmed.
+    /// surrounding whitespace is trimmed, and a byte order mark at its start is dropped.
     pub fn parse(text: &str) -> EmoteNames {
+        let text = text.strip_prefix('\u{feff}').unwrap_or(text);
         EmoteNames(
             text.lines()
                 .map(str::trim)
@@ -51,9 +53,13 @@ fn tag_ranges(tag: &str) -> Vec<(usize, usize)> {
             continue;
         };
         for span in spans.split(',') {
+            let offset = |text: &str| {
+                let digits = !text.is_empty() && text.bytes().all(|b| b.is_ascii_digit());
+                digits.then(|| text.parse::<usize>().ok()).flatten()
+            };
             let parsed = span
                 .split_once('-')
-                .and_then(|(s, e)| Some((s.trim().parse().ok()?, e.trim().parse().ok()?)));
+                .and_then(|(s, e)| Some((offset(s)?, offset(e)?)));
             if let Some((start, end)) = parsed
                 && start <= end
             {
@@ -88,15 +94,6 @@ pub fn emotes_in<'b>(body: &'b str, tag: Option<&str>, names: &EmoteNames) -> Ve
     if names.is_empty() {
         return found;
     }
-    // The furthest end among the ranges up to each one: with the ranges sorted by start, a word
-    // overlaps one of them iff the ranges starting before its end reach its start.
-    let reach: Vec<usize> = ranges
-        .iter()
-        .scan(0, |furthest, &(_, end)| {
-            *furthest = end.max(*furthest);
-            Some(*furthest)
-        })
-        .collect();
     // Code-point offset of each word, counted as the words come (they come in order).
     let (mut byte_at, mut char_at) = (0, 0);
     for word in body.split_whitespace() {
@@ -104,9 +101,8 @@ pub fn emotes_in<'b>(body: &'b str, tag: Option<&str>, names: &EmoteNames) -> Ve
         char_at += body[byte_at..start_byte].chars().count();
         byte_at = start_byte;
         if names.contains(word) {
-            let (start, end) = (char_at, char_at + word.chars().count() - 1);
-            let before = ranges.partition_point(|&(s, _)| s <= end);
-            if before == 0 || reach[before - 1] < start {
+            let span = (char_at, char_at + word.chars().count() - 1);
+            if ranges.binary_search(&span).is_err() {
                 found.push(word);
             }
         }
@@ -147,6 +143,12 @@ mod tests {
             vec!["PogChamp"]
         );
         assert!(emotes_in("abc", Some("1:2-1/x/2:a-b/3:0-3/:/4:"), &none).is_empty());
+        for not_digits in ["25:+0-1", "25:0-1 ", "25: 0-1", "25:0-+1", "25:-1"] {
+            assert!(
+                emotes_in("hello world", Some(not_digits), &none).is_empty(),
+                "{not_digits}"
+            );
+        }
         assert!(emotes_in("Kappa", Some(""), &none).is_empty());
     }
 
@@ -164,6 +166,18 @@ mod tests {
         );
         // A tag range on a listed name is one use, not two.
         assert_eq!(emotes_in("😂 KEKW", Some("9:2-5"), &kekw), vec!["KEKW"]);
+        // A range over part of a listed name is another emote: the name counts too.
+        assert_eq!(
+            emotes_in("KEKW KEKW", Some("9:0-1"), &kekw),
+            vec!["KE", "KEKW", "KEKW"]
+        );
+        assert_eq!(
+            emotes_in("KEKW", Some("9:0-3,0-3"), &kekw),
+            vec!["KEKW", "KEKW"]
+        );
+        // A byte order mark before the first name (a file saved by a Windows editor).
+        let bom = names("\u{feff}KEKW\nPog\n");
+        assert_eq!(emotes_in("KEKW Pog", None, &bom), vec!["KEKW", "Pog"]);
         assert_eq!(emotes_in("kekw", None, &kekw), Vec::<&str>::new());
     }
 
