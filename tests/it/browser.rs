@@ -101,6 +101,16 @@ async fn chatstats() -> (Running, String) {
     (app, base)
 }
 
+/// `url` in a fresh headless Chromium, its console, log and network watched ([`problems`]).
+async fn open_page(url: &str) -> (Chromium, Page) {
+    let chromium = Chromium::launch(1400, 1000);
+    let cdp = Cdp::connect(chromium.endpoint()).await;
+    let page = cdp.new_page().await;
+    page.enable(&["Runtime", "Log", "Page", "Network"]).await;
+    page.navigate(url).await;
+    (chromium, page)
+}
+
 /// What went wrong in the page so far: console errors, uncaught exceptions, error log entries,
 /// failed requests and error answers. An `EventSource` the page closes itself (to follow
 /// another room) is cancelled by design and is not a failure.
@@ -205,11 +215,7 @@ async fn the_dashboard_in_a_real_browser_shows_live_numbers_and_summaries() {
         return;
     }
     let (_app, base) = chatstats().await;
-    let chromium = Chromium::launch(1400, 1000);
-    let cdp = Cdp::connect(chromium.endpoint()).await;
-    let page = cdp.new_page().await;
-    page.enable(&["Runtime", "Log", "Page", "Network"]).await;
-    page.navigate(&format!("{base}/dashboard")).await;
+    let (_chromium, page) = open_page(&format!("{base}/dashboard")).await;
 
     wait(
         &page,
@@ -255,12 +261,8 @@ async fn the_swagger_ui_at_documentation_lists_every_route_in_a_real_browser() {
         return;
     }
     let (_app, base) = chatstats().await;
-    let chromium = Chromium::launch(1400, 1000);
-    let cdp = Cdp::connect(chromium.endpoint()).await;
-    let page = cdp.new_page().await;
-    page.enable(&["Runtime", "Log", "Page", "Network"]).await;
     // `/documentation` as the contract names it, without a trailing slash.
-    page.navigate(&format!("{base}/documentation")).await;
+    let (_chromium, page) = open_page(&format!("{base}/documentation")).await;
     let doc = get_json(&format!("{base}/documentation/json"))
         .await
         .expect("the OpenAPI document");
