@@ -542,11 +542,13 @@ impl SourceArgs {
                 // Checked before the start line, as every other value; not opened here: a
                 // named pipe would wait for its writer.
                 let unreadable = |why: String| {
-                    ConfigError::invalid(
-                        "CHAT_INTERFACE_URL",
-                        location,
-                        format!("in text mode, a file to read, or - for stdin ({why})"),
-                    )
+                    let expected = format!("in text mode, a file to read, or - for stdin ({why})");
+                    // A URL given in text mode by mistake may carry a key: not repeated.
+                    if location.contains("://") {
+                        ConfigError::hidden("CHAT_INTERFACE_URL", expected)
+                    } else {
+                        ConfigError::invalid("CHAT_INTERFACE_URL", location, expected)
+                    }
                 };
                 match std::fs::metadata(location) {
                     _ if location == "-" => {}

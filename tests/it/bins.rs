@@ -76,9 +76,15 @@ fn a_bad_value_stops_the_process_with_one_line_naming_the_variable() {
             "/nonexistent/stream.txt",
         ),
         ("chatstats", "CHAT_INTERFACE_URL", "/"),
+        // A URL in text mode by mistake: its key is not repeated.
+        (
+            "chatstats-worker",
+            "CHAT_INTERFACE_URL",
+            "https://up.example/?key=s3cretpw",
+        ),
     ] {
         // Text mode, for the file of CHAT_INTERFACE_URL; the other cases name no file.
-        let text = var == "CHAT_INTERFACE_URL" && value.starts_with('/');
+        let text = var == "CHAT_INTERFACE_URL" && value != "inbox";
         let out = bin(name)
             .env("RESPONSE_STREAM_MODE", if text { "text" } else { "http" })
             .env("CHAT_INTERFACE_URL", "http://127.0.0.1:9/")
