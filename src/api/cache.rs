@@ -61,23 +61,27 @@ impl ResponseCache {
         }
     }
 
-    /// The cell of `url`'s current answer, new when there is none or it is too old.
-    fn slot(&self, url: &str) -> Arc<OnceCell<Answer>> {
+    /// The cell of `url`'s current answer at `now`, new when there is none or it is too old.
+    /// An answer still being read is never too old: a slow one (a range over hundreds of
+    /// thousands of flat counts takes seconds) is read once for everyone who asks meanwhile,
+    /// not once more every `ttl`.
+    fn slot(&self, url: &str, now: Instant) -> Arc<OnceCell<Answer>> {
         let mut slots = self.slots.lock().unwrap_or_else(PoisonError::into_inner);
-        if let Some(slot) = slots.get(url)
-            && slot.created.elapsed() < self.ttl
-        {
+        let fresh = |s: &Slot| {
+            now.saturating_duration_since(s.created) < self.ttl || !s.answer.initialized()
+        };
+        if let Some(slot) = slots.get(url).filter(|s| fresh(s)) {
             return slot.answer.clone();
         }
         if slots.len() >= MAX_ENTRIES {
-            slots.retain(|_, s| s.created.elapsed() < self.ttl);
+            slots.retain(|_, s| fresh(s));
             if slots.len() >= MAX_ENTRIES {
                 slots.clear();
             }
         }
         let answer = Arc::new(OnceCell::new());
         let slot = Slot {
-            created: Instant::now(),
+            created: now,
             answer: answer.clone(),
         };
         slots.insert(url.to_owned(), slot);
@@ -109,7 +113,7 @@ pub(crate) async fn layer(
         return next.run(request).await;
     }
     let url = request.uri().to_string();
-    let cell = cache.slot(&url);
+    let cell = cache.slot(&url, Instant::now());
     let answer = cell
         .get_or_init(|| async move {
             let (parts, body) = next.run(request).await.into_parts();
@@ -214,4 +218,35 @@ async fn validate(wanted: Option<HeaderValue>, response: Response) -> Response {
         return Response::from_parts(parts, Body::empty());
     }
     Response::from_parts(parts, body)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_answer_being_read_is_shared_however_long_it_takes() {
+        let cache = ResponseCache::new(Duration::from_millis(50));
+        let start = Instant::now();
+        let reading = cache.slot("/stats/words?window=1h", start);
+        let later = start + Duration::from_secs(3);
+        let asked = cache.slot("/stats/words?window=1h", later);
+        assert!(Arc::ptr_eq(&reading, &asked), "one read for both");
+        // Once read, the answer ages as before.
+        let answer = Answer {
+            status: StatusCode::OK,
+            headers: HeaderMap::new(),
+            body: Bytes::from_static(b"[]"),
+        };
+        reading.set(answer).ok().unwrap();
+        let again = cache.slot("/stats/words?window=1h", later);
+        assert!(
+            !Arc::ptr_eq(&reading, &again),
+            "an old answer is read again"
+        );
+        assert!(Arc::ptr_eq(
+            &again,
+            &cache.slot("/stats/words?window=1h", later)
+        ));
+    }
 }
