@@ -543,8 +543,9 @@ impl SourceArgs {
                 // named pipe would wait for its writer.
                 let unreadable = |why: String| {
                     let expected = format!("in text mode, a file to read, or - for stdin ({why})");
-                    // A URL given in text mode by mistake may carry a key: not repeated.
-                    if location.contains("://") {
+                    // A URL given in text mode by mistake may carry a key or a password: not
+                    // repeated (nor a path that looks like one).
+                    if location.contains("://") || location.contains(['?', '@']) {
                         ConfigError::hidden("CHAT_INTERFACE_URL", expected)
                     } else {
                         ConfigError::invalid("CHAT_INTERFACE_URL", location, expected)

@@ -18,28 +18,38 @@ use std::sync::LazyLock;
 use regex::Regex;
 
 /// One assignment of Node's `dotenv` (`lib/main.js`, `LINE`), with whitespace around the name
-/// kept to the line: the name, then the value as written.
+/// kept to the line: the name, then the value as written. `_` stands for [`JS_SPACE`].
 static LINE: LazyLock<Regex> = LazyLock::new(|| {
-    Regex::new(
-        r#"(?m)^[^\S\n]*(?:export[^\S\n]+)?([A-Za-z0-9_.-]+)(?:[^\S\n]*=[^\S\n]*?|:[^\S\n]+?)([^\S\n]*'(?:\\'|[^'])*'|[^\S\n]*"(?:\\"|[^"])*"|[^\S\n]*`(?:\\`|[^`])*`|[^#\n]+)?[^\S\n]*(?:#.*)?$"#,
-    )
-    .expect("the .env line pattern")
+    let pattern = r#"(?m)^_*(?:export_+)?([A-Za-z0-9_.-]+)(?:_*=_*?|:_+?)(_*'(?:\\'|[^'])*'|_*"(?:\\"|[^"])*"|_*`(?:\\`|[^`])*`|[^#\n]+)?_*(?:#.*)?$"#;
+    Regex::new(&pattern.replace('_', JS_SPACE)).expect("the .env line pattern")
 });
+
+/// JavaScript's `\s` but for `\n` (the text's only line end once CRLF and CR are replaced): it
+/// differs from Rust's, U+FEFF being in it and U+0085 not.
+const JS_SPACE: &str = r"[\t\x0B\x0C\p{Zs}\x{2028}\x{2029}\x{FEFF}]";
+
+/// True for what JavaScript's `trim()` removes (its `\s`).
+fn js_space(c: char) -> bool {
+    matches!(
+        c,
+        '\t' | '\n' | '\x0B' | '\x0C' | '\r' | '\u{2028}' | '\u{2029}' | '\u{FEFF}'
+    ) || (c.is_whitespace() && !c.is_control())
+}
 
 /// A line that is not an assignment.
 #[derive(Debug, PartialEq, Eq)]
 pub(crate) struct Malformed {
     /// Its number, from 1.
     pub line: usize,
-    /// The name it starts with, when it looks like `NAME …` (more than one word: a lone word
-    /// may be a pasted secret, and is not repeated).
+    /// The name it starts with, when it reads as one of ours (`REDIS_URL …`, upper case and
+    /// more than one word): a lone word, or one in lower or mixed case, may be a pasted secret,
+    /// and is not repeated.
     pub name: Option<String>,
 }
 
 /// The assignments of a `.env` file's text, in order (a name given twice appears twice: the
 /// caller keeps the last, as Node does).
 pub(crate) fn parse(text: &str) -> Result<Vec<(String, String)>, Malformed> {
-    let text = text.strip_prefix('\u{feff}').unwrap_or(text);
     let text = text.replace("\r\n", "\n").replace('\r', "\n");
     let line_of = |at: usize| text[..at].matches('\n').count() + 1;
     let mut pairs = Vec::new();
@@ -49,23 +59,31 @@ pub(crate) fn parse(text: &str) -> Result<Vec<(String, String)>, Malformed> {
         check_gap(&text, read, whole.start(), line_of)?;
         read = whole.end();
         let name = found[1].to_owned();
-        let raw = found.get(2).map_or("", |v| v.as_str()).trim();
+        let raw = found
+            .get(2)
+            .map_or("", |v| v.as_str())
+            .trim_matches(js_space);
+        let malformed = || Malformed {
+            line: line_of(whole.start()),
+            name: Some(name.clone()),
+        };
         let value = match raw.chars().next() {
             Some(quote @ ('\'' | '"' | '`')) => {
-                let Some(inner) = raw.strip_prefix(quote).and_then(|r| r.strip_suffix(quote))
-                else {
-                    return Err(Malformed {
-                        line: line_of(whole.start()),
-                        name: Some(name),
-                    });
-                };
-                match quote {
-                    '"' => inner.replace("\\n", "\n").replace("\\r", "\r"),
-                    _ => inner.to_owned(),
+                match raw.strip_prefix(quote).and_then(|r| r.strip_suffix(quote)) {
+                    Some(inner) if quote == '"' => inner.replace("\\n", "\n").replace("\\r", "\r"),
+                    Some(inner) => inner.to_owned(),
+                    // Text after a closed quote: Node keeps the whole value as written.
+                    None if raw[1..].contains(quote) => raw.to_owned(),
+                    // A quote never closed: a mistake, not a value.
+                    None => return Err(malformed()),
                 }
             }
             _ => raw.to_owned(),
         };
+        // The environment cannot hold a NUL (setting one would stop the process, printing it).
+        if value.contains('\0') {
+            return Err(malformed());
+        }
         pairs.push((name, value));
     }
     check_gap(&text, read, text.len(), line_of)?;
@@ -81,20 +99,22 @@ fn check_gap(
 ) -> Result<(), Malformed> {
     let mut at = from;
     for line in text[from..to].split_inclusive('\n') {
-        let content = line.trim();
+        let content = line.trim_matches(js_space);
         if !content.is_empty() && !content.starts_with('#') {
             let start = content
                 .strip_prefix("export ")
                 .unwrap_or(content)
-                .trim_start();
+                .trim_start_matches(js_space);
             let end = start
-                .find(|c: char| !(c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-')))
+                .find(|c: char| !(c.is_ascii_uppercase() || c.is_ascii_digit() || c == '_'))
                 .unwrap_or(start.len());
-            let name = (end > 0 && end < 64 && !start[end..].trim().is_empty())
-                .then(|| start[..end].to_owned());
+            let named = end > 0
+                && end < 64
+                && start.starts_with(|c: char| c.is_ascii_uppercase() || c == '_')
+                && !start[end..].trim_matches(js_space).is_empty();
             return Err(Malformed {
-                line: line_of(at + (line.len() - line.trim_start().len())),
-                name,
+                line: line_of(at + (line.len() - line.trim_start_matches(js_space).len())),
+                name: named.then(|| start[..end].to_owned()),
             });
         }
         at += line.len();
@@ -142,6 +162,12 @@ mod tests {
             ("A: colon", "colon"),
             ("my-var.x=dash", "dash"),
             ("A==equals", "=equals"),
+            ("A=\"x\" y", "\"x\" y"),
+            ("A='x'\"y\"", "'x'\"y\""),
+            ("A=a\u{feff}", "a"),
+            ("A=\u{feff}a", "a"),
+            ("A=a\u{85}", "a\u{85}"),
+            ("\u{feff}\u{feff}A=two marks", "two marks"),
         ] {
             assert_eq!(one(line), value, "{line:?}");
         }
@@ -149,10 +175,11 @@ mod tests {
 
     #[test]
     fn files_with_comments_crlf_a_bom_and_multi_line_values() {
-        let text = "\u{feff}# a comment\r\nA=1\r\n\r\n   # indented comment\r\nB=\"x\r\ny\"\r\nC=3";
+        let text = "\u{feff}# a comment\r\nA=1\r\n\r\n   # indented comment\r\nB=\"x\r\ny\"\r\nC=3\n\u{feff}D=joined";
         assert_eq!(
             read(text),
-            [("A", "1"), ("B", "x\ny"), ("C", "3")].map(|(k, v)| (k.to_owned(), v.to_owned()))
+            [("A", "1"), ("B", "x\ny"), ("C", "3"), ("D", "joined")]
+                .map(|(k, v)| (k.to_owned(), v.to_owned()))
         );
         assert_eq!(read("A=1\nA=2\n").len(), 2, "both kept, in order");
         assert!(read("").is_empty());
@@ -168,6 +195,9 @@ mod tests {
             ("A=\"open\n", 1, Some("A")),
             ("=value\n", 1, None),
             ("A=1\n  B:x\n", 2, Some("B")),
+            // A pasted token with more after it is not repeated either.
+            ("A=1\nghp_S3cretToken continued\n", 2, None),
+            ("A=pass\0word\n", 1, Some("A")),
         ] {
             let name = name.map(str::to_owned);
             assert_eq!(parse(text), Err(Malformed { line, name }), "{text:?}");

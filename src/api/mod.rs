@@ -320,13 +320,14 @@ pub fn router<S: Store>(state: AppState<S>) -> Router {
         .fallback(routes::not_found)
         .method_not_allowed_fallback(routes::method_not_allowed)
         .layer(axum::middleware::from_fn(error::guard))
-        .layer(axum::middleware::map_response(json_charset))
         .layer(axum::middleware::from_fn_with_state(cache, cache::layer))
         .layer(axum::middleware::from_fn(cache::conditional))
         .layer(axum::middleware::from_fn_with_state(
             limits,
             rate::read_limit,
         ))
+        // Outside every layer that answers: the rate limit's 429 too.
+        .layer(axum::middleware::map_response(json_charset))
         .layer(TraceLayer::new_for_http())
         // Large answers (top 1,000 lists, failed messages) compressed for clients that ask.
         .layer(CompressionLayer::new());

@@ -82,6 +82,11 @@ fn a_bad_value_stops_the_process_with_one_line_naming_the_variable() {
             "CHAT_INTERFACE_URL",
             "https://up.example/?key=s3cretpw",
         ),
+        (
+            "chatstats",
+            "CHAT_INTERFACE_URL",
+            "/no/stream.txt?key=s3cretpw",
+        ),
     ] {
         // Text mode, for the file of CHAT_INTERFACE_URL; the other cases name no file.
         let text = var == "CHAT_INTERFACE_URL" && value != "inbox";

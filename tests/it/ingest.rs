@@ -379,6 +379,8 @@ async fn reads_until_limited(api: &TestApi, forwarded_for: Option<&str>) -> usiz
         if response.status() == 429 {
             let retry_after: u64 = header(response.headers(), "retry-after").parse().unwrap();
             assert!(retry_after >= 1);
+            let kind = header(response.headers(), "content-type");
+            assert_eq!(kind, "application/json; charset=utf-8");
             let answer: Value = response.json().await.unwrap();
             assert_eq!(answer["statusCode"], 429);
             return answered;
