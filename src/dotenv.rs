@@ -18,10 +18,10 @@ use std::sync::LazyLock;
 use regex::Regex;
 
 /// One assignment of Node's `dotenv` (`lib/main.js`, `LINE`), with whitespace around the name
-/// kept to the line: the name, then the value as written. `_` stands for [`JS_SPACE`].
+/// kept to the line: the name, then the value as written. `~` stands for [`JS_SPACE`].
 static LINE: LazyLock<Regex> = LazyLock::new(|| {
-    let pattern = r#"(?m)^_*(?:export_+)?([A-Za-z0-9_.-]+)(?:_*=_*?|:_+?)(_*'(?:\\'|[^'])*'|_*"(?:\\"|[^"])*"|_*`(?:\\`|[^`])*`|[^#\n]+)?_*(?:#.*)?$"#;
-    Regex::new(&pattern.replace('_', JS_SPACE)).expect("the .env line pattern")
+    let pattern = r#"(?m)^~*(?:export~+)?([A-Za-z0-9_.-]+)(?:~*=~*?|:~+?)(~*'(?:\\'|[^'])*'|~*"(?:\\"|[^"])*"|~*`(?:\\`|[^`])*`|[^#\n]+)?~*(?:#.*)?$"#;
+    Regex::new(&pattern.replace('~', JS_SPACE)).expect("the .env line pattern")
 });
 
 /// JavaScript's `\s` but for `\n` (the text's only line end once CRLF and CR are replaced): it
@@ -160,6 +160,8 @@ mod tests {
             ("export A=exported", "exported"),
             ("  export   A=indented", "indented"),
             ("A: colon", "colon"),
+            ("REDIS_URL=redis://x_y", "redis://x_y"),
+            ("_UNDER_SCORE_=x", "x"),
             ("my-var.x=dash", "dash"),
             ("A==equals", "=equals"),
             ("A=\"x\" y", "\"x\" y"),
@@ -170,6 +172,23 @@ mod tests {
             ("\u{feff}\u{feff}A=two marks", "two marks"),
         ] {
             assert_eq!(one(line), value, "{line:?}");
+        }
+    }
+
+    #[test]
+    fn the_repositorys_own_env_files_read_whole() {
+        for name in [".env", ".env.docker"] {
+            let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(name);
+            let pairs = read(&std::fs::read_to_string(path).unwrap());
+            let value = |key: &str| {
+                pairs
+                    .iter()
+                    .find(|(k, _)| k == key)
+                    .map(|(_, v)| v.as_str())
+            };
+            assert_eq!(value("REDIS_NAMESPACE"), Some("chat-stats:"), "{name}");
+            assert_eq!(value("NODE_PORT"), Some("3000"), "{name}");
+            assert!(value("IGNORED_NICKS").is_some_and(|v| v.contains("nightbot")));
         }
     }
 
