@@ -886,12 +886,21 @@ fn one_line(err: &clap::Error) -> String {
             .unwrap_or("invalid configuration")
             .trim_start_matches("error: ")
             .to_owned();
-        match (&value, secret) {
-            // clap quotes the value: only that is masked, not the same letters elsewhere.
-            (Some(value), true) if !value.is_empty() => {
-                line.replace(&format!("'{value}'"), "'***'")
+        if !secret {
+            return line;
+        }
+        // clap quotes the value (`invalid value '…' for '--redis-url <REDIS_URL>': why`): all
+        // between the quotes is masked, found by position, since clap drops control characters
+        // from the value it shows.
+        const START: &str = "invalid value '";
+        match (line.find(START), line.rfind("' for '")) {
+            (Some(start), Some(end)) if end >= start + START.len() => {
+                format!("{}***{}", &line[..start + START.len()], &line[end..])
             }
-            _ => line,
+            _ => format!(
+                "invalid {} (value not shown: it may hold a secret)",
+                variable.as_deref().unwrap_or("value")
+            ),
         }
     };
     if err.kind() == ErrorKind::MissingRequiredArgument

@@ -50,7 +50,10 @@ pub(crate) struct Malformed {
 /// The assignments of a `.env` file's text, in order (a name given twice appears twice: the
 /// caller keeps the last, as Node does).
 pub(crate) fn parse(text: &str) -> Result<Vec<(String, String)>, Malformed> {
-    let text = text.replace("\r\n", "\n").replace('\r', "\n");
+    // Every line end JavaScript knows (U+2028 and U+2029 too) as `\n`.
+    let text = text
+        .replace("\r\n", "\n")
+        .replace(['\r', '\u{2028}', '\u{2029}'], "\n");
     let line_of = |at: usize| text[..at].matches('\n').count() + 1;
     let mut pairs = Vec::new();
     let mut read = 0;
@@ -65,14 +68,18 @@ pub(crate) fn parse(text: &str) -> Result<Vec<(String, String)>, Malformed> {
             .trim_matches(js_space);
         let malformed = || Malformed {
             line: line_of(whole.start()),
-            name: Some(name.clone()),
+            name: shown(&name),
         };
         let value = match raw.chars().next() {
             Some(quote @ ('\'' | '"' | '`')) => {
                 match raw.strip_prefix(quote).and_then(|r| r.strip_suffix(quote)) {
                     Some(inner) if quote == '"' => inner.replace("\\n", "\n").replace("\\r", "\r"),
                     Some(inner) => inner.to_owned(),
-                    // Text after a closed quote: Node keeps the whole value as written.
+                    // Text after a closed quote: Node keeps the whole value as written
+                    // (with `\n` read as in quotes when it starts with `"`).
+                    None if raw[1..].contains(quote) && quote == '"' => {
+                        raw.replace("\\n", "\n").replace("\\r", "\r")
+                    }
                     None if raw[1..].contains(quote) => raw.to_owned(),
                     // A quote never closed: a mistake, not a value.
                     None => return Err(malformed()),
@@ -88,6 +95,16 @@ pub(crate) fn parse(text: &str) -> Result<Vec<(String, String)>, Malformed> {
     }
     check_gap(&text, read, text.len(), line_of)?;
     Ok(pairs)
+}
+
+/// `name` when it reads as a variable's name as ours are written (upper case, digits and `_`,
+/// not too long), to be shown in an error; anything else may be a pasted secret.
+fn shown(name: &str) -> Option<String> {
+    let upper = name.starts_with(|c: char| c.is_ascii_uppercase() || c == '_')
+        && name
+            .chars()
+            .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == '_');
+    (upper && name.len() < 64).then(|| name.to_owned())
 }
 
 /// Between two assignments only blank lines and comments may stand.
@@ -108,13 +125,10 @@ fn check_gap(
             let end = start
                 .find(|c: char| !(c.is_ascii_uppercase() || c.is_ascii_digit() || c == '_'))
                 .unwrap_or(start.len());
-            let named = end > 0
-                && end < 64
-                && start.starts_with(|c: char| c.is_ascii_uppercase() || c == '_')
-                && !start[end..].trim_matches(js_space).is_empty();
+            let more = !start[end..].trim_matches(js_space).is_empty();
             return Err(Malformed {
                 line: line_of(at + (line.len() - line.trim_start_matches(js_space).len())),
-                name: named.then(|| start[..end].to_owned()),
+                name: shown(&start[..end]).filter(|_| more),
             });
         }
         at += line.len();
@@ -166,6 +180,8 @@ mod tests {
             ("A==equals", "=equals"),
             ("A=\"x\" y", "\"x\" y"),
             ("A='x'\"y\"", "'x'\"y\""),
+            ("A=\"a\\nb\" c", "\"a\nb\" c"),
+            ("A='x'\u{2028}", "x"),
             ("A=a\u{feff}", "a"),
             ("A=\u{feff}a", "a"),
             ("A=a\u{85}", "a\u{85}"),
@@ -217,6 +233,8 @@ mod tests {
             // A pasted token with more after it is not repeated either.
             ("A=1\nghp_S3cretToken continued\n", 2, None),
             ("A=pass\0word\n", 1, Some("A")),
+            // Only an upper-case name is repeated.
+            ("s3cretT0KEN=\"oops\n", 1, None),
         ] {
             let name = name.map(str::to_owned);
             assert_eq!(parse(text), Err(Malformed { line, name }), "{text:?}");

@@ -103,6 +103,14 @@ impl SecretUrl {
             register(password);
             register(&percent_decoded(password));
         }
+        // A user name without a password is how a token is often given (`https://TOKEN@host`).
+        if url.password().is_none() && !url.username().is_empty() {
+            register(url.username());
+            register(&percent_decoded(url.username()));
+        }
+        if let Some(fragment) = url.fragment() {
+            register(fragment);
+        }
         for (key, value) in url.query_pairs() {
             if is_secret(&url, &key) {
                 register(&value);
@@ -144,11 +152,17 @@ fn is_secret(url: &url::Url, key: &str) -> bool {
     !(url.scheme().ends_with("-cluster") && key == "node")
 }
 
-/// `url` with its password and every secret query value replaced by [`MASK`].
+/// `url` with its password (or its user name when it has no password: a token), its fragment
+/// and every secret query value replaced by [`MASK`].
 fn mask(url: &url::Url) -> String {
     let mut masked = url.clone();
     if masked.password().is_some() {
         let _ = masked.set_password(Some(MASK));
+    } else if !masked.username().is_empty() {
+        let _ = masked.set_username(MASK);
+    }
+    if masked.fragment().is_some() {
+        masked.set_fragment(Some(MASK));
     }
     if masked.query().is_some() {
         let names: Vec<String> = masked
@@ -236,6 +250,16 @@ mod tests {
         );
         let plain = SecretUrl::parse("redis://host:6379").unwrap();
         assert_eq!(plain.to_string(), "redis://host:6379");
+    }
+
+    #[test]
+    fn a_lone_user_name_and_a_fragment_are_masked() {
+        let url =
+            SecretUrl::parse("https://T0KENuser@up.example/s#access_token=T0KENfrag").unwrap();
+        assert_eq!(url.to_string(), "https://***@up.example/s#***");
+        let url = SecretUrl::parse("redis://bob:S3CRETpw@h:6379").unwrap();
+        assert_eq!(url.to_string(), "redis://bob:***@h:6379");
+        assert!(!redact("connect T0KENuser failed").contains("T0KENuser"));
     }
 
     #[test]

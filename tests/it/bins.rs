@@ -87,6 +87,13 @@ fn a_bad_value_stops_the_process_with_one_line_naming_the_variable() {
             "CHAT_INTERFACE_URL",
             "/no/stream.txt?key=s3cretpw",
         ),
+        // clap drops control characters from the value it shows: still masked.
+        (
+            "chatstats-api",
+            "REDIS_URL",
+            "redis://bob:s3cret\x7fpw@127.0.0.1:notaport",
+        ),
+        ("chatstats", "INGEST_TOKENS", "s3cretpw0123456789\x01,short"),
     ] {
         // Text mode, for the file of CHAT_INTERFACE_URL; the other cases name no file.
         let text = var == "CHAT_INTERFACE_URL" && value != "inbox";
