@@ -24,7 +24,8 @@
 //! - [`config`], [`startup`]: settings from flags, environment and `.env`; what each binary runs.
 //! - Leaves, which import nothing from the crate: [`telemetry`] (logs, and [`telemetry::SecretUrl`],
 //!   the only holder of secrets), [`timeline`] (message time, buckets, ranges), [`emotes`],
-//!   `retry` (backoff delays), `shutdown` (signals).
+//!   `dotenv` (`.env` files as Node's dotenv reads them), `retry` (backoff delays), `shutdown`
+//!   (signals).
 //!
 //! Every import points down this list: `config` and `startup` assemble the layers, the layers
 //! use only the leaves and the layers below them.

@@ -221,14 +221,14 @@ impl Work {
 /// 50 ms, worker RSS 28 MB; 6,000 went over 30 MB; BENCHMARKS.md).
 const DETAIL_MAX_MESSAGES: u64 = 4_000;
 /// In coalescing mode frames are judged far faster than Redis applies them, so a detail reaches
-/// this many messages within its interval anyway and is sent when full; frames stop being
-/// judged while more than [`DETAIL_MEMBERS_WAITING`] members of details wait instead.
+/// this many messages within its interval anyway and is sent as soon as it is full; frames
+/// stop being judged only while more than [`DETAIL_MEMBERS_WAITING`] members of details wait.
 const COALESCING_DETAIL_MAX_MESSAGES: u64 = 4_000;
 /// Most entries one detail merges, whatever its number of messages: messages of thousands of
 /// distinct words each reach it long before [`DETAIL_MAX_MESSAGES`] (4,000 simulated messages
-/// hold 46,787, history entries included). Past it the detail is sent and, while it waits, no more frames are
-/// judged: the worker's memory stays bounded however wide the lines, and the reader stops
-/// reading (backpressure) instead.
+/// hold 46,787, history entries included). Past it the detail is sent and, while it waits, no
+/// more frames are judged: the worker's memory stays bounded however wide the lines, and the
+/// reader stops reading (backpressure) instead.
 const DETAIL_MAX_ENTRIES: usize = 100_000;
 /// Coalescing mode: most members of details waiting to be sent before no more frames are
 /// judged (holding a whole detail back, as per-message mode does, only adds memory there).
@@ -618,14 +618,10 @@ impl<S: Store> Worker<S> {
         if !self.ready.is_empty() {
             return false;
         }
-        let judging = self.details.entries() < DETAIL_MAX_ENTRIES
-            && if self.coalescer.is_some() {
-                self.details_ready_members <= DETAIL_MEMBERS_WAITING
-            } else {
-                // A full builder waits for the detail before it to be sent, and the frames
-                // with it.
-                self.details.len() < DETAIL_MAX_MESSAGES
-            };
+        // A full builder is sent before more frames are judged (in per-message mode once the
+        // detail before it is sent: the frames wait with it).
+        let judging = !self.detail_full()
+            && (self.coalescer.is_none() || self.details_ready_members <= DETAIL_MEMBERS_WAITING);
         if let Some(frame) = judging.then(|| self.pending.pop_front()).flatten() {
             let tally = self.judge(frame);
             match self.coalescer.as_mut() {
@@ -683,13 +679,15 @@ impl<S: Store> Worker<S> {
         self.coalescer.is_none() && !self.details_ready.is_empty()
     }
 
-    /// Most messages one detail merges ([`DETAIL_MAX_MESSAGES`]).
-    fn detail_max_messages(&self) -> u64 {
-        if self.coalescer.is_some() {
+    /// True when the builder holds all one detail may merge: [`DETAIL_MAX_MESSAGES`] (or
+    /// [`COALESCING_DETAIL_MAX_MESSAGES`]) messages, or [`DETAIL_MAX_ENTRIES`] entries.
+    fn detail_full(&self) -> bool {
+        let max_messages = if self.coalescer.is_some() {
             COALESCING_DETAIL_MAX_MESSAGES
         } else {
             DETAIL_MAX_MESSAGES
-        }
+        };
+        self.details.len() >= max_messages || self.details.entries() >= DETAIL_MAX_ENTRIES
     }
 
     fn queue(&mut self, tally: Tally) {
@@ -714,9 +712,7 @@ impl<S: Store> Worker<S> {
                         HistoryEntry::of(&message, || made_up)
                     });
                     self.details.add(&message, stats, entry);
-                    if self.details.len() >= self.detail_max_messages()
-                        || self.details.entries() >= DETAIL_MAX_ENTRIES
-                    {
+                    if self.detail_full() {
                         self.details_due = Some(tokio::time::Instant::now());
                     } else if self.details_due.is_none() {
                         self.details_due =
