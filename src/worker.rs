@@ -221,8 +221,8 @@ impl Work {
 /// 50 ms, worker RSS 28 MB; 6,000 went over 30 MB; BENCHMARKS.md).
 const DETAIL_MAX_MESSAGES: u64 = 4_000;
 /// In coalescing mode frames are judged far faster than Redis applies them, so a detail reaches
-/// this many messages within its interval anyway and is sent as soon as it is full; frames
-/// stop being judged only while more than [`DETAIL_MEMBERS_WAITING`] members of details wait.
+/// this many messages within its interval anyway and is sent when full; frames stop being
+/// judged while more than [`DETAIL_MEMBERS_WAITING`] members of details wait instead.
 const COALESCING_DETAIL_MAX_MESSAGES: u64 = 4_000;
 /// Most entries one detail merges, whatever its number of messages: messages of thousands of
 /// distinct words each reach it long before [`DETAIL_MAX_MESSAGES`] (4,000 simulated messages
@@ -618,10 +618,15 @@ impl<S: Store> Worker<S> {
         if !self.ready.is_empty() {
             return false;
         }
-        // A full builder is sent before more frames are judged (in per-message mode once the
-        // detail before it is sent: the frames wait with it).
-        let judging = !self.detail_full()
-            && (self.coalescer.is_none() || self.details_ready_members <= DETAIL_MEMBERS_WAITING);
+        let judging = if self.coalescer.is_some() {
+            // The frames read with it go on into a merge past its message count (fewer writes
+            // per message), never past its entries.
+            self.details.entries() < DETAIL_MAX_ENTRIES
+                && self.details_ready_members <= DETAIL_MEMBERS_WAITING
+        } else {
+            // A full builder waits for the detail before it to be sent, and the frames with it.
+            !self.detail_full()
+        };
         if let Some(frame) = judging.then(|| self.pending.pop_front()).flatten() {
             let tally = self.judge(frame);
             match self.coalescer.as_mut() {
