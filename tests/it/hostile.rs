@@ -66,7 +66,7 @@ async fn sigterm_stops_a_worker_fed_megabyte_lines_of_distinct_words_within_10_s
 
 /// Lines of words never seen before (10,000 each) fill a detail long before its 4,000
 /// messages: it is sent at its entry cap and the reading waits, so the worker's memory stays
-/// bounded (without the cap, these 30 lines took it to 170 MB) and every count is exact.
+/// bounded (without the cap, these 30 lines took it to 165 MB) and every count is exact.
 #[tokio::test]
 async fn wide_lines_of_new_words_keep_a_full_workers_memory_bounded() {
     const LINES: usize = 30;
