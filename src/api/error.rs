@@ -49,8 +49,9 @@ pub(crate) enum ApiError {
         /// The request path.
         path: String,
     },
-    /// The store failed or did not answer (503).
-    #[error("the store is unavailable: Redis did not answer in time; try again shortly")]
+    /// The store failed or did not answer (503): the reason it cannot be reached when known
+    /// (as `/healthcheck` shows it), else that it did not answer in time.
+    #[error("{}", unavailable_message(.0))]
     Store(StoreError),
     /// The store cannot do what was asked, by its nature (503, the reason shown).
     #[error("{0}")]
@@ -81,6 +82,16 @@ pub(crate) enum ApiError {
         /// Whole seconds until a request would be accepted (at least 1).
         retry_after: u64,
     },
+}
+
+/// The message of a 503 for want of the store.
+fn unavailable_message(error: &StoreError) -> String {
+    match error {
+        StoreError::Unreachable(cause) => {
+            format!("the store is unavailable: cannot reach Redis ({cause}); try again shortly")
+        }
+        _ => "the store is unavailable: Redis did not answer in time; try again shortly".to_owned(),
+    }
 }
 
 impl From<StoreError> for ApiError {

@@ -132,6 +132,14 @@ async fn ingest<S: Store>(
     let token = state.settings.ingest_tokens.authorize(headers)?;
     state.limits.check_ingest(token)?;
     let format = format(headers)?;
+    if headers
+        .get(header::CONTENT_ENCODING)
+        .is_some_and(|coding| !coding.as_bytes().eq_ignore_ascii_case(b"identity"))
+    {
+        return Err(ApiError::UnsupportedMediaType(
+            "content-encoding is not supported: send the body uncompressed".to_owned(),
+        ));
+    }
     let stall = state.settings.idle_timeout;
     let body = read(body, declared_length(headers), stall).await?;
     let payloads = match format {
@@ -197,8 +205,35 @@ fn declared_length(headers: &HeaderMap) -> Option<usize> {
 
 /// The whole body, refused (413) as soon as it passes [`MAX_INGEST_BODY_BYTES`], whether it
 /// declared its length or not (chunked), and given up (408) when no byte of it arrives for
-/// `stall` (HTTP_IDLE_TIMEOUT_MS): a stalled client does not hold the connection.
+/// `stall` (HTTP_IDLE_TIMEOUT_MS), or when it is not whole within [`BODY_STALLS`] × `stall`: a
+/// stalled or trickling client does not hold the connection. A byte order mark before it is
+/// dropped.
 async fn read(
+    body: Body,
+    declared: Option<usize>,
+    stall: std::time::Duration,
+) -> Result<Bytes, ApiError> {
+    let whole = stall * BODY_STALLS;
+    let late = || {
+        ApiError::RequestTimeout(format!(
+            "the body took longer than {} ms to arrive",
+            whole.as_millis()
+        ))
+    };
+    let body = tokio::time::timeout(whole, read_stalling(body, declared, stall))
+        .await
+        .map_err(|_| late())??;
+    Ok(match body.strip_prefix("\u{feff}".as_bytes()) {
+        Some(rest) => body.slice_ref(rest),
+        None => body,
+    })
+}
+
+/// A request body has at most this many times HTTP_IDLE_TIMEOUT_MS to arrive whole.
+const BODY_STALLS: u32 = 3;
+
+/// [`read`] without its deadline for the whole body.
+async fn read_stalling(
     body: Body,
     declared: Option<usize>,
     stall: std::time::Duration,

@@ -227,9 +227,13 @@ impl<S: Store> AppState<S> {
     ) -> Result<T, StoreError> {
         let limit = self.settings.store_timeout;
         let started = std::time::Instant::now();
-        let result = tokio::time::timeout(limit, call)
-            .await
-            .unwrap_or(Err(StoreError::Timeout(limit.as_millis() as u64)));
+        // A timeout while Redis cannot be reached says why (refused, wrong password…).
+        let result = tokio::time::timeout(limit, call).await.unwrap_or_else(|_| {
+            Err(match self.store.unreachable() {
+                Some(cause) => StoreError::Unreachable(cause),
+                None => StoreError::Timeout(limit.as_millis() as u64),
+            })
+        });
         metrics::store_call("read", started.elapsed());
         result
     }

@@ -6,8 +6,9 @@
 //!   closed.
 //! - **A connection cap.** At most `max_connections` are open, kept below the open-file limit
 //!   (raised to its hard limit at start). At the cap a new connection closes the longest-idle
-//!   one (no request in progress): silent sockets cannot starve `/healthcheck`. When none is
-//!   idle, the new connection is refused.
+//!   one (no request in progress), else the oldest live feed (`/live`: an answer that never
+//!   ends): silent sockets and unread feeds cannot starve `/healthcheck`. When every
+//!   connection has an ordinary request in progress, the new connection is refused.
 //! - **A bounded drain.** On shutdown the listener closes, idle connections close at once, open
 //!   requests get `shutdown_timeout` to finish, and whatever remains is dropped.
 //!
@@ -59,8 +60,10 @@ fn connection_cap(wanted: usize) -> usize {
 
 /// One open connection, as the cap sees it.
 struct Open {
-    /// Requests in progress (a response body still being sent counts).
+    /// Requests in progress (a response body still being sent counts), live feeds aside.
     busy: Arc<AtomicUsize>,
+    /// Live feeds being sent (`text/event-stream` answers).
+    feeds: Arc<AtomicUsize>,
     /// Closes the connection.
     close: CancellationToken,
 }
@@ -76,12 +79,15 @@ impl Registry {
         self.open.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// Closes the longest-idle connection; false when every connection is busy.
+    /// Closes the longest-idle connection, else the oldest one sending only a live feed;
+    /// false when every connection has an ordinary request in progress.
     fn evict_idle(&self) -> bool {
         let mut open = self.lock();
+        let free = |c: &Open| c.busy.load(Ordering::Acquire) == 0;
         let idle = open
             .iter()
-            .find(|(_, c)| c.busy.load(Ordering::Acquire) == 0)
+            .find(|(_, c)| free(c) && c.feeds.load(Ordering::Acquire) == 0)
+            .or_else(|| open.iter().find(|(_, c)| free(c)))
             .map(|(id, _)| *id);
         match idle.and_then(|id| open.remove(&id)) {
             Some(connection) => {
@@ -136,14 +142,19 @@ pub(crate) async fn serve(
         next_id += 1;
         let open = Open {
             busy: Arc::default(),
+            feeds: Arc::default(),
             close: closing.child_token(),
         };
-        let (busy, close) = (open.busy.clone(), open.close.clone());
+        let counts = Counts {
+            busy: open.busy.clone(),
+            feeds: open.feeds.clone(),
+        };
+        let close = open.close.clone();
         registry.lock().insert(next_id, open);
         let (registry, app) = (registry.clone(), app.clone());
         let (idle_timeout, id, stop) = (limits.idle_timeout, next_id, shutdown.clone());
         connections.spawn(async move {
-            serve_connection(tcp, peer, app, busy, close, stop, idle_timeout).await;
+            serve_connection(tcp, peer, app, counts, close, stop, idle_timeout).await;
             registry.lock().remove(&id);
         });
     }
@@ -171,11 +182,18 @@ pub(crate) async fn serve(
     Ok(())
 }
 
+/// What a connection has in progress, as the cap sees it.
+#[derive(Clone)]
+struct Counts {
+    busy: Arc<AtomicUsize>,
+    feeds: Arc<AtomicUsize>,
+}
+
 async fn serve_connection(
     tcp: TcpStream,
     peer: SocketAddr,
     app: Router,
-    busy: Arc<AtomicUsize>,
+    counts: Counts,
     close: CancellationToken,
     shutdown: CancellationToken,
     idle_timeout: Duration,
@@ -184,10 +202,21 @@ async fn serve_connection(
     let _ = tcp.set_nodelay(true);
     let service = hyper::service::service_fn(move |mut request: Request<Incoming>| {
         request.extensions_mut().insert(ConnectInfo(peer));
-        let guard = Busy::enter(&busy);
-        let app = app.clone();
+        let guard = Busy::enter(&counts.busy);
+        let (app, feeds) = (app.clone(), counts.feeds.clone());
         async move {
             let response = app.oneshot(request.map(Body::new)).await?;
+            // A live feed never ends: it counts apart, as a connection the cap may close.
+            let feed = response
+                .headers()
+                .get(axum::http::header::CONTENT_TYPE)
+                .is_some_and(|t| t.as_bytes().starts_with(b"text/event-stream"));
+            let guard = if feed {
+                drop(guard);
+                Busy::enter(&feeds)
+            } else {
+                guard
+            };
             Ok::<_, Infallible>(response.map(|body| {
                 Body::new(Tracked {
                     body,

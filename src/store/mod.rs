@@ -224,6 +224,12 @@ pub trait Store: Clone + Send + Sync + 'static {
 
     /// What this store is, for logs (`redis://localhost:6379/ (namespace chat-stats:)`).
     fn describe(&self) -> String;
+
+    /// Why the store cannot be reached now, when that is known (not connected, and the last
+    /// connection attempt said why): what a call that timed out reports.
+    fn unreachable(&self) -> Option<String> {
+        None
+    }
 }
 
 /// The current Unix time in whole seconds.

@@ -303,6 +303,49 @@ async fn silent_sockets_beyond_the_open_file_limit_do_not_stop_the_healthcheck()
 }
 
 #[tokio::test]
+async fn unread_live_feeds_at_the_connection_cap_do_not_stop_the_healthcheck() {
+    const CAP: usize = 20;
+    let api = TestApi::spawn_with(memory_store(), |s| s.max_connections = CAP).await;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    // As many feeds as the cap allows, each read up to its first bytes, then never again.
+    let mut feeds = Vec::new();
+    for _ in 0..CAP {
+        let mut socket = tokio::net::TcpStream::connect(api.address).await.unwrap();
+        socket
+            .write_all(b"GET /live HTTP/1.1\r\nHost: x\r\n\r\n")
+            .await
+            .unwrap();
+        let mut head = [0u8; 12];
+        tokio::time::timeout(Duration::from_secs(5), socket.read_exact(&mut head))
+            .await
+            .expect("the feed answers")
+            .unwrap();
+        assert_eq!(&head, b"HTTP/1.1 200");
+        feeds.push(socket);
+    }
+    let health = format!("http://{}/healthcheck", api.address);
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(2))
+        .build()
+        .unwrap();
+    for _ in 0..3 {
+        eventually(
+            Duration::from_secs(10),
+            "/healthcheck to answer 200",
+            || async {
+                client
+                    .get(&health)
+                    .send()
+                    .await
+                    .is_ok_and(|r| r.status() == 200)
+            },
+        )
+        .await;
+    }
+    drop(feeds);
+}
+
+#[tokio::test]
 async fn an_upstream_answering_an_html_page_is_retried_ever_more_slowly() {
     let page =
         Bytes::from_static(b"<!DOCTYPE html>\n<html><body>Down for maintenance</body></html>\n");
@@ -415,6 +458,16 @@ async fn a_wrong_redis_password_is_reported_as_such() {
     .await;
     let (_, body) = api.get("/healthcheck").await;
     assert!(!body.to_string().contains("wrong-pass"), "{body}");
+    // A route that needs the store says so too, and no more.
+    let (status, body) = api.get("/stats/words").await;
+    assert_eq!(status, 503);
+    let message = body["message"].as_str().unwrap_or_default();
+    assert!(message.contains("cannot reach Redis"), "{body}");
+    assert!(
+        message.contains("WRONGPASS") || message.contains("authentication"),
+        "{body}"
+    );
+    assert!(!message.contains("wrong-pass"), "{body}");
 }
 
 #[tokio::test]
@@ -429,6 +482,11 @@ async fn a_refused_redis_connection_is_reported_as_refused() {
                 .is_some_and(|r| r.contains("refused"))
     })
     .await;
+    let (status, body) = api.get("/stats/words?window=1h").await;
+    assert_eq!(status, 503);
+    let message = body["message"].as_str().unwrap_or_default();
+    assert!(message.contains("cannot reach Redis ("), "{body}");
+    assert!(message.contains("refused"), "{body}");
 }
 
 #[tokio::test]

@@ -249,6 +249,66 @@ async fn a_body_that_stops_arriving_gets_a_408_and_appends_nothing() {
 }
 
 #[tokio::test]
+async fn a_body_that_trickles_in_gets_a_408_once_its_time_is_up() {
+    let redis = TestRedis::start();
+    let (store, ns) = store(&redis);
+    let api = TestApi::spawn_with(store.clone(), |settings| {
+        with_tokens(settings);
+        settings.idle_timeout = Duration::from_millis(300);
+    })
+    .await;
+    let head = format!(
+        "POST /messages HTTP/1.1\r\nhost: x\r\nauthorization: Bearer {TOKEN}\r\ncontent-type: {JSON}\r\ncontent-length: 1000\r\n\r\n{{"
+    );
+    let mut tcp = tokio::net::TcpStream::connect(api.address).await.unwrap();
+    tcp.write_all(head.as_bytes()).await.unwrap();
+    // One byte every 100 ms: never stalled for 300 ms, never whole.
+    let (mut reader, mut writer) = tcp.into_split();
+    let trickle = tokio::spawn(async move {
+        let mut interval = tokio::time::interval(Duration::from_millis(100));
+        while writer.write_all(b" ").await.is_ok() {
+            interval.tick().await;
+        }
+    });
+    let mut reply = vec![0; 4096];
+    let n = tokio::time::timeout(Duration::from_secs(10), reader.read(&mut reply))
+        .await
+        .expect("an answer before the deadline")
+        .unwrap();
+    trickle.abort();
+    let reply = String::from_utf8_lossy(&reply[..n]);
+    assert!(reply.starts_with("HTTP/1.1 408"), "{reply}");
+    assert!(reply.contains("took longer than 900 ms"), "{reply}");
+    assert!(inbox(&store, &ns).await.is_empty());
+}
+
+#[tokio::test]
+async fn a_compressed_body_gets_a_415_and_a_byte_order_mark_is_dropped() {
+    let redis = TestRedis::start();
+    let (store, ns) = store(&redis);
+    let api = TestApi::spawn_with(store.clone(), with_tokens).await;
+    for coding in ["gzip", "br"] {
+        let response = api
+            .client
+            .post(api.url("/messages"))
+            .bearer_auth(TOKEN)
+            .header("content-type", JSON)
+            .header("content-encoding", coding)
+            .body("{}")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 415, "{coding}");
+    }
+    let (status, _, _) = post(&api, Some(TOKEN), Some(JSON), "\u{feff}{\"a\":1}").await;
+    assert_eq!(status, 202);
+    let (status, _, _) = post(&api, Some(TOKEN), Some(NDJSON), "\u{feff}{\"b\":1}\n{}").await;
+    assert_eq!(status, 202);
+    let stored = inbox(&store, &ns).await;
+    assert_eq!(stored, [&b"{\"a\":1}"[..], b"{\"b\":1}", b"{}"]);
+}
+
+#[tokio::test]
 async fn a_valid_bearer_token_is_required_and_ingestion_is_off_without_tokens() {
     let redis = TestRedis::start();
     let (store, ns) = store(&redis);

@@ -612,6 +612,10 @@ impl Store for RedisStore {
         Ok("ready".to_owned())
     }
 
+    fn unreachable(&self) -> Option<String> {
+        self.home().unreachable()
+    }
+
     fn describe(&self) -> String {
         if self.cluster {
             format!(
