@@ -720,6 +720,10 @@ pub(crate) fn parse_redis_url(value: &str) -> Result<SecretUrl, String> {
             return parse_cluster_url(scheme, rest);
         }
     }
+    // `localhost:6379` reads as a URL of scheme `localhost`: say what is missing instead.
+    if !value.contains("://") {
+        return Err("no scheme; expected redis://[user:password@]host:port".to_owned());
+    }
     let url = SecretUrl::parse(value)
         .map_err(|e| format!("not a URL ({e}); expected redis://[user:password@]host:port"))?;
     let path = url.expose().path().trim_start_matches('/');
@@ -790,9 +794,15 @@ pub(crate) fn parse_rate(text: &str) -> Result<f64, String> {
 /// line and environment. `--help` and `--version` are printed; anything wrong is printed as
 /// one line. Either way the caller gets the exit code to stop with.
 pub fn load<T: Parser>() -> Result<T, ExitCode> {
+    // `--help` and `--version` are answered even when `.env` is broken: they help fix it.
+    let asks_help = std::env::args()
+        .skip(1)
+        .any(|arg| matches!(arg.as_str(), "--help" | "-h" | "--version" | "-V"));
     if let Err(line) = load_dotenv(std::path::Path::new(".env")) {
         eprintln!("{line}");
-        return Err(ExitCode::from(2));
+        if !asks_help {
+            return Err(ExitCode::from(2));
+        }
     }
     forget_empty_variables(&T::command());
     T::try_parse().map_err(|err| match err.kind() {
@@ -930,6 +940,9 @@ mod tests {
                 .contains("redis://")
         );
         assert!(parse_redis_url("nonsense").is_err());
+        for bare in ["localhost:6379", "127.0.0.1:6379", "redis-host"] {
+            assert!(parse_redis_url(bare).unwrap_err().starts_with("no scheme"));
+        }
         assert!(parse_redis_url("redis://127.0.0.1:6379/abc").is_err());
         assert!(parse_redis_url("redis://127.0.0.1:6379/").is_ok());
     }

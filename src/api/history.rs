@@ -21,7 +21,7 @@ use utoipa::{IntoParams, ToSchema};
 use super::AppState;
 use super::error::{ApiError, ErrorBody, StoreUnavailable};
 use super::query::Params;
-use super::routes::{BadQuery, TopBody};
+use super::routes::TopBody;
 use crate::detail::{Period, Scope};
 use crate::message::TopList;
 use crate::store::{Live, Store, unix_now};
@@ -107,11 +107,24 @@ pub(crate) struct LiveQuery {
     room: Option<String>,
 }
 
+/// A 400 of `/messages`.
+#[allow(
+    dead_code,
+    reason = "only describes an answer for the OpenAPI document"
+)]
+#[derive(utoipa::IntoResponses)]
+pub(crate) enum BadHistoryQuery {
+    /// `limit` is not a whole number in 1..=200, `before` is not a cursor of this store's form,
+    /// `room` or `nick` is empty, or a parameter other than these four is given.
+    #[response(status = 400, example = json!({"statusCode": 400, "error": "Bad Request", "message": "querystring/limit must be <= 200"}))]
+    Invalid(ErrorBody),
+}
+
 /// Recorded messages, newest first, kept for `HISTORY_RETENTION` (24 h).
 #[utoipa::path(get, path = "/messages", tag = "history", params(HistoryQuery),
     responses(
         (status = 200, description = "A page of messages, newest first; follow `next` with `?before=` (keyset pagination: every page costs the same)", body = HistoryPageBody),
-        BadQuery, StoreUnavailable,
+        BadHistoryQuery, StoreUnavailable,
     ))]
 pub(crate) async fn messages<S: Store>(
     State(state): State<AppState<S>>,

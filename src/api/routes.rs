@@ -39,7 +39,7 @@ pub(crate) struct StatsBody {
 /// `GET /healthcheck`.
 #[derive(Debug, Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
-#[schema(example = json!({"status": "ok", "serverTimestamp": "2026-11-22T10:00:00Z", "redisStatus": "ready"}))]
+#[schema(example = json!({"status": "ok", "serverTimestamp": "2026-11-22T10:00:00.000Z", "redisStatus": "ready"}))]
 pub(crate) struct HealthBody {
     /// `ok`, or `error` when the store is unreachable.
     pub status: String,
@@ -211,6 +211,19 @@ pub(crate) enum BadQuery {
     Invalid(ErrorBody),
 }
 
+/// A 400 of a route whose only parameter is `limit`.
+#[allow(
+    dead_code,
+    reason = "only describes an answer for the OpenAPI document"
+)]
+#[derive(utoipa::IntoResponses)]
+pub(crate) enum BadLimit {
+    /// `limit` is not a whole number in 1..=1000; on `/stats/nicks/{nick}` (all time only),
+    /// also a range, a window, `room`, `nick` or `bucket`.
+    #[response(status = 400, example = json!({"statusCode": 400, "error": "Bad Request", "message": "querystring/limit must be <= 1000"}))]
+    Invalid(ErrorBody),
+}
+
 /// Declares the handler of one top-list route and its OpenAPI description.
 macro_rules! top_list_route {
     ($(#[doc = $doc:literal])* $name:ident, $path:literal, $list:expr, $example:expr) => {
@@ -291,7 +304,7 @@ pub(crate) struct FailedQuery {
     responses(
         (status = 200, description = "Raw payloads that could not be processed, unique, newest first (the newest FAILED_MESSAGES_MAX are kept)",
             body = [String], example = json!(["{\"room\":\"99\",\"body\":<you actually hear", "not json"])),
-        BadQuery, StoreUnavailable,
+        BadLimit, StoreUnavailable,
     ))]
 pub(crate) async fn failed_messages<S: Store>(
     State(state): State<AppState<S>>,
@@ -306,12 +319,11 @@ pub(crate) async fn failed_messages<S: Store>(
     responses(
         (status = 200, description = "The store answers", body = HealthBody),
         (status = 503, description = "The store is unreachable", body = HealthBody,
-            example = json!({"status": "error", "serverTimestamp": "2026-11-22T10:00:00Z", "redisStatus": "unreachable: the store did not answer within 1000 ms"})),
+            example = json!({"status": "error", "serverTimestamp": "2026-11-22T10:00:00.000Z", "redisStatus": "unreachable: the store did not answer within 1000 ms"})),
     ))]
 pub(crate) async fn healthcheck<S: Store>(State(state): State<AppState<S>>) -> Response {
-    let now = time::OffsetDateTime::now_utc()
-        .format(&time::format_description::well_known::Rfc3339)
-        .unwrap_or_default();
+    // Milliseconds, as the TypeScript service's `toISOString()` gave them.
+    let now = rfc3339(now_ms(), true);
     let (code, status, redis_status) = match state.timed(state.store.health()).await {
         Ok(status) => (StatusCode::OK, "ok", status),
         Err(err) => (

@@ -12,7 +12,7 @@ use utoipa::{IntoParams, ToSchema};
 use super::AppState;
 use super::error::{ApiError, ErrorBody, StoreUnavailable};
 use super::query::{MAX_ACTIVITY_BUCKETS, Params, rfc3339};
-use super::routes::{BadQuery, TopBody, TopEntry, periods, ranged};
+use super::routes::{BadLimit, BadQuery, TopBody, TopEntry, periods, ranged};
 use crate::detail::{Period, Scope, Seen};
 use crate::message::TopList;
 use crate::store::Store;
@@ -247,7 +247,7 @@ pub(crate) async fn room<S: Store>(
         NickQuery),
     responses(
         (status = 200, description = "The nick, all time", body = NickSummary),
-        BadQuery, NeverSeen, StoreUnavailable,
+        BadLimit, NeverSeen, StoreUnavailable,
     ))]
 pub(crate) async fn nick<S: Store>(
     State(state): State<AppState<S>>,
@@ -290,6 +290,20 @@ pub(crate) async fn nick<S: Store>(
     }))
 }
 
+/// A 400 of `/stats/activity`.
+#[allow(
+    dead_code,
+    reason = "only describes an answer for the OpenAPI document"
+)]
+#[derive(utoipa::IntoResponses)]
+pub(crate) enum BadActivityQuery {
+    /// `bucket` is not `1m`, `1h` or `1d`, a time is neither RFC 3339 nor Unix
+    /// milliseconds, `from` is not before `to`, the range holds more than 1,440 buckets, or a
+    /// parameter other than `bucket`, `from`, `to` and `room` is given.
+    #[response(status = 400, example = json!({"statusCode": 400, "error": "Bad Request", "message": "querystring/bucket must be one of 1m, 1h, 1d"}))]
+    Invalid(ErrorBody),
+}
+
 /// Messages per bucket over a range: every bucket in order, zeros included.
 #[utoipa::path(get, path = "/stats/activity", tag = "stats", params(ActivityQuery),
     responses(
@@ -299,7 +313,7 @@ pub(crate) async fn nick<S: Store>(
                 ("Range-To" = String, description = "End of the range covered (RFC 3339, exclusive): the last bucket's end"),
             ),
             example = json!([{"time": "2026-11-23T08:00:00Z", "messages": 2}, {"time": "2026-11-23T08:01:00Z", "messages": 0}])),
-        BadQuery, StoreUnavailable,
+        BadActivityQuery, StoreUnavailable,
     ))]
 pub(crate) async fn activity<S: Store>(
     State(state): State<AppState<S>>,

@@ -51,6 +51,12 @@ async fn the_root_and_empty_statistics_answer_in_the_typescript_shapes() {
         time::OffsetDateTime::parse(stamp, &time::format_description::well_known::Rfc3339).is_ok(),
         "{stamp}"
     );
+    // Milliseconds and `Z`, as JavaScript's `toISOString()`: `2026-11-22T10:00:00.000Z`.
+    assert_eq!(stamp.len(), 24, "{stamp}");
+    assert!(
+        stamp.ends_with('Z') && stamp.as_bytes()[19] == b'.',
+        "{stamp}"
+    );
 }
 
 #[tokio::test]

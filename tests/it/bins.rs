@@ -31,6 +31,28 @@ fn every_binary_explains_itself_with_help() {
 }
 
 #[test]
+fn a_broken_env_file_stops_a_run_but_not_help_or_version() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join(".env"), "SIM_COUNT=3\nnot an assignment\n").unwrap();
+    for arg in ["--help", "--version"] {
+        let out = bin("chatstats-sim")
+            .arg(arg)
+            .current_dir(dir.path())
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{arg}: {out:?}");
+        assert!(!out.stdout.is_empty(), "{arg} printed");
+    }
+    let out = bin("chatstats-sim")
+        .args(["--count", "1"])
+        .current_dir(dir.path())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains(".env line 2"));
+}
+
+#[test]
 fn a_bad_value_stops_the_process_with_one_line_naming_the_variable() {
     for (name, var, value) in [
         ("chatstats-api", "NODE_PORT", "eighty"),
