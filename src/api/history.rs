@@ -16,6 +16,7 @@ use axum::response::{IntoResponse, Response};
 use futures::Stream;
 use serde::Serialize;
 use tokio::sync::{broadcast, watch};
+use tokio_util::sync::CancellationToken;
 use utoipa::{IntoParams, ToSchema};
 
 use super::AppState;
@@ -366,6 +367,7 @@ pub(crate) async fn live<S: Store>(
 pub(crate) async fn ws<S: Store>(
     State(state): State<AppState<S>>,
     RawQuery(q): RawQuery,
+    close: Option<axum::Extension<super::server::ConnectionClose>>,
     upgrade: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
 ) -> Result<Response, ApiError> {
     let room = live_room(q.as_deref())?;
@@ -374,20 +376,33 @@ pub(crate) async fn ws<S: Store>(
     let updates = updates(&state, room).await;
     // The feed only pushes: what a client sends is read and dropped, so a frame larger than a
     // ping or a close closes the connection instead of being buffered (16 MiB by default).
+    // A socket's buffer for what it sends: the default 128 KiB per socket is what thousands
+    // of unread sockets held (a frame is written whole whatever this says).
+    let close = close.map_or_else(CancellationToken::new, |c| c.0.0.clone());
     Ok(upgrade
         .max_frame_size(WS_MAX_RECEIVED)
         .max_message_size(WS_MAX_RECEIVED)
-        .on_upgrade(move |socket| forward(socket, updates)))
+        .write_buffer_size(WS_WRITE_BUFFER)
+        .on_upgrade(move |socket| forward(socket, updates, close)))
 }
+
+/// Bytes a `/ws` socket gathers before writing them.
+const WS_WRITE_BUFFER: usize = 4096;
 
 /// The largest frame or message `/ws` accepts from a client.
 const WS_MAX_RECEIVED: usize = 4096;
 
-async fn forward(mut socket: WebSocket, updates: impl Stream<Item = Update> + Send + 'static) {
+async fn forward(
+    mut socket: WebSocket,
+    updates: impl Stream<Item = Update> + Send + 'static,
+    close: CancellationToken,
+) {
     use futures::StreamExt;
     let mut updates = std::pin::pin!(updates);
     loop {
         tokio::select! {
+            // The connection cap closed it for a new connection.
+            _ = close.cancelled() => return,
             update = updates.next() => {
                 let Some(update) = update else { break };
                 let (event, data): (&str, std::borrow::Cow<'_, str>) = match &update {

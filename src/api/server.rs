@@ -4,10 +4,11 @@
 //!   moment the server waits for them, which is also how long a kept-alive connection may stay
 //!   idle (hyper's header read timeout). A client that sends half a request, or nothing, is
 //!   closed.
-//! - **A connection cap.** At most `max_connections` are open, kept below the open-file limit
-//!   (raised to its hard limit at start). At the cap a new connection closes the longest-idle
-//!   one (no request in progress), else the oldest live feed (`/live`: an answer that never
-//!   ends): silent sockets and unread feeds cannot starve `/healthcheck`. When every
+//! - **A connection cap.** At most `max_connections` are open, WebSockets included, kept below
+//!   the open-file limit (raised to its hard limit at start). At the cap a new connection
+//!   closes the oldest idle one (no request in progress, open for a second at least), else the
+//!   oldest live feed (`/live` or `/ws`: an answer that never ends), else the oldest idle one
+//!   just opened: silent sockets and unread feeds cannot starve `/healthcheck`. When every
 //!   connection has an ordinary request in progress, the new connection is refused.
 //! - **A bounded drain.** On shutdown the listener closes, idle connections close at once, open
 //!   requests get `shutdown_timeout` to finish, and whatever remains is dropped.
@@ -58,11 +59,17 @@ fn connection_cap(wanted: usize) -> usize {
         .max(1)
 }
 
+/// How long a new connection may take to send its first request before the cap prefers
+/// closing it to closing a live feed.
+const IDLE_GRACE: Duration = Duration::from_secs(1);
+
 /// One open connection, as the cap sees it.
 struct Open {
+    /// When it was accepted.
+    opened: std::time::Instant,
     /// Requests in progress (a response body still being sent counts), live feeds aside.
     busy: Arc<AtomicUsize>,
-    /// Live feeds being sent (`text/event-stream` answers).
+    /// Live feeds being sent (`text/event-stream` answers, and a WebSocket for good).
     feeds: Arc<AtomicUsize>,
     /// Closes the connection.
     close: CancellationToken,
@@ -79,14 +86,17 @@ impl Registry {
         self.open.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// Closes the longest-idle connection, else the oldest one sending only a live feed;
-    /// false when every connection has an ordinary request in progress.
+    /// Closes the oldest idle connection open for [`IDLE_GRACE`], else the oldest one sending
+    /// only a live feed, else the oldest idle one; false when every connection has an ordinary
+    /// request in progress.
     fn evict_idle(&self) -> bool {
         let mut open = self.lock();
         let free = |c: &Open| c.busy.load(Ordering::Acquire) == 0;
+        let feeding = |c: &Open| c.feeds.load(Ordering::Acquire) > 0;
         let idle = open
             .iter()
-            .find(|(_, c)| free(c) && c.feeds.load(Ordering::Acquire) == 0)
+            .find(|(_, c)| free(c) && !feeding(c) && c.opened.elapsed() >= IDLE_GRACE)
+            .or_else(|| open.iter().find(|(_, c)| free(c) && feeding(c)))
             .or_else(|| open.iter().find(|(_, c)| free(c)))
             .map(|(id, _)| *id);
         match idle.and_then(|id| open.remove(&id)) {
@@ -141,6 +151,7 @@ pub(crate) async fn serve(
         }
         next_id += 1;
         let open = Open {
+            opened: std::time::Instant::now(),
             busy: Arc::default(),
             feeds: Arc::default(),
             close: closing.child_token(),
@@ -151,11 +162,18 @@ pub(crate) async fn serve(
         };
         let close = open.close.clone();
         registry.lock().insert(next_id, open);
-        let (registry, app) = (registry.clone(), app.clone());
-        let (idle_timeout, id, stop) = (limits.idle_timeout, next_id, shutdown.clone());
+        // The socket holds its place in the registry until it is dropped: after an upgrade
+        // (`/ws`), that is when the WebSocket ends, not when the HTTP connection hands it over.
+        let tcp = Held {
+            io: tcp,
+            _slot: Slot {
+                registry: registry.clone(),
+                id: next_id,
+            },
+        };
+        let (idle_timeout, stop, app) = (limits.idle_timeout, shutdown.clone(), app.clone());
         connections.spawn(async move {
             serve_connection(tcp, peer, app, counts, close, stop, idle_timeout).await;
-            registry.lock().remove(&id);
         });
     }
     drop(listener);
@@ -189,8 +207,71 @@ struct Counts {
     feeds: Arc<AtomicUsize>,
 }
 
+/// A connection's place in the registry, given up when dropped.
+struct Slot {
+    registry: Arc<Registry>,
+    id: u64,
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        self.registry.lock().remove(&self.id);
+    }
+}
+
+/// A socket with its place in the registry.
+struct Held {
+    io: TcpStream,
+    _slot: Slot,
+}
+
+impl tokio::io::AsyncRead for Held {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.io).poll_read(cx, buf)
+    }
+}
+
+impl tokio::io::AsyncWrite for Held {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.io).poll_write(cx, buf)
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.io).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.io).poll_shutdown(cx)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.io).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.io.is_write_vectored()
+    }
+}
+
+/// Closes the request's connection when cancelled (the cap closing it): in the request's
+/// extensions, for what outlives the HTTP exchange (a WebSocket).
+#[derive(Clone)]
+pub(crate) struct ConnectionClose(pub(crate) CancellationToken);
+
 async fn serve_connection(
-    tcp: TcpStream,
+    tcp: Held,
     peer: SocketAddr,
     app: Router,
     counts: Counts,
@@ -199,13 +280,19 @@ async fn serve_connection(
     idle_timeout: Duration,
 ) {
     // Answers are small; TCP_NODELAY sends them without Nagle's delay.
-    let _ = tcp.set_nodelay(true);
+    let _ = tcp.io.set_nodelay(true);
+    let closer = ConnectionClose(close.clone());
     let service = hyper::service::service_fn(move |mut request: Request<Incoming>| {
         request.extensions_mut().insert(ConnectInfo(peer));
+        request.extensions_mut().insert(closer.clone());
         let guard = Busy::enter(&counts.busy);
         let (app, feeds) = (app.clone(), counts.feeds.clone());
         async move {
             let response = app.oneshot(request.map(Body::new)).await?;
+            if response.status() == axum::http::StatusCode::SWITCHING_PROTOCOLS {
+                // A WebSocket: a feed for as long as the socket lives.
+                feeds.fetch_add(1, Ordering::AcqRel);
+            }
             // A live feed never ends: it counts apart, as a connection the cap may close.
             let feed = response
                 .headers()

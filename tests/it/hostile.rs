@@ -346,6 +346,39 @@ async fn unread_live_feeds_at_the_connection_cap_do_not_stop_the_healthcheck() {
 }
 
 #[tokio::test]
+async fn websockets_count_toward_the_connection_cap() {
+    use futures::StreamExt;
+    const CAP: usize = 10;
+    let api = TestApi::spawn_with(memory_store(), |s| s.max_connections = CAP).await;
+    let url = format!("ws://{}/ws", api.address);
+    let mut sockets = Vec::new();
+    for _ in 0..3 * CAP {
+        let (socket, _) = tokio_tungstenite::connect_async(url.as_str())
+            .await
+            .expect("a WebSocket");
+        sockets.push(socket);
+    }
+    // Each new one closed an older one: at most CAP are still open.
+    let mut open = 0;
+    for mut socket in sockets {
+        let closed = tokio::time::timeout(Duration::from_secs(3), async {
+            loop {
+                match socket.next().await {
+                    Some(Ok(frame)) if !frame.is_close() => continue,
+                    _ => return true,
+                }
+            }
+        });
+        if !closed.await.unwrap_or(false) {
+            open += 1;
+        }
+    }
+    assert!(open <= CAP, "{open} WebSockets open at a cap of {CAP}");
+    let (status, _) = api.get("/healthcheck").await;
+    assert_eq!(status, 200);
+}
+
+#[tokio::test]
 async fn an_upstream_answering_an_html_page_is_retried_ever_more_slowly() {
     let page =
         Bytes::from_static(b"<!DOCTYPE html>\n<html><body>Down for maintenance</body></html>\n");
