@@ -223,10 +223,14 @@ async fn read(
     let body = tokio::time::timeout(whole, read_stalling(body, declared, stall))
         .await
         .map_err(|_| late())??;
-    Ok(match body.strip_prefix("\u{feff}".as_bytes()) {
+    let body = match body.strip_prefix("\u{feff}".as_bytes()) {
         Some(rest) => body.slice_ref(rest),
         None => body,
-    })
+    };
+    if body.trim_ascii().is_empty() {
+        return Err(ApiError::BadRequest("body: empty".to_owned()));
+    }
+    Ok(body)
 }
 
 /// A request body has at most this many times HTTP_IDLE_TIMEOUT_MS to arrive whole.
@@ -260,9 +264,6 @@ async fn read_stalling(
             return Err(too_large());
         }
         buffer.extend_from_slice(&chunk);
-    }
-    if buffer.trim_ascii().is_empty() {
-        return Err(ApiError::BadRequest("body: empty".to_owned()));
     }
     Ok(buffer.freeze())
 }

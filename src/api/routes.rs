@@ -86,6 +86,39 @@ pub(crate) struct TopQuery {
     pub window: Option<String>,
 }
 
+/// [`TopQuery`] without `room`: the query of `/stats/rooms` (a filter on its own list is a 400).
+pub(crate) struct RoomsQuery;
+
+/// [`TopQuery`] without `nick`: the query of `/stats/nicks`.
+pub(crate) struct NicksQuery;
+
+/// The parameters of [`TopQuery`] but `left_out`.
+fn top_query_without(
+    left_out: &str,
+    parameter_in: impl Fn() -> Option<utoipa::openapi::path::ParameterIn>,
+) -> Vec<utoipa::openapi::path::Parameter> {
+    TopQuery::into_params(parameter_in)
+        .into_iter()
+        .filter(|parameter| parameter.name != left_out)
+        .collect()
+}
+
+impl IntoParams for RoomsQuery {
+    fn into_params(
+        parameter_in: impl Fn() -> Option<utoipa::openapi::path::ParameterIn>,
+    ) -> Vec<utoipa::openapi::path::Parameter> {
+        top_query_without("room", parameter_in)
+    }
+}
+
+impl IntoParams for NicksQuery {
+    fn into_params(
+        parameter_in: impl Fn() -> Option<utoipa::openapi::path::ParameterIn>,
+    ) -> Vec<utoipa::openapi::path::Parameter> {
+        top_query_without("nick", parameter_in)
+    }
+}
+
 /// A window: the range from that long ago up to now.
 #[allow(
     dead_code,
@@ -226,9 +259,9 @@ pub(crate) enum BadLimit {
 
 /// Declares the handler of one top-list route and its OpenAPI description.
 macro_rules! top_list_route {
-    ($(#[doc = $doc:literal])* $name:ident, $path:literal, $list:expr, $example:expr) => {
+    ($(#[doc = $doc:literal])* $name:ident, $path:literal, $query:ty, $list:expr, $example:expr) => {
         $(#[doc = $doc])*
-        #[utoipa::path(get, path = $path, tag = "stats", params(TopQuery),
+        #[utoipa::path(get, path = $path, tag = "stats", params($query),
             responses(
                 (status = 200, description = "Highest count first; equal counts in descending byte order. All time, or over a range (then with Range-From and Range-To)", body = [TopEntry],
                     headers(
@@ -249,20 +282,20 @@ macro_rules! top_list_route {
 
 top_list_route!(
     /// The most used words.
-    words, "/stats/words", TopList::Words, json!([{"Kappa": 161706}, {"LUL": 77443}])
+    words, "/stats/words", TopQuery, TopList::Words, json!([{"Kappa": 161706}, {"LUL": 77443}])
 );
 top_list_route!(
     /// The most active nicks.
-    nicks, "/stats/nicks", TopList::Nicks, json!([{"slicyyyy": 3}, {"moczark": 2}])
+    nicks, "/stats/nicks", NicksQuery, TopList::Nicks, json!([{"slicyyyy": 3}, {"moczark": 2}])
 );
 top_list_route!(
     /// The most active rooms.
-    rooms, "/stats/rooms", TopList::Rooms, json!([{"#slicyyyon60fps": 3}, {"#sadparu": 2}])
+    rooms, "/stats/rooms", RoomsQuery, TopList::Rooms, json!([{"#slicyyyon60fps": 3}, {"#sadparu": 2}])
 );
 top_list_route!(
     /// The most used emotes: Twitch emotes (the `emotes` tag) and third-party ones
     /// (`EMOTE_NAMES_FILE`).
-    emotes, "/stats/emotes", TopList::Emotes, json!([{"Kappa": 6}, {"KEKW": 4}])
+    emotes, "/stats/emotes", TopQuery, TopList::Emotes, json!([{"Kappa": 6}, {"KEKW": 4}])
 );
 
 /// Messages per second.

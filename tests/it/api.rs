@@ -214,6 +214,43 @@ async fn the_openapi_document_describes_every_route_with_schemas_and_examples() 
     let limit = &paths["/stats/words"]["get"]["parameters"][0];
     assert_eq!(limit["name"], "limit");
     assert_eq!(limit["schema"]["maximum"], 1000);
+    // A list takes every filter but its own (that one is a 400).
+    let names = |route: &str| -> Vec<String> {
+        paths[route]["get"]["parameters"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|p| p["name"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    for (route, own) in [
+        ("/stats/words", None),
+        ("/stats/emotes", None),
+        ("/stats/rooms", Some("room")),
+        ("/stats/nicks", Some("nick")),
+    ] {
+        let names = names(route);
+        for filter in ["limit", "room", "nick", "from", "to", "window"] {
+            assert_eq!(
+                names.iter().any(|n| n == filter),
+                Some(filter) != own,
+                "{route} {filter}: {names:?}"
+            );
+        }
+    }
+    // Each route's 400 describes that route's parameters.
+    let bad = |route: &str| {
+        paths[route]["get"]["responses"]["400"]["content"]["application/json"]["example"]["message"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned()
+    };
+    assert!(bad("/messages").contains("200"), "{}", bad("/messages"));
+    assert!(
+        bad("/stats/activity").contains("bucket"),
+        "{}",
+        bad("/stats/activity")
+    );
     // History and the live feed: JSON pages, then SSE and WebSocket described as such.
     for route in ["/messages", "/messages/{id}"] {
         let ok = &paths[route]["get"]["responses"]["200"]["content"]["application/json"];

@@ -304,6 +304,11 @@ async fn a_compressed_body_gets_a_415_and_a_byte_order_mark_is_dropped() {
     assert_eq!(status, 202);
     let (status, _, _) = post(&api, Some(TOKEN), Some(NDJSON), "\u{feff}{\"b\":1}\n{}").await;
     assert_eq!(status, 202);
+    let (status, _, answer) = post(&api, Some(TOKEN), Some(JSON), "\u{feff} \n").await;
+    assert_eq!(
+        (status, answer["message"].as_str()),
+        (400, Some("body: empty"))
+    );
     let stored = inbox(&store, &ns).await;
     assert_eq!(stored, [&b"{\"a\":1}"[..], b"{\"b\":1}", b"{}"]);
 }
