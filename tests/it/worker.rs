@@ -256,9 +256,12 @@ async fn while_redis_is_stalled_the_worker_stops_reading_the_upstream() {
     let redis = TestRedis::start();
     let store = redis.store();
     let progress = Arc::new(worker::Progress::default());
-    // Production retry delays: recovery must not crawl once Redis is back.
+    // Production retry delays: recovery must not crawl once Redis is back. The drain at the
+    // end gets longer than production's 8 s: a debug build among the whole suite drains the
+    // messages read meanwhile at a few hundred per second.
     let worker_settings = WorkerSettings {
         progress_interval: Duration::ZERO,
+        shutdown_timeout: Duration::from_secs(30),
         ..WorkerSettings::default()
     };
     let run = RunningWorker::spawn(
