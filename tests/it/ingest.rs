@@ -223,7 +223,7 @@ async fn bodies_over_1_mib_or_1000_payloads_are_refused_with_a_413() {
 }
 
 #[tokio::test]
-async fn a_body_that_stops_arriving_gets_a_408_and_appends_nothing() {
+async fn a_body_that_stops_or_trickles_gets_a_408_and_appends_nothing() {
     let redis = TestRedis::start();
     let (store, ns) = store(&redis);
     let api = TestApi::spawn_with(store.clone(), |settings| {
@@ -231,52 +231,42 @@ async fn a_body_that_stops_arriving_gets_a_408_and_appends_nothing() {
         settings.idle_timeout = Duration::from_millis(300);
     })
     .await;
+    // The head of a POST declaring `length` bytes, and the first of them.
+    let head = |length: usize, first: &str| {
+        format!(
+            "POST /messages HTTP/1.1\r\nhost: x\r\nauthorization: Bearer {TOKEN}\r\ncontent-type: {JSON}\r\ncontent-length: {length}\r\n\r\n{first}"
+        )
+    };
+    let answer = |reader: tokio::net::tcp::OwnedReadHalf| async move {
+        let mut reader = reader;
+        let mut reply = vec![0; 4096];
+        let n = tokio::time::timeout(Duration::from_secs(10), reader.read(&mut reply))
+            .await
+            .expect("an answer before the deadline")
+            .unwrap();
+        String::from_utf8_lossy(&reply[..n]).into_owned()
+    };
     // 100 bytes declared, 8 sent, then nothing.
-    let head = format!(
-        "POST /messages HTTP/1.1\r\nhost: x\r\nauthorization: Bearer {TOKEN}\r\ncontent-type: {JSON}\r\ncontent-length: 100\r\n\r\n{{\"body\":"
-    );
     let mut tcp = tokio::net::TcpStream::connect(api.address).await.unwrap();
-    tcp.write_all(head.as_bytes()).await.unwrap();
-    let mut reply = vec![0; 4096];
-    let n = tokio::time::timeout(Duration::from_secs(10), tcp.read(&mut reply))
+    tcp.write_all(head(100, "{\"body\":").as_bytes())
         .await
-        .expect("an answer before the deadline")
         .unwrap();
-    let reply = String::from_utf8_lossy(&reply[..n]);
+    let (reader, _writer) = tcp.into_split();
+    let reply = answer(reader).await;
     assert!(reply.starts_with("HTTP/1.1 408"), "{reply}");
     assert!(reply.contains("the body stalled"), "{reply}");
-    assert!(inbox(&store, &ns).await.is_empty());
-}
-
-#[tokio::test]
-async fn a_body_that_trickles_in_gets_a_408_once_its_time_is_up() {
-    let redis = TestRedis::start();
-    let (store, ns) = store(&redis);
-    let api = TestApi::spawn_with(store.clone(), |settings| {
-        with_tokens(settings);
-        settings.idle_timeout = Duration::from_millis(300);
-    })
-    .await;
-    let head = format!(
-        "POST /messages HTTP/1.1\r\nhost: x\r\nauthorization: Bearer {TOKEN}\r\ncontent-type: {JSON}\r\ncontent-length: 1000\r\n\r\n{{"
-    );
-    let mut tcp = tokio::net::TcpStream::connect(api.address).await.unwrap();
-    tcp.write_all(head.as_bytes()).await.unwrap();
     // One byte every 100 ms: never stalled for 300 ms, never whole.
-    let (mut reader, mut writer) = tcp.into_split();
+    let mut tcp = tokio::net::TcpStream::connect(api.address).await.unwrap();
+    tcp.write_all(head(1000, "{").as_bytes()).await.unwrap();
+    let (reader, mut writer) = tcp.into_split();
     let trickle = tokio::spawn(async move {
         let mut interval = tokio::time::interval(Duration::from_millis(100));
         while writer.write_all(b" ").await.is_ok() {
             interval.tick().await;
         }
     });
-    let mut reply = vec![0; 4096];
-    let n = tokio::time::timeout(Duration::from_secs(10), reader.read(&mut reply))
-        .await
-        .expect("an answer before the deadline")
-        .unwrap();
+    let reply = answer(reader).await;
     trickle.abort();
-    let reply = String::from_utf8_lossy(&reply[..n]);
     assert!(reply.starts_with("HTTP/1.1 408"), "{reply}");
     assert!(reply.contains("took longer than 900 ms"), "{reply}");
     assert!(inbox(&store, &ns).await.is_empty());
