@@ -401,8 +401,16 @@ async fn forward(
     let mut updates = std::pin::pin!(updates);
     loop {
         tokio::select! {
-            // The connection cap closed it for a new connection.
-            _ = close.cancelled() => return,
+            // The connection cap closed it for a new connection: say so (1013, "try again
+            // later"), if the client still reads.
+            _ = close.cancelled() => {
+                let frame = Frame::Close(Some(axum::extract::ws::CloseFrame {
+                    code: 1013,
+                    reason: "the connection limit was reached; try again later".into(),
+                }));
+                let _ = tokio::time::timeout(Duration::from_millis(100), socket.send(frame)).await;
+                return;
+            }
             update = updates.next() => {
                 let Some(update) = update else { break };
                 let (event, data): (&str, std::borrow::Cow<'_, str>) = match &update {

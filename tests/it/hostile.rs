@@ -348,21 +348,26 @@ async fn websockets_count_toward_the_connection_cap() {
             .expect("a WebSocket");
         sockets.push(socket);
     }
-    // Each new one closed an older one: at most CAP are still open.
-    let mut open = 0;
+    // Each new one closed an older one, saying why (1013): at most CAP are still open.
+    let (mut open, mut told) = (0, 0);
     for mut socket in sockets {
         let closed = tokio::time::timeout(Duration::from_secs(3), async {
             loop {
                 match socket.next().await {
                     Some(Ok(frame)) if !frame.is_close() => continue,
-                    _ => return true,
+                    Some(Ok(tokio_tungstenite::tungstenite::Message::Close(Some(close)))) => {
+                        return u16::from(close.code) == 1013;
+                    }
+                    _ => return false,
                 }
             }
         });
-        if !closed.await.unwrap_or(false) {
-            open += 1;
+        match closed.await {
+            Err(_) => open += 1,
+            Ok(said_why) => told += usize::from(said_why),
         }
     }
+    assert!(told > 0, "no WebSocket was told why it was closed");
     assert!(open <= CAP, "{open} WebSockets open at a cap of {CAP}");
     let (status, _) = api.get("/healthcheck").await;
     assert_eq!(status, 200);
