@@ -374,11 +374,12 @@ pub(crate) async fn ws<S: Store>(
     let upgrade =
         upgrade.map_err(|e| ApiError::BadRequest(format!("headers: {}", e.body_text())))?;
     let updates = updates(&state, room).await;
+    // The connection cap may close the socket for a new connection: this says when.
+    let close = close.map_or_else(CancellationToken::new, |c| c.0.0.clone());
     // The feed only pushes: what a client sends is read and dropped, so a frame larger than a
     // ping or a close closes the connection instead of being buffered (16 MiB by default).
-    // A socket's buffer for what it sends: the default 128 KiB per socket is what thousands
-    // of unread sockets held (a frame is written whole whatever this says).
-    let close = close.map_or_else(CancellationToken::new, |c| c.0.0.clone());
+    // What it sends is gathered in 4 KiB, not the default 128 KiB per socket that thousands of
+    // unread sockets held (a frame is written whole whatever this says).
     Ok(upgrade
         .max_frame_size(WS_MAX_RECEIVED)
         .max_message_size(WS_MAX_RECEIVED)

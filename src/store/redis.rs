@@ -246,12 +246,19 @@ impl Shard {
             .clone()
     }
 
+    /// Why Redis cannot be reached, when the client is not connected and knows why.
+    pub(crate) fn unreachable(&self) -> Option<String> {
+        match self.client.state() {
+            ClientState::Connected => None,
+            _ => self.last_error(),
+        }
+    }
+
     /// `err` in the store's terms: a timeout while Redis cannot be reached is reported with the
     /// reason it cannot be reached.
     fn fail(&self, err: Error) -> StoreError {
-        let unreachable = !matches!(self.client.state(), ClientState::Connected);
-        if unreachable && matches!(err.kind(), ErrorKind::Timeout | ErrorKind::Canceled) {
-            if let Some(cause) = self.last_error() {
+        if matches!(err.kind(), ErrorKind::Timeout | ErrorKind::Canceled) {
+            if let Some(cause) = self.unreachable() {
                 return StoreError::Unreachable(cause);
             }
         }
