@@ -2,14 +2,21 @@
 //!
 //! `cargo bench --bench memory_per_member`. Inserts 1,000,000 distinct 8-byte members into the
 //! words list of a `MemoryStore` (in tallies of 10,000, each dropped after use) and divides the
-//! growth of live heap bytes by the number of members. Prints the figure; no timing.
+//! growth of live heap bytes by the number of members. Then feeds a fresh store the statistics
+//! by room, nick, emote and time of 60,000 simulator messages (five minutes of the built-in
+//! stream, history off) and divides its growth by the number of messages: what `chatstats`
+//! holds per message until the buckets' retention passes. Prints the figures; no timing.
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::atomic::{AtomicIsize, AtomicUsize, Ordering};
 
 use bytes::Bytes;
-use chatstats::message::{Tally, TopList};
+use chatstats::detail::{Buckets, DetailBuilder};
+use chatstats::message::{Rules, Tally, TopList};
+use chatstats::sim::Generator;
+use chatstats::store::Store;
 use chatstats::store::memory::MemoryStore;
+use chatstats::timeline::Retention;
 
 /// The system allocator, counting live bytes (as requested) and their peak.
 struct Counting;
@@ -115,4 +122,49 @@ fn main() {
         rss_after.saturating_sub(rss_before) as f64 * 1024.0 / MEMBERS as f64,
     );
     drop(store);
+    detail_per_message();
+}
+
+/// Simulator messages fed to the statistics by room, nick, emote and time.
+const MESSAGES: usize = 60_000;
+/// Messages merged per detail (the worker merges what arrives while its last call runs).
+const PER_DETAIL: usize = 500;
+
+/// Live heap bytes per message of the statistics by room, nick, emote and time.
+fn detail_per_message() {
+    let now_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64);
+    // The simulator's clock runs at about 200 messages a second: these end about now.
+    let mut generator = Generator::starting_at(42, now_ms - 6 * 60_000);
+    let rules = Rules {
+        full: true,
+        ..Rules::basic(1000)
+    };
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .expect("a runtime");
+    let retention = Retention::default();
+    let store = MemoryStore::new(1000, 300).with_retention(retention);
+    let mut builder = DetailBuilder::default();
+    let before = live();
+    for done in 1..=MESSAGES {
+        let judged = rules.judge(&generator.next_payload(), now_ms);
+        if let Some(message) = judged.message {
+            builder.add(&message, true, None);
+        }
+        if done % PER_DETAIL == 0 {
+            let detail = builder.take(now_ms, &retention, Buckets::All);
+            runtime
+                .block_on(store.apply_detail(&detail, None))
+                .expect("the in-memory store");
+        }
+    }
+    let grown = live() - before;
+    println!(
+        "memory_per_member: statistics by room, nick, emote and time of {MESSAGES} simulator \
+         messages (history off) in MemoryStore: {:.1} MiB live heap, {:.0} bytes per message",
+        grown as f64 / (1 << 20) as f64,
+        grown as f64 / MESSAGES as f64,
+    );
 }

@@ -2,11 +2,14 @@
 //!
 //! `cargo bench --bench memory_store`. Updates apply simulator tallies (about 6 words, a nick
 //! and a room each) to a long-lived store, so the vocabulary is warm as in steady state. The
-//! top-10 read runs on a store holding 1,000,000 distinct words with varied counts.
+//! top-10 read runs on a store holding 1,000,000 distinct words with varied counts. A room's
+//! all-time words are read from a list of 100,000 (the statistics by room keep plain counts
+//! and pick a top in one pass over them).
 
 use std::hint::black_box;
 
 use bytes::Bytes;
+use chatstats::detail::{Detail, Period, Place, Scope};
 use chatstats::message::{Tally, TopList};
 use chatstats::sim::Generator;
 use chatstats::store::Store;
@@ -79,5 +82,42 @@ fn top(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, updates, top);
+const ROOM_MEMBERS: usize = 100_000;
+
+fn room_top(c: &mut Criterion) {
+    let store = MemoryStore::new(1000, 300);
+    let room = Scope::Room(Bytes::from_static(b"#room"));
+    let members = (0..ROOM_MEMBERS)
+        .map(|i| {
+            let count = (i as u64).wrapping_mul(2_654_435_761) % 100_000 + 1;
+            (Bytes::from(format!("w{i:07}")), count)
+        })
+        .collect();
+    let place = Place {
+        scope: room.clone(),
+        period: Period::AllTime,
+        list: TopList::Words,
+    };
+    let detail = Detail {
+        lists: vec![(place, members)],
+        ..Detail::default()
+    };
+    futures::executor::block_on(store.apply_detail(&detail, None)).expect("apply");
+    let mut group = c.benchmark_group("memory_store_room_100k_members");
+    for limit in [10, 1000] {
+        group.bench_function(format!("top_{limit}"), |b| {
+            b.iter(|| {
+                futures::executor::block_on(store.top_in(
+                    TopList::Words,
+                    &room,
+                    &[Period::AllTime],
+                    black_box(limit),
+                ))
+            })
+        });
+    }
+    group.finish();
+}
+
+criterion_group!(benches, updates, top, room_top);
 criterion_main!(benches);
