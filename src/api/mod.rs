@@ -334,7 +334,8 @@ pub fn router<S: Store>(state: AppState<S>) -> Router {
         .layer(axum::middleware::map_response(json_charset))
         .layer(TraceLayer::new_for_http())
         // Large answers (top 1,000 lists, failed messages) compressed for clients that ask.
-        .layer(CompressionLayer::new());
+        .layer(CompressionLayer::new())
+        .layer(axum::middleware::from_fn(head_as_compressed));
     match cors {
         Some(cors) => api.layer(cors),
         None => api,
@@ -397,6 +398,55 @@ async fn json_charset(mut response: axum::response::Response) -> axum::response:
         );
     }
     response
+}
+
+/// A `HEAD` answer stands for the `GET` answer, which is compressed, without a length, when the
+/// client accepts a coding and the answer is not tiny (the compression layer's rule: more than
+/// 32 bytes). The layer compresses a `HEAD` answer only when it still has its body; the cached
+/// ones come without it, and their `Content-Length` would be the uncompressed one. Leave the
+/// length out then (RFC 9110 9.3.2 allows it: the `GET` sends none either), and say the answer
+/// varies with `Accept-Encoding`, as the `GET`'s does.
+async fn head_as_compressed(
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    let compressible = request.method() == Method::HEAD
+        && request
+            .headers()
+            .get_all(header::ACCEPT_ENCODING)
+            .iter()
+            .any(accepts_a_coding);
+    let mut response = next.run(request).await;
+    let headers = response.headers_mut();
+    let length = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
+    if compressible && !headers.contains_key(header::CONTENT_ENCODING) && length > Some(32) {
+        headers.remove(header::CONTENT_LENGTH);
+        headers.append(header::VARY, HeaderValue::from_static("accept-encoding"));
+        // An empty body of unknown length: with an empty one of known length the server
+        // would say `Content-Length: 0`.
+        *response.body_mut() = axum::body::Body::from_stream(futures::stream::empty::<
+            Result<bytes::Bytes, std::convert::Infallible>,
+        >());
+    }
+    response
+}
+
+/// Whether an `Accept-Encoding` value accepts a coding the compression layer uses (`gzip`,
+/// `br`, `deflate` or `*`, with a weight above 0).
+fn accepts_a_coding(value: &HeaderValue) -> bool {
+    let Ok(value) = value.to_str() else {
+        return false;
+    };
+    value.split(',').any(|coding| {
+        let mut parts = coding.split(';').map(str::trim);
+        let name = parts.next().unwrap_or_default().to_ascii_lowercase();
+        let weight = parts
+            .find_map(|p| p.strip_prefix("q=").or_else(|| p.strip_prefix("Q=")))
+            .map_or(1.0, |q| q.trim().parse::<f32>().unwrap_or(0.0));
+        matches!(name.as_str(), "gzip" | "br" | "deflate" | "*") && weight > 0.0
+    })
 }
 
 /// Serves the API on `listener` until `shutdown` is cancelled, then drains open requests

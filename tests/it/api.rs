@@ -410,6 +410,39 @@ async fn large_answers_are_compressed_for_clients_that_ask() {
         assert_eq!(status, 200);
         assert_eq!(headers["content-encoding"], encoding);
     }
+    // A HEAD stands for that GET: no length (the GET sends none), and the same Vary; also
+    // where the answer comes from the cache, without its body.
+    for path in ["/documentation/json", "/stats/activity?bucket=1m"] {
+        let (status, get, _) = call(path, "GET", &[("accept-encoding", "gzip")]).await;
+        assert_eq!(
+            (status, &get["content-encoding"]),
+            (200, &"gzip".parse().unwrap())
+        );
+        let (status, head, _) = call(path, "HEAD", &[("accept-encoding", "gzip")]).await;
+        assert_eq!(status, 200);
+        assert!(head.get("content-length").is_none(), "{path}: {head:?}");
+        assert!(
+            head.get_all("vary")
+                .iter()
+                .any(|v| v.to_str().unwrap().contains("accept-encoding")),
+            "{path}: {head:?}"
+        );
+        // Without a coding it is the identity answer's length.
+        for accepted in [None, Some("identity"), Some("gzip;q=0")] {
+            let extra: Vec<(&str, &str)> = accepted
+                .map(|a| ("accept-encoding", a))
+                .into_iter()
+                .collect();
+            let (_, get, body) = call(path, "GET", &extra).await;
+            assert!(get.get("content-encoding").is_none(), "{path} {accepted:?}");
+            let (_, head, _) = call(path, "HEAD", &extra).await;
+            assert_eq!(
+                head["content-length"],
+                body.len().to_string().as_str(),
+                "{path} {accepted:?}"
+            );
+        }
+    }
 }
 
 #[tokio::test]
