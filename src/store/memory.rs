@@ -236,18 +236,23 @@ impl History {
 /// random keys resist collisions made on purpose); the maps keyed by number use a fast one.
 #[derive(Debug, Default)]
 struct Names {
-    ids: HashMap<Arc<str>, usize>,
+    ids: HashMap<Arc<str>, u32>,
     names: Vec<Arc<str>>,
 }
 
 impl Names {
     /// The number of `name`, storing it the first time it is met.
-    fn id(&mut self, name: &[u8]) -> usize {
+    ///
+    /// 32 bits: 2^32 names would take hundreds of gigabytes before they ran out (the last
+    /// number would then be shared).
+    fn id(&mut self, name: &[u8]) -> u32 {
         let name = String::from_utf8_lossy(name);
         if let Some(id) = self.ids.get(name.as_ref()) {
             return *id;
         }
-        let id = self.names.len();
+        let Ok(id) = u32::try_from(self.names.len()) else {
+            return u32::MAX;
+        };
         let name: Arc<str> = Arc::from(name.as_ref());
         self.names.push(name.clone());
         self.ids.insert(name, id);
@@ -255,14 +260,14 @@ impl Names {
     }
 
     /// The number of `name`, if it was ever stored.
-    fn find(&self, name: &[u8]) -> Option<usize> {
+    fn find(&self, name: &[u8]) -> Option<u32> {
         self.ids
             .get(String::from_utf8_lossy(name).as_ref())
             .copied()
     }
 
-    fn name(&self, id: usize) -> &Arc<str> {
-        &self.names[id]
+    fn name(&self, id: u32) -> &Arc<str> {
+        &self.names[id as usize]
     }
 
     /// The numbered form of `scope`, its name stored the first time it is met.
@@ -288,8 +293,8 @@ impl Names {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 enum ScopeKey {
     Global,
-    Room(usize),
-    Nick(usize),
+    Room(u32),
+    Nick(u32),
 }
 
 /// A [`Place`] with its name numbered.
@@ -300,8 +305,52 @@ struct ListKey {
     list: TopList,
 }
 
-/// One list: member number ([`Names`]) → count.
-type Counts = FxHashMap<usize, u64>;
+/// One list: member number ([`Names`]) → count, in 32 bits until a count needs more (8 bytes
+/// an entry instead of 16).
+#[derive(Debug)]
+enum Counts {
+    Narrow(FxHashMap<u32, u32>),
+    Wide(FxHashMap<u32, u64>),
+}
+
+impl Default for Counts {
+    fn default() -> Self {
+        Counts::Narrow(FxHashMap::default())
+    }
+}
+
+impl Counts {
+    fn add(&mut self, id: u32, n: u64) {
+        if let Counts::Narrow(narrow) = self {
+            let count = narrow.entry(id).or_default();
+            if let Some(sum) = u32::try_from(n).ok().and_then(|n| count.checked_add(n)) {
+                *count = sum;
+                return;
+            }
+            let wide = narrow.drain().map(|(id, n)| (id, u64::from(n))).collect();
+            *self = Counts::Wide(wide);
+        }
+        if let Counts::Wide(wide) = self {
+            let count = wide.entry(id).or_default();
+            *count = count.saturating_add(n);
+        }
+    }
+
+    fn len(&self) -> usize {
+        match self {
+            Counts::Narrow(narrow) => narrow.len(),
+            Counts::Wide(wide) => wide.len(),
+        }
+    }
+
+    /// Calls `each` with every member number and its count.
+    fn for_each(&self, mut each: impl FnMut(u32, u64)) {
+        match self {
+            Counts::Narrow(narrow) => narrow.iter().for_each(|(id, n)| each(*id, u64::from(*n))),
+            Counts::Wide(wide) => wide.iter().for_each(|(id, n)| each(*id, *n)),
+        }
+    }
+}
 
 /// The statistics by room, nick, emote and time.
 ///
@@ -316,7 +365,7 @@ struct DetailState {
     names: Names,
     lists: FxHashMap<ListKey, Counts>,
     activity: FxHashMap<(ScopeKey, Bucket), u64>,
-    seen: FxHashMap<(Seen, usize), (u64, u64)>,
+    seen: FxHashMap<(Seen, u32), (u64, u64)>,
     /// The minute of the last sweep of expired buckets.
     swept_minute: u64,
 }
@@ -357,8 +406,7 @@ impl DetailState {
         };
         let counts = self.lists.entry(key).or_default();
         for (member, n) in members {
-            let count = counts.entry(self.names.id(member)).or_default();
-            *count = count.saturating_add(*n);
+            counts.add(self.names.id(member), *n);
         }
     }
 }
@@ -375,9 +423,7 @@ impl Stored<'_> {
     fn each(&self, mut each: impl FnMut(&Arc<str>, u64)) {
         match self {
             Stored::Ranked(ranking) => ranking.counts.iter().for_each(|(m, n)| each(m, *n)),
-            Stored::Counted(counts, names) => {
-                counts.iter().for_each(|(id, n)| each(names.name(*id), *n))
-            }
+            Stored::Counted(counts, names) => counts.for_each(|id, n| each(names.name(id), n)),
         }
     }
 
@@ -385,7 +431,9 @@ impl Stored<'_> {
         match self {
             Stored::Ranked(ranking) => ranking.top(limit),
             Stored::Counted(counts, names) => {
-                top_of(counts.iter().map(|(id, n)| (names.name(*id), *n)), limit)
+                let mut all = Vec::with_capacity(counts.len());
+                counts.for_each(|id, n| all.push((names.name(id), n)));
+                top_of(all, limit)
             }
         }
     }
@@ -400,7 +448,7 @@ impl Stored<'_> {
 
 /// The first `limit` of `entries` in top-list order (as [`super::rank_entries`]), picked without
 /// ordering the rest or copying their names.
-fn top_of<'a>(entries: impl Iterator<Item = (&'a Arc<str>, u64)>, limit: usize) -> Vec<Entry> {
+fn top_of(mut all: Vec<(&Arc<str>, u64)>, limit: usize) -> Vec<Entry> {
     let order = |a: &(&Arc<str>, u64), b: &(&Arc<str>, u64)| {
         b.1.cmp(&a.1)
             .then_with(|| b.0.as_bytes().cmp(a.0.as_bytes()))
@@ -408,7 +456,6 @@ fn top_of<'a>(entries: impl Iterator<Item = (&'a Arc<str>, u64)>, limit: usize) 
     if limit == 0 {
         return Vec::new();
     }
-    let mut all: Vec<(&Arc<str>, u64)> = entries.collect();
     if all.len() > limit {
         all.select_nth_unstable_by(limit - 1, order);
         all.truncate(limit);
@@ -625,7 +672,7 @@ impl Store for MemoryStore {
                 })
             });
         }
-        Ok(top_of(sums.iter().map(|(m, n)| (m, *n)), limit))
+        Ok(top_of(sums.iter().map(|(m, n)| (m, *n)).collect(), limit))
     }
 
     async fn activity(&self, scope: &Scope, buckets: &[Bucket]) -> Result<Vec<u64>, StoreError> {
@@ -825,13 +872,33 @@ mod tests {
             .collect();
         let all: Vec<Entry> = members.iter().map(|(m, n)| (m.to_string(), *n)).collect();
         for limit in [0, 1, 2, 10, 299, 1_000, 1_999, 2_000, 5_000] {
-            let picked = top_of(members.iter().map(|(m, n)| (m, *n)), limit);
+            let picked = top_of(members.iter().map(|(m, n)| (m, *n)).collect(), limit);
             assert_eq!(
                 picked,
                 super::super::rank_entries(all.clone(), limit),
                 "limit {limit}"
             );
         }
+    }
+
+    /// Counts stay exact past 32 bits: the list widens, keeping every other count.
+    #[test]
+    fn a_count_past_32_bits_widens_its_list_and_stays_exact() {
+        let big = u64::from(u32::MAX);
+        for (first, second) in [(3, big), (big, 1), (1, big * 5), (big * 5, 0)] {
+            let mut counts = Counts::default();
+            counts.add(7, 2);
+            counts.add(1, first);
+            counts.add(1, second);
+            let mut all: Vec<(u32, u64)> = Vec::new();
+            counts.for_each(|id, n| all.push((id, n)));
+            all.sort();
+            assert_eq!(all, vec![(1, first + second), (7, 2)], "{first} + {second}");
+            assert_eq!(counts.len(), 2);
+        }
+        let mut narrow = Counts::default();
+        narrow.add(1, 5);
+        assert!(matches!(narrow, Counts::Narrow(_)));
     }
 
     /// A room's list, a nick's and a bucket's are found by name after they are stored, and a
