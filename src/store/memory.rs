@@ -356,10 +356,10 @@ impl Counts {
 ///
 /// Every list is a plain map, not a [`Ranking`]: most are time buckets, read whole (summed
 /// over a range) or for a top picked in one pass, and most of the rest are a nick's few
-/// members. An ordered set beside each map cost about 3.6 times the memory per message (a
-/// B-tree node is allocated whole even for a list of one; BENCHMARKS.md) and bought only
-/// faster tops of the few large lists: a top-10 of a room's 100,000 all-time words is now one
-/// pass of about 0.23 ms.
+/// members. Rankings here (an ordered set beside each map, a name per list) took about six
+/// times the memory per message (a B-tree node is allocated whole even for a list of one;
+/// BENCHMARKS.md) and bought only faster tops of the few large lists: a top-10 of a room's
+/// 100,000 all-time words is now one pass of about 0.23 ms.
 #[derive(Debug, Default)]
 struct DetailState {
     names: Names,
