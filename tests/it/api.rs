@@ -410,6 +410,21 @@ async fn large_answers_are_compressed_for_clients_that_ask() {
         assert_eq!(status, 200);
         assert_eq!(headers["content-encoding"], encoding);
     }
+    // An image is sent as it is, so its HEAD keeps the length.
+    let (_, get, png) = call(
+        "/documentation/favicon-32x32.png",
+        "GET",
+        &[("accept-encoding", "gzip")],
+    )
+    .await;
+    assert!(get.get("content-encoding").is_none());
+    let (_, head, _) = call(
+        "/documentation/favicon-32x32.png",
+        "HEAD",
+        &[("accept-encoding", "gzip")],
+    )
+    .await;
+    assert_eq!(head["content-length"], png.len().to_string().as_str());
     // A HEAD stands for that GET: no length (the GET sends none), and the same Vary; also
     // where the answer comes from the cache, without its body.
     for path in ["/documentation/json", "/stats/activity?bucket=1m"] {
