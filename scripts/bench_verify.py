@@ -17,10 +17,10 @@ the two are compared on the stream (reported, not fatal).
 `check` reads every member and score of `{NS}words`, `{NS}nicks`, `{NS}rooms`, the failed
 total and the per-second counters over a minimal RESP client (no redis-py needed) and compares
 them exactly with the expectation. `check-full` also compares, exactly: the all-time emotes;
-every room's all-time words, nicks and emotes; every nick's all-time rooms (its sorted set plus its
-pending records); and the messages of
-every minute (from `tmi-sent-ts`; the stream must carry usable ones, as `chatstats-sim
---start-ms` writes). Emotes are the Twitch `emotes` tag's ranges, in code points (Python's
+every room's all-time words, nicks and emotes (its sorted sets plus its minutes not folded
+into them yet); every nick's all-time rooms (its sorted set plus its pending records); and
+the messages of every minute (from `tmi-sent-ts`; the stream must carry usable ones, as
+`chatstats-sim --start-ms` writes). Emotes are the Twitch `emotes` tag's ranges, in code points (Python's
 string indices). Prints PASS or FAIL lines; exits 1 on FAIL.
 """
 
@@ -222,13 +222,32 @@ def nick_list(r, ns, nick, name):
     return counts
 
 
+def room_list(r, ns, room, name):
+    """One of a room's all-time lists: its sorted set plus its minutes of the hours after its
+    `folded` hour (added to it at their hour's roll-up: src/store/lua/rollup.lua)."""
+    key = room_key(ns, "room", room)
+    counts = zset(r, f"{key}:{name}")
+    folded = r.call("GET", f"{key}:folded")
+    last = r.call("ZSCORE", f"{ns}rooms:last", room)
+    if folded is None or last is None:
+        return counts
+    first = int(float(r.call("ZSCORE", f"{ns}rooms:first", room) or 0)) // 3_600_000
+    for hour in range(max(int(folded) + 1, first), int(float(last)) // 3_600_000 + 1):
+        # The minutes with messages in the room: its activity hash of the hour.
+        fields = r.call("HKEYS", f"{key}:activity:m:{hour}") or []
+        for minute in fields:
+            for member, n in zset(r, f"{key}:{name}:m:{minute.decode()}").items():
+                counts[member] = counts.get(member, 0) + n
+    return counts
+
+
 def check_full(exp, r, ns, report):
     """The statistics by room, nick, emote and time."""
     report("emotes (all time)", zset(r, f"{ns}emotes") == exp["emotes"], f"{sum(exp['emotes'].values())} uses, {len(exp['emotes'])} emotes")
     bad_rooms = [
         room
         for room, lists in exp["by_room"].items()
-        if any(zset(r, f"{room_key(ns, 'room', room)}:{name}") != lists[name] for name in ("words", "nicks", "emotes"))
+        if any(room_list(r, ns, room, name) != lists[name] for name in ("words", "nicks", "emotes"))
     ]
     report("every room's words, nicks, emotes", not bad_rooms, f"{len(exp['by_room'])} rooms, {len(bad_rooms)} differ {bad_rooms[:3]}")
     bad_nicks = [nick for nick, rooms in exp["by_nick"].items() if nick_list(r, ns, nick, "rooms") != rooms]

@@ -35,6 +35,11 @@ pub enum Period {
     AllTime,
     /// One bucket.
     Bucket(Bucket),
+    /// A room's all-time increments from its messages of an hour that had not ended (a Unix
+    /// hour; Redis only, [`Buckets::Rollups`]): that hour's roll-up adds the room's minutes to
+    /// its all-time lists, so these are written only where the room's data predates that (the
+    /// store checks). Never read: a read of all time asks for [`Period::AllTime`].
+    Fold(u64),
 }
 
 /// Where a list is kept.
@@ -165,7 +170,8 @@ impl Detail {
 
     /// The same increments in parts of about `max` members each, so that one store call's
     /// work stays bounded. A list's bucket increments are cut only between units: one member's
-    /// increments of one list and scope within one UTC day (its minutes, hours and day) always
+    /// increments of one list and scope within one UTC day (its minutes, hours and day, and a
+    /// room's [`Period::Fold`] of them) always
     /// go in one part, and so do a scope's message counts within one day. Redis writes a late
     /// message into its ended hour and day as well as into its minute, and a roll-up replaces
     /// an hour with the merge of its minutes: one running between two calls that carried the
@@ -190,11 +196,17 @@ impl Detail {
         let mut ranks: HashMap<&Scope, u32> = HashMap::new();
         let mut groups: Vec<((u32, TopList, u64), usize)> = Vec::new();
         for (p, (place, _)) in lists.iter().enumerate() {
-            if let Period::Bucket(bucket) = place.period {
-                let next = ranks.len() as u32;
-                let scope = *ranks.entry(&place.scope).or_insert(next);
-                groups.push(((scope, place.list, day_of(bucket)), p));
-            }
+            let day = match place.period {
+                Period::AllTime => continue,
+                Period::Bucket(bucket) => day_of(bucket),
+                Period::Fold(hour) => day_of(Bucket {
+                    granularity: Granularity::Hour,
+                    number: hour,
+                }),
+            };
+            let next = ranks.len() as u32;
+            let scope = *ranks.entry(&place.scope).or_insert(next);
+            groups.push(((scope, place.list, day), p));
         }
         groups.sort_unstable();
         // Within a group, one row per increment (member hash, place, member), sorted so that
@@ -356,6 +368,9 @@ enum ScopeId {
 /// All time, or a minute.
 const ALL_TIME: u64 = u64::MAX;
 
+/// A minute's periods, and the [`Period::Fold`] that takes all time's place for a room.
+type Periods = (Vec<Period>, Option<Period>);
+
 /// One count of the batch: a scope, a minute (or [`ALL_TIME`] for a nick's lists), a list and
 /// a member.
 type CountKey = (ScopeId, u64, u8, u32);
@@ -449,9 +464,12 @@ impl DetailBuilder {
     }
 
     /// The periods a minute's counts go to at `now_ms`: all time (unless `immediate`), and the
-    /// buckets still kept that `buckets` asks for.
-    fn periods(minute: u64, now_ms: u64, retention: &Retention, buckets: Buckets) -> Vec<Period> {
+    /// buckets still kept that `buckets` asks for; and for a room's counts, the hour that
+    /// takes the place of all time when its roll-up is to add them ([`Period::Fold`]: the
+    /// hour has not ended and the minute is written).
+    fn periods(minute: u64, now_ms: u64, retention: &Retention, buckets: Buckets) -> Periods {
         let mut periods = vec![Period::AllTime];
+        let mut fold = None;
         for granularity in Granularity::ALL {
             let bucket = Bucket::of(granularity, minute * Granularity::Minute.ms());
             let wanted = granularity == Granularity::Minute
@@ -459,9 +477,13 @@ impl DetailBuilder {
                 || bucket.end_ms() <= now_ms;
             if wanted && retention.keeps(bucket, now_ms) {
                 periods.push(Period::Bucket(bucket));
+                if granularity == Granularity::Minute && buckets == Buckets::Rollups {
+                    let hour = Bucket::of(Granularity::Hour, bucket.start_ms());
+                    fold = (hour.end_ms() > now_ms).then_some(Period::Fold(hour.number));
+                }
             }
         }
-        periods
+        (periods, fold)
     }
 
     /// The merged detail at `now_ms`, with the buckets still kept (and wanted: `buckets`); the
@@ -469,14 +491,15 @@ impl DetailBuilder {
     pub fn take(&mut self, now_ms: u64, retention: &Retention, buckets: Buckets) -> Detail {
         let mut grouped: FxHashMap<(ScopeId, Period, u8), FxHashMap<u32, u64>> =
             FxHashMap::default();
-        let mut periods_of: FxHashMap<u64, Vec<Period>> = FxHashMap::default();
+        let mut periods_of: FxHashMap<u64, Periods> = FxHashMap::default();
         for ((scope, minute, list, member), n) in self.counts.drain() {
-            let periods: &[Period] = if minute == ALL_TIME {
-                &[Period::AllTime]
+            let (periods, fold): (&[Period], _) = if minute == ALL_TIME {
+                (&[Period::AllTime], None)
             } else {
-                periods_of
+                let (periods, fold) = periods_of
                     .entry(minute)
-                    .or_insert_with(|| Self::periods(minute, now_ms, retention, buckets))
+                    .or_insert_with(|| Self::periods(minute, now_ms, retention, buckets));
+                (periods, *fold)
             };
             for period in periods {
                 // All-time words, nicks and rooms of everything are the immediate lists.
@@ -484,8 +507,12 @@ impl DetailBuilder {
                 if *period == Period::AllTime && immediate {
                     continue;
                 }
+                let period = match (period, scope, fold) {
+                    (Period::AllTime, ScopeId::Room(_), Some(fold)) => fold,
+                    _ => *period,
+                };
                 *grouped
-                    .entry((scope, *period, list))
+                    .entry((scope, period, list))
                     .or_default()
                     .entry(member)
                     .or_default() += n;
@@ -517,7 +544,7 @@ impl DetailBuilder {
             let periods = periods_of
                 .entry(minute)
                 .or_insert_with(|| Self::periods(minute, now_ms, retention, buckets));
-            for period in periods.iter() {
+            for period in periods.0.iter() {
                 if let Period::Bucket(bucket) = period {
                     *activity.entry((scope, *bucket)).or_default() += n;
                 }
@@ -651,6 +678,55 @@ mod tests {
     }
 
     #[test]
+    fn a_rooms_counts_of_an_hour_not_ended_are_for_its_roll_up_to_fold() {
+        let mut builder = DetailBuilder::default();
+        let hour = Bucket::of(Granularity::Hour, NOW + 1_000);
+        builder.add(&message(NOW + 1_000, "#a", "x", &["now"], &[]), true, None);
+        builder.add(
+            &message(NOW - 1_000, "#a", "x", &["ended"], &[]),
+            true,
+            None,
+        );
+        let room = Scope::Room(Bytes::from_static(b"#a"));
+        let rollups = builder.take(NOW + 2_000, &Retention::default(), Buckets::Rollups);
+        assert_eq!(
+            find(
+                &rollups,
+                room.clone(),
+                Period::Fold(hour.number),
+                TopList::Words
+            ),
+            vec![("now".into(), 1)]
+        );
+        assert_eq!(
+            find(&rollups, room.clone(), Period::AllTime, TopList::Words),
+            vec![("ended".into(), 1)],
+            "an hour that has ended is counted at once"
+        );
+        // Everything's lists, and the in-memory store's, have no roll-up to wait for.
+        assert!(
+            find(
+                &rollups,
+                Scope::Global,
+                Period::Fold(hour.number),
+                TopList::Emotes
+            )
+            .is_empty()
+        );
+        builder.add(&message(NOW + 1_000, "#a", "x", &["now"], &[]), true, None);
+        let all = builder.take(NOW + 2_000, &Retention::default(), Buckets::All);
+        assert!(
+            all.lists
+                .iter()
+                .all(|(p, _)| !matches!(p.period, Period::Fold(_)))
+        );
+        assert_eq!(
+            find(&all, room, Period::AllTime, TopList::Words),
+            vec![("now".into(), 1)]
+        );
+    }
+
+    #[test]
     fn a_message_older_than_a_retention_counts_all_time_but_not_in_that_bucket() {
         let mut builder = DetailBuilder::default();
         let old = NOW - 30 * 3_600_000;
@@ -666,7 +742,7 @@ mod tests {
             .iter()
             .filter_map(|(p, _)| match p.period {
                 Period::Bucket(b) => Some(b.granularity),
-                Period::AllTime => None,
+                Period::AllTime | Period::Fold(_) => None,
             })
             .collect();
         assert!(!granularities.contains(&Granularity::Minute));
@@ -717,12 +793,20 @@ mod tests {
                 None,
             );
         }
-        let now = midnight + 9_000_000;
+        // 00:59:59.5: the hours before midnight have ended (and their day), 00:00 not (its
+        // rooms' counts are to fold).
+        let now = midnight + 3_599_500;
         let detail = builder.take(now, &Retention::default(), Buckets::Rollups);
         assert!(detail.lists.iter().any(|(p, _)| matches!(
             p.period,
             Period::Bucket(b) if b.granularity == Granularity::Day
         )));
+        assert!(
+            detail
+                .lists
+                .iter()
+                .any(|(p, _)| matches!(p.period, Period::Fold(_)))
+        );
         let total = detail.members();
         for max in [1, 7, 64, 500] {
             let parts = detail.clone().split(max);
@@ -731,16 +815,16 @@ mod tests {
             let mut part_of: HashMap<(Scope, TopList, u64, Bytes), usize> = HashMap::new();
             for (k, part) in parts.iter().enumerate() {
                 for (place, members) in &part.lists {
-                    let Period::Bucket(bucket) = place.period else {
-                        continue;
+                    let day = match place.period {
+                        Period::AllTime => continue,
+                        Period::Bucket(bucket) => day_of(bucket),
+                        Period::Fold(hour) => day_of(Bucket {
+                            granularity: Granularity::Hour,
+                            number: hour,
+                        }),
                     };
                     for (member, _) in members {
-                        let unit = (
-                            place.scope.clone(),
-                            place.list,
-                            day_of(bucket),
-                            member.clone(),
-                        );
+                        let unit = (place.scope.clone(), place.list, day, member.clone());
                         assert_eq!(*part_of.entry(unit.clone()).or_insert(k), k, "{unit:?} cut");
                     }
                 }

@@ -109,6 +109,28 @@ pub async fn migrate(from: &RedisStore, to: &RedisStore) -> Result<Moved, StoreE
                 moved.members += copy_pending(client, to, nick, &key).await?;
                 continue;
             }
+            if let Some(room) = folded_room(&ns, kind, &key) {
+                // Its minutes not added to its all-time lists yet are part of them.
+                for list in [TopList::Words, TopList::Nicks, TopList::Emotes] {
+                    for minute in from.unfolded_lists(&room, list).await? {
+                        let place = Place {
+                            scope: room.clone(),
+                            period: Period::AllTime,
+                            list,
+                        };
+                        moved.members += copy_list(client, &minute, |members| {
+                            let place = place.clone();
+                            async move {
+                                to.apply_detail(&one_list(place, members), None)
+                                    .await
+                                    .map(|_| ())
+                            }
+                        })
+                        .await?;
+                    }
+                }
+                continue;
+            }
             let Some((scope, list)) = scoped_list(&ns, kind, &key) else {
                 continue;
             };
@@ -248,6 +270,18 @@ fn scoped_list(ns: &str, kind: &str, key: &str) -> Option<(Scope, TopList)> {
         "room" => (Scope::Room(name), list),
         _ => (Scope::Nick(name), list),
     })
+}
+
+/// The room whose `folded` hour `key` is (`{ns}room:{R}:folded`).
+fn folded_room(ns: &str, kind: &str, key: &str) -> Option<Scope> {
+    let rest = key
+        .strip_prefix(ns)?
+        .strip_prefix(kind)?
+        .strip_prefix(":{")?;
+    let (escaped, "folded") = rest.split_once("}:")? else {
+        return None;
+    };
+    (kind == "room").then(|| Scope::Room(Bytes::from(unescape(escaped))))
 }
 
 /// A name as it was before `%`, `{` and `}` were percent-encoded in key names.

@@ -13,7 +13,8 @@
 //! | `{ns}rooms:first`, `{ns}rooms:last`, `{ns}nicks:first`, `{ns}nicks:last` | sorted set | room or nick → its earliest / latest message time (Unix ms) |
 //! | `{ns}{list}:{g}:{n}` | sorted set | a list of everything in bucket `n` of granularity `g` (`m`, `h`, `d`: Unix minutes, hours, days); expires |
 //! | `{ns}activity:{g}:{n}` | hash | messages of everything per bucket of granularity `g`, grouped: minutes by hour, hours by day, days by 32-day block; expires |
-//! | `{ns}room:{R}:{list}`, `{ns}room:{R}:{list}:{g}:{n}`, `{ns}room:{R}:activity:{g}:{n}` | sorted set, hash | the same for one room, all time and per bucket |
+//! | `{ns}room:{R}:{list}`, `{ns}room:{R}:{list}:{g}:{n}`, `{ns}room:{R}:activity:{g}:{n}` | sorted set, hash | the same for one room, all time and per bucket; the all-time lists lack the hours after the room's `folded` hour, whose minutes are added to them when read |
+//! | `{ns}room:{R}:folded` | string | the last hour (Unix hours) of the room's minutes added to its all-time lists (`-1`: none yet); minutes of later hours are added by the hour's roll-up (`lua/rollup.lua`) |
 //! | `{ns}nick:{N}:{list}` | sorted set | one nick's words, rooms and emotes, all time, except the increments still in its `pending` string |
 //! | `{ns}nick:{N}:pending` | string | one nick's newest increments of those lists, one record per call appended (`lua/records.lua`), folded into them once it passes 4 KiB; read together with them |
 //! | `{ns}rollup` | hash | the last hour (`h`) and day (`d`) rolled up for every scope |
@@ -106,6 +107,11 @@ impl Keys {
             Scope::Global => self.top(list),
             other => format!("{}:{}", self.scope_prefix(other), list.name()),
         }
+    }
+
+    /// The last hour whose minutes a room's all-time lists hold (`lua/rollup.lua`).
+    pub(crate) fn folded(&self, room: &Scope) -> String {
+        format!("{}:folded", self.scope_prefix(room))
     }
 
     /// A nick's increments of its all-time lists not folded into them yet (`lua/records.lua`).

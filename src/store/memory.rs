@@ -379,7 +379,7 @@ impl DetailState {
         }
         self.swept_minute = minute;
         self.lists.retain(|key, _| match key.period {
-            Period::AllTime => true,
+            Period::AllTime | Period::Fold(_) => true,
             Period::Bucket(bucket) => retention.keeps(bucket, now_ms),
         });
         self.activity
@@ -399,9 +399,14 @@ impl DetailState {
 
     /// Adds `members` to the list at `place`.
     fn add(&mut self, place: &Place, members: &[(Bytes, u64)]) {
+        // There is no roll-up here: a room's increments to fold go to all time at once.
+        let period = match place.period {
+            Period::Fold(_) => Period::AllTime,
+            other => other,
+        };
         let key = ListKey {
             scope: self.names.store_scope(&place.scope),
-            period: place.period,
+            period,
             list: place.list,
         };
         let counts = self.lists.entry(key).or_default();

@@ -11,7 +11,7 @@
 //! nick and call, folded into its sorted sets past 4 KiB (`lua/records.lua`), and read as the
 //! two summed (`lua/nick_top.lua`).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 use std::time::Duration;
 
@@ -22,10 +22,10 @@ use super::keys::{Keys, activity_group_end_ms};
 use super::{
     Entry, HistoryPage, LIVE_BACKLOG, Live, Mark, Profile, Store, StoreError, rank_entries,
 };
-use crate::detail::{Detail, HistoryEntry, Period, Scope, Seen};
+use crate::detail::{Detail, HistoryEntry, Period, Place, Scope, Seen};
 use crate::message::{Tally, TopList};
 use crate::telemetry::SecretUrl;
-use crate::timeline::{Bucket, Granularity, Retention, Rolled, children, now_ms};
+use crate::timeline::{Bucket, Granularity, MAX_FUTURE_MS, Retention, Rolled, children, now_ms};
 
 mod inbox;
 mod shards;
@@ -71,6 +71,18 @@ static NICK_TOP: Script = Script::new(concat!(
 ));
 /// The top of several sorted sets summed.
 static TOP: Script = Script::new(include_str!("lua/top.lua"));
+/// The top of a room's all-time list and its minutes not folded into it yet.
+static ROOM_TOP: Script = Script::new(concat!(
+    include_str!("lua/unfolded.lua"),
+    "local KEYS = unfolded(1)\n",
+    include_str!("lua/top.lua")
+));
+/// A room's unique chatters of all time, its minutes not folded yet included.
+static ROOM_CHATTERS: Script = Script::new(concat!(
+    include_str!("lua/unfolded.lua"),
+    "local KEYS = unfolded(0)\n",
+    include_str!("lua/room_chatters.lua")
+));
 /// Fields of several hashes.
 static FIELDS: Script = Script::new(include_str!("lua/fields.lua"));
 /// Distinct members of several sorted sets.
@@ -95,6 +107,9 @@ static INBOX_APPEND: Script = Script::new(concat!(
 /// How long after an hour (or day) ends its roll-up waits: longer than any message can take
 /// from being read to being applied, and than clock differences between workers.
 const SETTLE_MS: u64 = 120_000;
+/// How long a room's minutes of an hour outlive their retention while they wait for the
+/// hour's roll-up to add them to its all-time lists (a worker down that long loses them).
+const FOLD_GRACE_SECS: u64 = 30 * 86_400;
 /// At most this many hours (and days) are rolled up per call of [`Store::maintain`].
 const ROLLUPS_PER_CALL: u64 = 6;
 /// Index rows read at most for one page of a nick's messages in one room.
@@ -233,7 +248,7 @@ impl Shard {
     /// The key of `list` of `scope` in `period`.
     fn place_key(&self, list: TopList, scope: &Scope, period: &Period) -> Key {
         Key::from(match period {
-            Period::AllTime => self.keys.list(scope, list),
+            Period::AllTime | Period::Fold(_) => self.keys.list(scope, list),
             Period::Bucket(bucket) => self.keys.bucket_list(scope, list, *bucket),
         })
     }
@@ -495,7 +510,9 @@ impl Shard {
                 Granularity::Hour => Granularity::Minute,
                 _ => Granularity::Hour,
             };
-            for _ in 0..ROLLUPS_PER_CALL {
+            let mut rolled_here = 0;
+            while rolled_here < ROLLUPS_PER_CALL {
+                rolled_here += 1;
                 let rolled = self.rolled().await?;
                 let (last, ready) = match granularity {
                     Granularity::Hour => (rolled.hour, u64::MAX),
@@ -506,30 +523,48 @@ impl Shard {
                             .saturating_sub(1),
                     ),
                 };
-                // The first one whose finer buckets are all still kept.
+                // The first one whose finer buckets are all still kept; before it, rooms'
+                // minutes may still wait to be folded (an hour's for as long as the grace).
                 let kept_from = now_ms.saturating_sub(retention.of(finer).as_millis() as u64);
                 let first_kept = kept_from.div_ceil(granularity.ms());
+                // (Nothing rolled up yet: nothing waits, as `lua/detail.lua` marks the hour
+                // before its first minutes to fold as rolled.)
+                let first = match granularity {
+                    Granularity::Hour if last > 0 => {
+                        first_kept.saturating_sub(FOLD_GRACE_SECS * 1000 / granularity.ms())
+                    }
+                    _ => first_kept,
+                };
                 let next = Bucket {
                     granularity,
-                    number: (last + 1).max(first_kept),
+                    number: (last + 1).max(first),
                 };
                 if next.end_ms() + SETTLE_MS > now_ms || next.number > ready {
                     break;
                 }
-                self.roll_up_bucket(next).await?;
+                if !self.roll_up_bucket(next, next.number >= first_kept).await? {
+                    // Nothing to fold in an hour no longer kept: not one of this call's.
+                    rolled_here -= 1;
+                }
             }
         }
         Ok(())
     }
 
-    /// Rolls up one hour or day for every scope, then marks it rolled.
-    async fn roll_up_bucket(&self, bucket: Bucket) -> Result<(), StoreError> {
+    /// Rolls up one hour or day for every scope, then marks it rolled. An hour whose minutes
+    /// are no longer `kept` is rolled up only for the rooms whose minutes wait to be folded
+    /// into their all-time lists. False when there was nothing to roll up in such an hour.
+    async fn roll_up_bucket(&self, bucket: Bucket, kept: bool) -> Result<bool, StoreError> {
+        let active = self.keys.active(bucket);
         let rooms: Vec<Value> = self
             .client
-            .smembers(self.keys.active(bucket))
+            .smembers(&active)
             .await
             .map_err(|e| self.fail(e))?;
-        let mut scopes = vec![Scope::Global];
+        let mut scopes = Vec::new();
+        if kept {
+            scopes.push(Scope::Global);
+        }
         scopes.extend(
             rooms
                 .into_iter()
@@ -537,7 +572,17 @@ impl Shard {
                 .map(Scope::Room),
         );
         for scope in &scopes {
-            self.roll_up_scope(scope, bucket).await?;
+            self.roll_up_scope(scope, bucket, kept).await?;
+        }
+        if bucket.granularity == Granularity::Hour && !scopes.is_empty() {
+            // Its rooms are folded: the set lasts as long as their minutes now.
+            let minutes = self.settings.retention.of(Granularity::Minute).as_millis() as u64;
+            let expiry = (bucket.end_ms() + minutes).div_ceil(1000);
+            let _: () = self
+                .client
+                .expire_at(&active, expiry as i64, None)
+                .await
+                .map_err(|e| self.fail(e))?;
         }
         let field = bucket.granularity.letter().to_string();
         let _: () = self
@@ -546,15 +591,22 @@ impl Shard {
             .await
             .map_err(|e| self.fail(e))?;
         tracing::debug!(bucket = ?bucket, scopes = scopes.len(), "rolled up");
-        Ok(())
+        Ok(kept || !scopes.is_empty())
     }
 
-    async fn roll_up_scope(&self, scope: &Scope, bucket: Bucket) -> Result<(), StoreError> {
+    async fn roll_up_scope(
+        &self,
+        scope: &Scope,
+        bucket: Bucket,
+        kept: bool,
+    ) -> Result<(), StoreError> {
         let lists: &[TopList] = match scope {
             Scope::Global => &TopList::ALL,
             _ => &[TopList::Words, TopList::Nicks, TopList::Emotes],
         };
         let sources = children(bucket);
+        // A room's hour adds its minutes to its all-time lists (`lua/rollup.lua`).
+        let fold = matches!(scope, Scope::Room(_)) && bucket.granularity == Granularity::Hour;
         let call = || {
             let (write, _) = self.keys.activity(scope, bucket);
             let (read, _) = self.keys.activity(scope, sources[0]);
@@ -573,10 +625,104 @@ impl Shard {
                 );
                 args.push(Value::Integer(sources.len() as i64));
             }
+            if fold {
+                keys.push(Key::from(self.keys.folded(scope)));
+                keys.extend(lists.iter().map(|l| Key::from(self.keys.list(scope, *l))));
+                args.push(Value::from("fold"));
+                args.push(Value::from(if kept { "1" } else { "0" }));
+                let first = self.settings.retention.expiry_secs(sources[0]);
+                args.push(Value::Integer(first as i64));
+            }
             ScriptCall { keys, args }
         };
         let _: i64 = self.run(&ROLLUP, call).await?;
         Ok(())
+    }
+
+    /// The hours of a room's minutes that its all-time lists may not hold yet: after its
+    /// `folded` hour and the last hour rolled up, up to its latest message's. `None` when it
+    /// has no `folded` hour (its all-time lists hold everything).
+    async fn unfolded_hours(&self, room: &Scope) -> Result<Option<Vec<u64>>, StoreError> {
+        let Scope::Room(name) = room else {
+            return Ok(None);
+        };
+        let pipeline = self.client.pipeline();
+        let queued = async {
+            let _: () = pipeline.get(self.keys.folded(room)).await?;
+            let _: () = pipeline.hget(self.keys.rollup(), "h").await?;
+            let _: () = pipeline
+                .zscore(self.keys.seen(Seen::Room, true), name.clone())
+                .await?;
+            let _: () = pipeline
+                .zscore(self.keys.seen(Seen::Room, false), name.clone())
+                .await?;
+            pipeline.all::<Vec<Value>>().await
+        };
+        let values = queued.await.map_err(|e| self.fail(e))?;
+        let number = |i: usize| {
+            values
+                .get(i)
+                .and_then(|v| v.as_f64().or_else(|| v.as_str()?.parse().ok()))
+        };
+        let (Some(folded), Some(last_ms)) = (number(0), number(2)) else {
+            return Ok(None);
+        };
+        let after = folded.max(number(1).unwrap_or(-1.0));
+        let first = if after < 0.0 { 0 } else { after as u64 + 1 };
+        let first_seen = number(3).unwrap_or(0.0).max(0.0) as u64 / Granularity::Hour.ms();
+        let first = first.max(first_seen);
+        let last = last_ms.max(0.0) as u64 / Granularity::Hour.ms();
+        Ok(Some((first..=last).collect()))
+    }
+
+    /// The names of `room`'s minute lists of `list` in `hours` (see [`Shard::unfolded_hours`])
+    /// after its `folded` hour, for a reader that nothing writes meanwhile (a migration).
+    async fn unfolded_keys(
+        &self,
+        room: &Scope,
+        list: TopList,
+        hours: &[u64],
+    ) -> Result<Vec<String>, StoreError> {
+        let folded: Option<i64> = self
+            .client
+            .get(self.keys.folded(room))
+            .await
+            .map_err(|e| self.fail(e))?;
+        let Some(folded) = folded else {
+            return Ok(Vec::new());
+        };
+        Ok(hours
+            .iter()
+            .filter(|hour| **hour as i64 > folded)
+            .flat_map(|hour| {
+                children(Bucket {
+                    granularity: Granularity::Hour,
+                    number: *hour,
+                })
+            })
+            .map(|minute| self.keys.bucket_list(room, list, minute))
+            .collect())
+    }
+
+    /// The call of `lua/unfolded.lua` for `list` of `room` over its minutes of `hours`, with
+    /// `own` as the script's own argument.
+    fn unfolded_call(&self, list: TopList, room: &Scope, hours: &[u64], own: Value) -> ScriptCall {
+        let mut keys = vec![
+            Key::from(self.keys.folded(room)),
+            Key::from(self.keys.list(room, list)),
+        ];
+        let mut args = vec![own];
+        for hour in hours {
+            let bucket = Bucket {
+                granularity: Granularity::Hour,
+                number: *hour,
+            };
+            for minute in children(bucket) {
+                keys.push(Key::from(self.keys.bucket_list(room, list, minute)));
+                args.push(Value::Integer(*hour as i64));
+            }
+        }
+        ScriptCall { keys, args }
     }
 
     /// The `limit` best sums over the sorted sets `keys`, each read in pages (`ZSCAN`) and
@@ -659,21 +805,6 @@ fn detail_call(
         args: vec![Value::Integer(seq as i64), Value::Integer(window as i64)],
     };
     let int = |n: u64| Value::Integer(n as i64);
-    // One group: its key, operation, expiry and pairs.
-    // Increments of 1 (most of them) go without their count: half the arguments to convert.
-    let mut group = |key: String, op: &'static str, expiry: u64, pairs: Vec<(Value, u64)>| {
-        let (ones, others): (Vec<_>, Vec<_>) = pairs.into_iter().partition(|(_, n)| *n == 1);
-        call.keys.push(Key::from(key));
-        call.args.push(Value::from(op));
-        call.args.push(int(expiry));
-        call.args.push(int(ones.len() as u64));
-        call.args.push(int(others.len() as u64));
-        call.args.extend(ones.into_iter().map(|(member, _)| member));
-        for (member, n) in others {
-            call.args.push(member);
-            call.args.push(int(n));
-        }
-    };
     // Hour and day buckets: none before they end (their roll-up makes them).
     let written = |bucket: Bucket| -> bool {
         bucket.granularity == Granularity::Minute || bucket.end_ms() <= now_ms
@@ -681,27 +812,54 @@ fn detail_call(
     let mut active: BTreeMap<Bucket, Vec<Value>> = BTreeMap::new();
     // A nick's all-time lists: one record of its increments (`lua/records.lua`).
     let mut records: BTreeMap<&Scope, Vec<u8>> = BTreeMap::new();
-    for (place, members) in &detail.lists {
-        let pairs = || {
-            members
-                .iter()
-                .map(|(m, n)| (Value::Bytes(m.clone()), *n))
-                .collect()
-        };
+    let pairs = |members: &[(bytes::Bytes, u64)]| -> Vec<(Value, u64)> {
+        members
+            .iter()
+            .map(|(m, n)| (Value::Bytes(m.clone()), *n))
+            .collect()
+    };
+    // A room's hours that had not ended: their increments of all time (`Period::Fold`) and
+    // their minutes, written after the room's `f` group (`lua/detail.lua`).
+    type Lists<'a> = Vec<&'a (Place, Vec<(bytes::Bytes, u64)>)>;
+    let mut folds: BTreeMap<(&Scope, u64), (Lists, Lists)> = BTreeMap::new();
+    for item in &detail.lists {
+        if let Period::Fold(hour) = item.0.period {
+            folds.entry((&item.0.scope, hour)).or_default().0.push(item);
+        }
+    }
+    for item in &detail.lists {
+        let (place, members) = item;
+        if let Period::Bucket(b) = place.period
+            && b.granularity == Granularity::Minute
+        {
+            let hour = Bucket::of(Granularity::Hour, b.start_ms()).number;
+            if let Some((_, minutes)) = folds.get_mut(&(&place.scope, hour)) {
+                minutes.push(item);
+                continue;
+            }
+        }
+        let pairs = || pairs(members);
         match place.period {
+            Period::Fold(_) => {}
             Period::AllTime if matches!(place.scope, Scope::Nick(_)) => {
                 let record = records.entry(&place.scope).or_default();
                 for (member, n) in members {
                     push_increment(record, place.list, member, *n);
                 }
             }
-            Period::AllTime => group(keys.list(&place.scope, place.list), "z", 0, pairs()),
+            Period::AllTime => push_group(
+                &mut call,
+                keys.list(&place.scope, place.list),
+                "z",
+                0,
+                pairs(),
+            ),
             Period::Bucket(bucket) => {
                 if !written(bucket) {
                     continue;
                 }
                 let key = keys.bucket_list(&place.scope, place.list, bucket);
-                group(key, "z", retention.expiry_secs(bucket), pairs());
+                push_group(&mut call, key, "z", retention.expiry_secs(bucket), pairs());
             }
         }
     }
@@ -716,15 +874,61 @@ fn detail_call(
             }
         }
     }
+    let folding: BTreeSet<u64> = folds.keys().map(|(_, hour)| *hour).collect();
+    let total = |lists: &Lists| -> u64 {
+        lists
+            .iter()
+            .flat_map(|(_, members)| members.iter().map(|(_, n)| n))
+            .sum()
+    };
+    for ((room, hour), (alltime, minutes)) in folds {
+        call.keys.push(Key::from(keys.folded(room)));
+        call.keys.push(Key::from(keys.rollup()));
+        for list in [TopList::Words, TopList::Nicks, TopList::Emotes] {
+            call.keys.push(Key::from(keys.list(room, list)));
+        }
+        let legacy = (now_ms + MAX_FUTURE_MS) / Granularity::Hour.ms();
+        call.args.extend([
+            Value::from("f"),
+            int(hour),
+            int(legacy),
+            int(FOLD_GRACE_SECS),
+        ]);
+        // The minutes carry the same increments as `alltime` (`Detail::split` keeps them
+        // together): the script adds them to all time as well where it must.
+        debug_assert_eq!(total(&alltime), total(&minutes));
+        for (place, members) in minutes {
+            let Period::Bucket(bucket) = place.period else {
+                continue;
+            };
+            let op = match place.list {
+                TopList::Words => "zmw",
+                TopList::Nicks => "zmn",
+                _ => "zme",
+            };
+            let key = keys.bucket_list(room, place.list, bucket);
+            push_group(
+                &mut call,
+                key,
+                op,
+                retention.expiry_secs(bucket),
+                pairs(members),
+            );
+        }
+    }
     for (bucket, rooms) in active {
-        // Kept until its finer buckets are gone: no roll-up after that.
+        // Kept until its finer buckets are gone: no roll-up after that; and while a room's
+        // minutes wait for its roll-up to fold them, as long as they do.
         let finer = match bucket.granularity {
             Granularity::Hour => Granularity::Minute,
             _ => Granularity::Hour,
         };
-        let expiry = (bucket.end_ms() + retention.of(finer).as_millis() as u64).div_ceil(1000);
+        let mut expiry = (bucket.end_ms() + retention.of(finer).as_millis() as u64).div_ceil(1000);
+        if bucket.granularity == Granularity::Hour && folding.contains(&bucket.number) {
+            expiry += FOLD_GRACE_SECS;
+        }
         let pairs = rooms.into_iter().map(|room| (room, 1)).collect();
-        group(keys.active(bucket), "s", expiry, pairs);
+        push_group(&mut call, keys.active(bucket), "s", expiry, pairs);
     }
     // Activity fields grouped by hash.
     let mut hashes: BTreeMap<String, ActivityGroup> = BTreeMap::new();
@@ -739,7 +943,7 @@ fn detail_call(
         entry.1.push((Value::from(field), *n));
     }
     for (key, (expiry, pairs)) in hashes {
-        group(key, "h", expiry, pairs);
+        push_group(&mut call, key, "h", expiry, pairs);
     }
     for kind in [Seen::Room, Seen::Nick] {
         let of_kind = || detail.seen.iter().filter(move |s| s.0 == kind);
@@ -749,11 +953,11 @@ fn detail_call(
         let firsts = of_kind()
             .map(|(_, name, first, _)| (Value::Bytes(name.clone()), *first))
             .collect();
-        group(keys.seen(kind, false), "lt", 0, firsts);
+        push_group(&mut call, keys.seen(kind, false), "lt", 0, firsts);
         let lasts = of_kind()
             .map(|(_, name, _, last)| (Value::Bytes(name.clone()), *last))
             .collect();
-        group(keys.seen(kind, true), "gt", 0, lasts);
+        push_group(&mut call, keys.seen(kind, true), "gt", 0, lasts);
     }
     for (nick, record) in records {
         call.keys.push(Key::from(keys.pending(nick)));
@@ -767,6 +971,29 @@ fn detail_call(
         history_group(&mut call, keys, retention, &detail.history, now_ms);
     }
     call
+}
+
+/// Adds one group of `lua/detail.lua` to `call`: its key, operation, expiry and pairs.
+/// Increments of 1 (most of them) go without their count: half the arguments to convert.
+fn push_group(
+    call: &mut ScriptCall,
+    key: String,
+    op: &'static str,
+    expiry: u64,
+    pairs: Vec<(Value, u64)>,
+) {
+    let int = |n: u64| Value::Integer(n as i64);
+    let (ones, others): (Vec<_>, Vec<_>) = pairs.into_iter().partition(|(_, n)| *n == 1);
+    call.keys.push(Key::from(key));
+    call.args.push(Value::from(op));
+    call.args.push(int(expiry));
+    call.args.push(int(ones.len() as u64));
+    call.args.push(int(others.len() as u64));
+    call.args.extend(ones.into_iter().map(|(member, _)| member));
+    for (member, n) in others {
+        call.args.push(member);
+        call.args.push(int(n));
+    }
 }
 
 /// The letter of `list` in a nick's pending records (`lua/records.lua`).
@@ -929,6 +1156,27 @@ impl Store for Shard {
             let reply: Vec<Value> = self.run(&NICK_TOP, call).await?;
             return Ok(rank_entries(entries(reply)?, limit));
         }
+        if let (Scope::Room(_), [Period::AllTime]) = (scope, periods)
+            && let Some(hours) = self.unfolded_hours(scope).await?
+        {
+            let call = || self.unfolded_call(list, scope, &hours, Value::Integer(limit as i64));
+            let reply: Vec<Value> = self.run(&ROOM_TOP, call).await?;
+            if let [_] = reply.as_slice() {
+                // Too many members for one call: read in pages, again should an hour be
+                // folded meanwhile (its minutes would count twice).
+                let mut hours = hours;
+                loop {
+                    let keys = self.unfolded_call(list, scope, &hours, Value::Null).keys;
+                    let top = self.top_from_pages(&keys[1..], limit).await?;
+                    let now = self.unfolded_hours(scope).await?.unwrap_or_default();
+                    if now.first() == hours.first() {
+                        return Ok(top);
+                    }
+                    hours = now;
+                }
+            }
+            return Ok(rank_entries(entries(reply)?, limit));
+        }
         if let [period] = periods {
             return self
                 .top_of(self.place_key(list, scope, period), limit)
@@ -1017,6 +1265,17 @@ impl Store for Shard {
             return Ok(0);
         }
         let scope = Scope::Room(bytes::Bytes::copy_from_slice(room.as_bytes()));
+        if let [Period::AllTime] = periods
+            && let Some(hours) = self.unfolded_hours(&scope).await?
+        {
+            let call = || {
+                let mut call = self.unfolded_call(TopList::Nicks, &scope, &hours, Value::Null);
+                call.args.remove(0);
+                call
+            };
+            let count: i64 = self.run(&ROOM_CHATTERS, call).await?;
+            return Ok(count.max(0) as u64);
+        }
         let call = || ScriptCall {
             keys: periods
                 .iter()

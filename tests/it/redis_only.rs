@@ -749,3 +749,124 @@ async fn a_backfilled_day_shows_in_activity_before_any_roll_up() {
         assert_eq!(words, json!([{"w": 5}]), "room {room:?}");
     }
 }
+
+/// A room's all-time lists get its messages of an hour that has not ended at that hour's
+/// roll-up (`rollup.lua` folds its minutes in), and read exactly before and after: a new room,
+/// a room whose all-time lists were written before folding existed (their hour is counted at
+/// once), and a room first seen after the hour was rolled up (counted at once).
+#[tokio::test]
+async fn a_rooms_all_time_lists_read_exactly_before_and_after_its_minutes_are_folded() {
+    use std::collections::BTreeMap;
+
+    use chatstats::detail::{Buckets, DetailBuilder, Period, Scope};
+    use chatstats::timeline::{Bucket, Granularity, Retention, now_ms};
+
+    let redis = TestRedis::start();
+    let ns = namespace();
+    let store = redis.store_in(&ns);
+    let retention = Retention::default();
+    let now = now_ms();
+    let hour = Bucket::of(Granularity::Hour, now);
+    let room = |name: &str| Scope::Room(bytes::Bytes::copy_from_slice(name.as_bytes()));
+    let mut expected: BTreeMap<(String, TopList), BTreeMap<String, u64>> = BTreeMap::new();
+    // Written as the service did before folding: straight into the all-time lists.
+    redis.cli(&["ZINCRBY", &format!("{ns}room:{{#old}}:words"), "5", "hi"]);
+    redis.cli(&["ZINCRBY", &format!("{ns}room:{{#old}}:nicks"), "5", "elder"]);
+    *expected
+        .entry(("#old".into(), TopList::Words))
+        .or_default()
+        .entry("hi".into())
+        .or_default() += 5;
+    *expected
+        .entry(("#old".into(), TopList::Nicks))
+        .or_default()
+        .entry("elder".into())
+        .or_default() += 5;
+    let apply = |rooms: &[&str], from: u64, expected: &mut BTreeMap<_, BTreeMap<String, u64>>| {
+        let mut builder = DetailBuilder::default();
+        for i in from..from + 60 {
+            let name = rooms[(i % rooms.len() as u64) as usize];
+            let nick = format!("n{}", i % 7);
+            let words = [format!("w{}", i % 5), "hi".to_owned()];
+            let words: Vec<&str> = words.iter().map(String::as_str).collect();
+            // Within the hour, none of it in the future.
+            let time = hour.start_ms() + (i * 1_000) % (now - hour.start_ms() + 1);
+            builder.add(&message(time, name, &nick, &words), true, None);
+            for w in &words {
+                *expected
+                    .entry((name.to_owned(), TopList::Words))
+                    .or_default()
+                    .entry((*w).to_owned())
+                    .or_default() += 1;
+            }
+            *expected
+                .entry((name.to_owned(), TopList::Nicks))
+                .or_default()
+                .entry(nick)
+                .or_default() += 1;
+        }
+        builder.take(now_ms(), &retention, Buckets::Rollups)
+    };
+    let all = [Period::AllTime];
+    let check = |expected: BTreeMap<(String, TopList), BTreeMap<String, u64>>,
+                 when: &'static str| {
+        let store = store.clone();
+        async move {
+            for ((name, list), want) in &expected {
+                let got: BTreeMap<String, u64> = store
+                    .top_in(*list, &room(name), &all, 1000)
+                    .await
+                    .unwrap()
+                    .into_iter()
+                    .collect();
+                assert_eq!(&got, want, "{name} {list:?}, {when}");
+                if *list == TopList::Nicks {
+                    assert_eq!(
+                        store.unique_chatters(name, &all).await.unwrap(),
+                        want.len() as u64,
+                        "{name}, {when}"
+                    );
+                }
+            }
+        }
+    };
+    let detail = apply(&["#new", "#old"], 0, &mut expected);
+    assert!(store.apply_detail(&detail, None).await.unwrap());
+    let cli = |args: &[&str]| {
+        let out = redis.cli(args).unwrap();
+        out.trim().trim_matches('"').to_owned()
+    };
+    let raw = |name: &str| cli(&["ZSCORE", &format!("{ns}room:{{{name}}}:words"), "hi"]);
+    assert_eq!(raw("#new"), "(nil)", "not in its all-time list yet");
+    assert_eq!(raw("#old"), "35", "a room from before: at once");
+    check(expected.clone(), "before the roll-up").await;
+
+    // The hour's roll-up (as it will run once the hour has ended).
+    let later = hour.end_ms() + 3_600_000;
+    while store.rolled().await.unwrap().hour < hour.number {
+        store.maintain(later).await.unwrap();
+    }
+    assert_eq!(raw("#new"), "30", "folded");
+    assert_eq!(raw("#old"), "35", "counted once");
+    let folded = cli(&["GET", &format!("{ns}room:{{#new}}:folded")]);
+    assert_eq!(folded, hour.number.to_string());
+    check(expected.clone(), "after the roll-up").await;
+    // Rolled up again: nothing changes.
+    cli(&[
+        "HSET",
+        &format!("{ns}rollup"),
+        "h",
+        &(hour.number - 1).to_string(),
+    ]);
+    while store.rolled().await.unwrap().hour < hour.number {
+        store.maintain(later).await.unwrap();
+    }
+    check(expected.clone(), "after a second roll-up").await;
+
+    // More of the same hour, and a room first seen now: counted at once.
+    let detail = apply(&["#new", "#late"], 60, &mut expected);
+    assert!(store.apply_detail(&detail, None).await.unwrap());
+    assert_eq!(raw("#new"), "60");
+    assert_eq!(raw("#late"), "30");
+    check(expected, "after more messages").await;
+}

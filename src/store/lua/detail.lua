@@ -7,7 +7,17 @@
 --         `n` = 1), then c `member, n` pairs (most increments are 1: half the arguments to
 --         convert)
 -- Operations: `z` ZINCRBY n member; `h` HINCRBY member n; `lt` / `gt` ZADD LT / GT n member
--- (the earliest / latest time); `s` SADD member.
+-- (the earliest / latest time); `s` SADD member; `zmw`, `zmn`, `zme` after an `f` group.
+-- A room's `f` group, for its messages of an hour that had not ended: KEYS the room's `folded`
+-- string, the `rollup` hash, its all-time words, nicks and emotes; ARGV `f`, the hour, the
+-- legacy hour, a grace (seconds). It is followed by the room's minutes of that hour: `zmw`,
+-- `zmn` and `zme` (its words, nicks, emotes), ZINCRBY as `z`. The hour's roll-up adds the
+-- minutes to the room's all-time lists (`rollup.lua`), and until then they outlive their
+-- expiry by the grace; unless the all-time lists already hold that hour (`direct`): the hour
+-- is at or before the room's `folded` hour, or rolled up already. Then the increments go to
+-- them as well, now. A room with no `folded` string yet gets one: the legacy hour when it has
+-- all-time lists (written before minutes were folded: every hour up to the latest a message
+-- may be in was counted at once), else -1 (a new room).
 -- A nick's group: KEYS its `pending` string, then its words, rooms and emotes; ARGV `a` and
 -- its record (`records.lua`).
 -- A history group (last) is laid out differently: KEYS the history stream, the ids hash of the
@@ -19,6 +29,31 @@ if not admit(KEYS[1], tonumber(ARGV[1]), tonumber(ARGV[2])) then
   return 0
 end
 local i, k = 3, 2
+local direct, grace, alltime = true, 0, {}
+-- Whether the all-time lists of a room already hold its hour (see the `f` group above).
+local function fold_group()
+  local folded, rollup, hour = KEYS[k], KEYS[k + 1], tonumber(ARGV[i + 1])
+  local last = redis.call('GET', folded)
+  if not last then
+    if redis.call('EXISTS', KEYS[k + 2], KEYS[k + 3], KEYS[k + 4]) > 0 then
+      last = ARGV[i + 2]
+    else
+      last = '-1'
+    end
+    redis.call('SET', folded, last)
+  end
+  local rolled = redis.call('HGET', rollup, 'h')
+  if not rolled then
+    -- The first hour to roll up is this one, whatever the retention says then.
+    rolled = tostring(hour - 1)
+    redis.call('HSET', rollup, 'h', rolled)
+  end
+  direct = hour <= tonumber(last) or hour <= tonumber(rolled)
+  grace = tonumber(ARGV[i + 3])
+  alltime = {zmw = KEYS[k + 2], zmn = KEYS[k + 3], zme = KEYS[k + 4]}
+  i = i + 4
+  k = k + 5
+end
 local function apply(key, op, member, n)
   if op == 'z' then
     redis.call('ZINCRBY', key, n, member)
@@ -99,7 +134,9 @@ while k <= #KEYS do
     history()
     break
   end
-  if ARGV[i] == 'a' then
+  if ARGV[i] == 'f' then
+    fold_group()
+  elseif ARGV[i] == 'a' then
     append_record(KEYS[k], ARGV[i + 1], {w = KEYS[k + 1], r = KEYS[k + 2], e = KEYS[k + 3]})
     i = i + 2
     k = k + 4
@@ -108,13 +145,29 @@ while k <= #KEYS do
     local ones, count = tonumber(ARGV[i + 2]), tonumber(ARGV[i + 3])
     i = i + 4
     k = k + 1
+    -- A room's minute: with its all-time list when `direct`, else the roll-up adds it.
+    local also = nil
+    if alltime[op] then
+      if direct then
+        also = alltime[op]
+      else
+        expiry = tostring(tonumber(expiry) + grace)
+      end
+      op = 'z'
+    end
     if op == 'z' or op == 'h' then
       -- '1', not 1: a number argument costs redis.call a conversion to text (~9% of a ZINCRBY).
       for j = i, i + ones - 1 do
         apply(key, op, ARGV[j], '1')
+        if also then
+          apply(also, op, ARGV[j], '1')
+        end
       end
       for j = i + ones, i + ones + 2 * count - 1, 2 do
         apply(key, op, ARGV[j], ARGV[j + 1])
+        if also then
+          apply(also, op, ARGV[j], ARGV[j + 1])
+        end
       end
     else
       apply_many(key, op, i, ones, count)

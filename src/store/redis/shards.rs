@@ -170,6 +170,18 @@ impl RedisStore {
         })
     }
 
+    /// The minute lists of `room`'s `list` that its all-time list does not hold yet (added
+    /// to it at their hour's roll-up), on a standalone Redis.
+    pub(crate) async fn unfolded_lists(
+        &self,
+        room: &Scope,
+        list: TopList,
+    ) -> Result<Vec<String>, StoreError> {
+        let shard = self.home();
+        let hours = shard.unfolded_hours(room).await?.unwrap_or_default();
+        shard.unfolded_keys(room, list, &hours).await
+    }
+
     /// Shard 0: what is not a member of a list.
     pub(crate) fn home(&self) -> &Shard {
         &self.shards[0]
