@@ -196,13 +196,8 @@ impl Detail {
         let mut ranks: HashMap<&Scope, u32> = HashMap::new();
         let mut groups: Vec<((u32, TopList, u64), usize)> = Vec::new();
         for (p, (place, _)) in lists.iter().enumerate() {
-            let day = match place.period {
-                Period::AllTime => continue,
-                Period::Bucket(bucket) => day_of(bucket),
-                Period::Fold(hour) => day_of(Bucket {
-                    granularity: Granularity::Hour,
-                    number: hour,
-                }),
+            let Some(day) = day_of_period(place.period) else {
+                continue;
             };
             let next = ranks.len() as u32;
             let scope = *ranks.entry(&place.scope).or_insert(next);
@@ -258,6 +253,18 @@ impl Detail {
 /// The day number a bucket lies in.
 fn day_of(bucket: Bucket) -> u64 {
     Bucket::of(Granularity::Day, bucket.start_ms()).number
+}
+
+/// The day number a period lies in (none for all time).
+fn day_of_period(period: Period) -> Option<u64> {
+    match period {
+        Period::AllTime => None,
+        Period::Bucket(bucket) => Some(day_of(bucket)),
+        Period::Fold(hour) => Some(day_of(Bucket {
+            granularity: Granularity::Hour,
+            number: hour,
+        })),
+    }
 }
 
 fn hash(member: &[u8]) -> u64 {
@@ -815,13 +822,8 @@ mod tests {
             let mut part_of: HashMap<(Scope, TopList, u64, Bytes), usize> = HashMap::new();
             for (k, part) in parts.iter().enumerate() {
                 for (place, members) in &part.lists {
-                    let day = match place.period {
-                        Period::AllTime => continue,
-                        Period::Bucket(bucket) => day_of(bucket),
-                        Period::Fold(hour) => day_of(Bucket {
-                            granularity: Granularity::Hour,
-                            number: hour,
-                        }),
+                    let Some(day) = day_of_period(place.period) else {
+                        continue;
                     };
                     for (member, _) in members {
                         let unit = (place.scope.clone(), place.list, day, member.clone());
