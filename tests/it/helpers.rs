@@ -528,10 +528,15 @@ impl RunningWorker {
 
     /// Signals shutdown and returns the worker's result; panics unless it comes within 10 s.
     pub async fn stop(self) -> Result<Arc<Progress>, worker::WorkerError> {
+        self.stop_within(Duration::from_secs(10)).await
+    }
+
+    /// Signals shutdown and returns the worker's result; panics unless it comes within `limit`.
+    pub async fn stop_within(self, limit: Duration) -> Result<Arc<Progress>, worker::WorkerError> {
         self.stop.cancel();
-        tokio::time::timeout(Duration::from_secs(10), self.task)
+        tokio::time::timeout(limit, self.task)
             .await
-            .expect("the worker stops within 10 s of shutdown")
+            .unwrap_or_else(|_| panic!("the worker stops within {limit:?} of shutdown"))
             .expect("the worker task does not panic")
     }
 }

@@ -299,7 +299,9 @@ async fn while_redis_is_stalled_the_worker_stops_reading_the_upstream() {
         || async { progress.recorded.load(Ordering::Relaxed) > read_while_stalled + 20_000 },
     )
     .await;
-    run.stop().await.unwrap();
+    // Within the drain's own deadline (above), not the 10 s of an idle worker: 7–9 s here
+    // alone, more among the whole suite.
+    run.stop_within(Duration::from_secs(35)).await.unwrap();
     let read = progress.read.load(Ordering::Relaxed);
     let done = progress.recorded.load(Ordering::Relaxed) + progress.failed.load(Ordering::Relaxed);
     assert_eq!(read, done, "everything read was recorded before exit");
