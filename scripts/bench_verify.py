@@ -224,15 +224,17 @@ def nick_list(r, ns, nick, name):
 
 def room_list(r, ns, room, name):
     """One of a room's all-time lists: its sorted set plus its minutes of the hours after its
-    `folded` hour (added to it at their hour's roll-up: src/store/lua/rollup.lua)."""
+    `folded` hour and the last hour rolled up (added to it at their hour's roll-up:
+    src/store/lua/rollup.lua; a minute written after that went to the sorted set as well)."""
     key = room_key(ns, "room", room)
     counts = zset(r, f"{key}:{name}")
     folded = r.call("GET", f"{key}:folded")
     last = r.call("ZSCORE", f"{ns}rooms:last", room)
     if folded is None or last is None:
         return counts
+    rolled = int(r.call("HGET", f"{ns}rollup", "h") or -1)
     first = int(float(r.call("ZSCORE", f"{ns}rooms:first", room) or 0)) // 3_600_000
-    for hour in range(max(int(folded) + 1, first), int(float(last)) // 3_600_000 + 1):
+    for hour in range(max(int(folded) + 1, rolled + 1, first), int(float(last)) // 3_600_000 + 1):
         # The minutes with messages in the room: its activity hash of the hour.
         fields = r.call("HKEYS", f"{key}:activity:m:{hour}") or []
         for minute in fields:

@@ -35,10 +35,12 @@ pub enum Period {
     AllTime,
     /// One bucket.
     Bucket(Bucket),
-    /// A room's all-time increments from its messages of an hour that had not ended (a Unix
-    /// hour; Redis only, [`Buckets::Rollups`]): that hour's roll-up adds the room's minutes to
-    /// its all-time lists, so these are written only where the room's data predates that (the
-    /// store checks). Never read: a read of all time asks for [`Period::AllTime`].
+    /// A room's all-time increments from its messages of an hour whose minutes are written (a
+    /// Unix hour; Redis only, [`Buckets::Rollups`]): that hour's roll-up adds the room's
+    /// minutes to its all-time lists, so these are written only where the all-time lists
+    /// already hold that hour: it was rolled up already (a message taken after its hour
+    /// ended), or the room's data predates folding (the store checks, atomically with the
+    /// roll-up). Never read: a read of all time asks for [`Period::AllTime`].
     Fold(u64),
 }
 
@@ -473,7 +475,8 @@ impl DetailBuilder {
     /// The periods a minute's counts go to at `now_ms`: all time (unless `immediate`), and the
     /// buckets still kept that `buckets` asks for; and for a room's counts, the hour that
     /// takes the place of all time when its roll-up is to add them ([`Period::Fold`]: the
-    /// hour has not ended and the minute is written).
+    /// minute is written. Whether the hour has ended says nothing of whether it was rolled up
+    /// yet; the store knows).
     fn periods(minute: u64, now_ms: u64, retention: &Retention, buckets: Buckets) -> Periods {
         let mut periods = vec![Period::AllTime];
         let mut fold = None;
@@ -486,7 +489,7 @@ impl DetailBuilder {
                 periods.push(Period::Bucket(bucket));
                 if granularity == Granularity::Minute && buckets == Buckets::Rollups {
                     let hour = Bucket::of(Granularity::Hour, bucket.start_ms());
-                    fold = (hour.end_ms() > now_ms).then_some(Period::Fold(hour.number));
+                    fold = Some(Period::Fold(hour.number));
                 }
             }
         }
@@ -685,30 +688,32 @@ mod tests {
     }
 
     #[test]
-    fn a_rooms_counts_of_an_hour_not_ended_are_for_its_roll_up_to_fold() {
+    fn a_rooms_counts_of_its_written_minutes_are_for_their_hours_roll_up_to_fold() {
         let mut builder = DetailBuilder::default();
         let hour = Bucket::of(Granularity::Hour, NOW + 1_000);
+        let ended = Bucket::of(Granularity::Hour, NOW - 1_000);
+        let gone = Bucket::of(Granularity::Hour, NOW - 30 * 86_400_000);
         builder.add(&message(NOW + 1_000, "#a", "x", &["now"], &[]), true, None);
-        builder.add(
-            &message(NOW - 1_000, "#a", "x", &["ended"], &[]),
-            true,
-            None,
-        );
+        for (time, word) in [(NOW - 1_000, "ended"), (gone.start_ms(), "gone")] {
+            builder.add(&message(time, "#a", "x", &[word], &[]), true, None);
+        }
         let room = Scope::Room(Bytes::from_static(b"#a"));
         let rollups = builder.take(NOW + 2_000, &Retention::default(), Buckets::Rollups);
-        assert_eq!(
+        let fold = |hour: Bucket| {
             find(
                 &rollups,
                 room.clone(),
                 Period::Fold(hour.number),
-                TopList::Words
-            ),
-            vec![("now".into(), 1)]
-        );
+                TopList::Words,
+            )
+        };
+        assert_eq!(fold(hour), vec![("now".into(), 1)]);
+        // Ended, but perhaps not rolled up yet: the store tells.
+        assert_eq!(fold(ended), vec![("ended".into(), 1)]);
         assert_eq!(
             find(&rollups, room.clone(), Period::AllTime, TopList::Words),
-            vec![("ended".into(), 1)],
-            "an hour that has ended is counted at once"
+            vec![("gone".into(), 1)],
+            "with no minute written, there is nothing to fold: counted at once"
         );
         // Everything's lists, and the in-memory store's, have no roll-up to wait for.
         assert!(
@@ -800,8 +805,8 @@ mod tests {
                 None,
             );
         }
-        // 00:59:59.5: the hours before midnight have ended (and their day), 00:00 not (its
-        // rooms' counts are to fold).
+        // 00:59:59.5: the hours before midnight have ended (and their day), 00:00 not; the
+        // rooms' counts of every hour are to fold.
         let now = midnight + 3_599_500;
         let detail = builder.take(now, &Retention::default(), Buckets::Rollups);
         assert!(detail.lists.iter().any(|(p, _)| matches!(
@@ -830,9 +835,9 @@ mod tests {
                         assert_eq!(*part_of.entry(unit.clone()).or_insert(k), k, "{unit:?} cut");
                     }
                 }
-                // Over `max` only when one unit is larger: here at most 14 minutes, 2 hours
-                // and a day.
-                assert!(part.members() <= max.max(17), "{max}: {}", part.members());
+                // Over `max` only when one unit is larger: here at most 14 minutes, 2 hours,
+                // their 2 folds and a day.
+                assert!(part.members() <= max.max(19), "{max}: {}", part.members());
             }
             let mut merged: Vec<(Place, Vec<(Bytes, u64)>)> = Vec::new();
             for part in parts {

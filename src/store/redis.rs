@@ -818,7 +818,7 @@ fn detail_call(
             .map(|(m, n)| (Value::Bytes(m.clone()), *n))
             .collect()
     };
-    // A room's hours that had not ended: their increments of all time (`Period::Fold`) and
+    // A room's hours whose minutes are written: their increments of all time (`Period::Fold`) and
     // their minutes, written after the room's `f` group (`lua/detail.lua`).
     type Lists<'a> = Vec<&'a (Place, Vec<(bytes::Bytes, u64)>)>;
     let mut folds: BTreeMap<(&Scope, u64), (Lists, Lists)> = BTreeMap::new();

@@ -870,3 +870,74 @@ async fn a_rooms_all_time_lists_read_exactly_before_and_after_its_minutes_are_fo
     assert_eq!(raw("#late"), "30");
     check(expected, "after more messages").await;
 }
+
+/// A room's messages of an hour that has ended, taken before that hour is rolled up (the last
+/// moments of an hour reach Redis after it ends), are in its minutes that the roll-up folds:
+/// counted once in the room's all-time lists, before the roll-up and after it. A room first
+/// seen that way folds its next hour's minutes too.
+#[tokio::test]
+async fn a_rooms_messages_taken_after_their_hour_ended_are_folded_once() {
+    use chatstats::detail::{Buckets, DetailBuilder, Period, Scope};
+    use chatstats::timeline::{Bucket, Granularity, Retention, now_ms};
+
+    let redis = TestRedis::start();
+    let ns = namespace();
+    let store = redis.store_in(&ns);
+    let retention = Retention::default();
+    let hour = Bucket::of(Granularity::Hour, now_ms());
+    let room = |name: &str| Scope::Room(bytes::Bytes::copy_from_slice(name.as_bytes()));
+    let all = [Period::AllTime];
+    let take = |time: u64, rooms: &[&str], at: u64| {
+        let mut builder = DetailBuilder::default();
+        for name in rooms {
+            builder.add(&message(time, name, "nick", &["hi"]), true, None);
+        }
+        builder.take(at, &retention, Buckets::Rollups)
+    };
+    let hi = |name: &'static str| {
+        let store = store.clone();
+        async move {
+            let top = store.top_in(TopList::Words, &room(name), &all, 10).await;
+            top.unwrap()
+                .into_iter()
+                .find(|(w, _)| w == "hi")
+                .map(|(_, n)| n)
+        }
+    };
+    // While the hour runs: #on's minutes wait for the roll-up.
+    let early = hour.start_ms() + 1_000;
+    let detail = take(early, &["#on"], early + 1_000);
+    assert!(store.apply_detail(&detail, None).await.unwrap());
+    // Its last second, taken after it ended and before its roll-up (2 min later at the
+    // earliest): for #on, and for #first, which it is the first message of.
+    let last = hour.end_ms() - 1_000;
+    let detail = take(last, &["#on", "#first"], hour.end_ms() + 1_000);
+    assert!(store.apply_detail(&detail, None).await.unwrap());
+    assert_eq!(hi("#on").await, Some(2), "before the roll-up");
+    assert_eq!(hi("#first").await, Some(1), "before the roll-up");
+
+    let later = hour.end_ms() + 3_600_000;
+    while store.rolled().await.unwrap().hour < hour.number {
+        store.maintain(later).await.unwrap();
+    }
+    assert_eq!(hi("#on").await, Some(2), "after the roll-up");
+    assert_eq!(hi("#first").await, Some(1), "after the roll-up");
+
+    // The next hour, not ended: #first's minutes wait for its roll-up, as #on's do.
+    let next = hour.end_ms() + 1_000;
+    let detail = take(next, &["#on", "#first"], next + 1_000);
+    assert!(store.apply_detail(&detail, None).await.unwrap());
+    let raw = |name: &str| {
+        let key = format!("{ns}room:{{{name}}}:words");
+        redis
+            .cli(&["ZSCORE", &key, "hi"])
+            .unwrap()
+            .trim()
+            .trim_matches('"')
+            .to_owned()
+    };
+    assert_eq!(raw("#on"), "2", "not in its all-time list yet");
+    assert_eq!(raw("#first"), "1", "not in its all-time list yet");
+    assert_eq!(hi("#on").await, Some(3));
+    assert_eq!(hi("#first").await, Some(2));
+}

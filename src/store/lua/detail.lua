@@ -8,7 +8,8 @@
 --         convert)
 -- Operations: `z` ZINCRBY n member; `h` HINCRBY member n; `lt` / `gt` ZADD LT / GT n member
 -- (the earliest / latest time); `s` SADD member; `zmw`, `zmn`, `zme` after an `f` group.
--- A room's `f` group, for its messages of an hour that had not ended: KEYS the room's `folded`
+-- A room's `f` group, for its messages of an hour whose minutes are written (ended or not: only
+-- this script can tell, atomically, whether the hour is rolled up yet): KEYS the room's `folded`
 -- string, the `rollup` hash, its all-time words, nicks and emotes; ARGV `f`, the hour, the
 -- legacy hour, a grace (seconds). It is followed by the room's minutes of that hour: `zmw`,
 -- `zmn` and `zme` (its words, nicks, emotes), ZINCRBY as `z`. The hour's roll-up adds the
