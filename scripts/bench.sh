@@ -205,8 +205,11 @@ CF_SECS=$W_SECS CF_RSS=$W_RSS CF_MSGS=$W_MSGS CF_SCRIPTS=$W_SCRIPTS CF_OK=$W_OK
 
 # --- 6. end-to-end latency -----------------------------------------------------------------
 section "end-to-end latency at $E2E_RATE msg/s over HTTP, ${E2E_SECONDS}s"
+# A worker that cannot keep up at this rate (a slow day) leaves probes unseen: the bench then
+# fails after its result line, which the summary reports as missed; the API steps still run.
 E2E_REDIS_URL=$REDIS_URL E2E_WORKER=$BIN/chatstats-worker E2E_NAMESPACE=e2e: E2E_RATE=$E2E_RATE \
-  E2E_SECONDS=$E2E_SECONDS "$E2E_BIN" | tee "$DIR/e2e.txt" || die "the e2e latency bench failed"
+  E2E_SECONDS=$E2E_SECONDS "$E2E_BIN" | tee "$DIR/e2e.txt" ||
+  echo "the e2e latency bench failed; its result line, if any, is reported below"
 E2E=$(grep '^E2E ' "$DIR/e2e.txt") || die "no result line from the e2e latency bench"
 
 # --- 7. API load ---------------------------------------------------------------------------
@@ -296,7 +299,8 @@ row "Redis memory per message (basic / full)" "$T_MEM / $F_MEM B" "$(calc "round
 row "coalescing basic (50 ms): messages/s" "$C_MSGS msg/s ($C_SECS s) $C_OK" "$(calc "round($C_MSGS / $TS_WORKER_MSGS, 1)")x TS; >= 110000: $(met "$C_MSGS >= 110000")"
 row "coalescing full (50 ms): messages/s" "$CF_MSGS msg/s ($CF_SECS s) $CF_OK" "$(calc "round($CF_MSGS / $TS_WORKER_MSGS, 1)")x TS; >= 123000: $(met "$CF_MSGS >= 123000")"
 row "coalescing full: peak RSS, calls/s" "$(calc "round($CF_RSS / 1024, 1)") MB, $(calc "round($CF_SCRIPTS / $CF_SECS)") calls/s" ""
-row "e2e latency at $E2E_RATE msg/s (p50/p99/max)" "$E2E_P50 / $E2E_P99 / $E2E_MAX ms" "p99 <= 5 ms: $(met "$E2E_P99 <= 5") ($(kv probes "$E2E") probes)"
+E2E_MISSING=$(kv missing "$E2E")
+row "e2e latency at $E2E_RATE msg/s (p50/p99/max)" "$E2E_P50 / $E2E_P99 / $E2E_MAX ms" "p99 <= 5 ms: $(met "$E2E_P99 <= 5 and ${E2E_MISSING:-0} == 0") ($(kv probes "$E2E") probes seen, ${E2E_MISSING:-0} never)"
 row "API GET / (64 conn)" "$ROOT_RPS req/s, p99 $(kv p99_ms "$A_ROOT") ms" "the same run's reference"
 row "API /stats/words, cache 50 ms (64)" "$(kv rps "$A_WORDS") req/s, p99 $(kv p99_ms "$A_WORDS") ms" "$(ratio "$A_WORDS") of GET /; >= 0.8 & p99 <= 5: $(met "$(ratio "$A_WORDS") >= 0.8 and $(kv p99_ms "$A_WORDS") <= 5")"
 row "API /stats, cache 50 ms (64)" "$(kv rps "$A_STATS") req/s, p99 $(kv p99_ms "$A_STATS") ms" "$(ratio "$A_STATS") of GET /"

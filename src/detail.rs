@@ -35,13 +35,6 @@ pub enum Period {
     AllTime,
     /// One bucket.
     Bucket(Bucket),
-    /// A room's all-time increments from its messages of an hour whose minutes are written (a
-    /// Unix hour; Redis only, [`Buckets::Rollups`]): that hour's roll-up adds the room's
-    /// minutes to its all-time lists, so these are written only where the all-time lists
-    /// already hold that hour: it was rolled up already (a message taken after its hour
-    /// ended), or the room's data predates folding (the store checks, atomically with the
-    /// roll-up). Never read: a read of all time asks for [`Period::AllTime`].
-    Fold(u64),
 }
 
 /// Where a list is kept.
@@ -150,6 +143,12 @@ pub struct Detail {
     pub history: Vec<HistoryEntry>,
     /// Messages merged into this detail.
     pub messages: u64,
+    /// A room's increments of its written minutes are left out of its all-time lists
+    /// ([`Buckets::Rollups`]): the roll-up of their hour adds the room's minutes to them. The
+    /// store writes them to all time as well where those lists already hold that hour: it was
+    /// rolled up already (a message taken after its hour ended), or the room's data predates
+    /// folding (Redis checks, atomically with the roll-up).
+    pub folds: bool,
 }
 
 impl Detail {
@@ -172,8 +171,7 @@ impl Detail {
 
     /// The same increments in parts of about `max` members each, so that one store call's
     /// work stays bounded. A list's bucket increments are cut only between units: one member's
-    /// increments of one list and scope within one UTC day (its minutes, hours and day, and a
-    /// room's [`Period::Fold`] of them) always
+    /// increments of one list and scope within one UTC day (its minutes, hours and day) always
     /// go in one part, and so do a scope's message counts within one day. Redis writes a late
     /// message into its ended hour and day as well as into its minute, and a roll-up replaces
     /// an hour with the merge of its minutes: one running between two calls that carried the
@@ -184,7 +182,7 @@ impl Detail {
         if self.members() <= max {
             return vec![self];
         }
-        let mut parts = Parts::new(max, self.messages);
+        let mut parts = Parts::new(max, self.messages, self.folds);
         let mut lists = std::mem::take(&mut self.lists);
         for (p, (place, members)) in lists.iter_mut().enumerate() {
             if place.period == Period::AllTime {
@@ -262,10 +260,6 @@ fn day_of_period(period: Period) -> Option<u64> {
     match period {
         Period::AllTime => None,
         Period::Bucket(bucket) => Some(day_of(bucket)),
-        Period::Fold(hour) => Some(day_of(Bucket {
-            granularity: Granularity::Hour,
-            number: hour,
-        })),
     }
 }
 
@@ -277,6 +271,8 @@ fn hash(member: &[u8]) -> u64 {
 /// The parts [`Detail::split`] fills, one after another.
 struct Parts {
     parts: Vec<Detail>,
+    /// The split detail's [`Detail::folds`].
+    folds: bool,
     /// Members the last part may still take.
     room: usize,
     max: usize,
@@ -286,13 +282,15 @@ struct Parts {
 }
 
 impl Parts {
-    fn new(max: usize, messages: u64) -> Parts {
+    fn new(max: usize, messages: u64, folds: bool) -> Parts {
         let first = Detail {
             messages,
+            folds,
             ..Detail::default()
         };
         Parts {
             parts: vec![first],
+            folds,
             room: max,
             max,
             places: HashMap::new(),
@@ -306,7 +304,10 @@ impl Parts {
             for (_, increments) in &mut self.current().lists {
                 increments.shrink_to_fit();
             }
-            self.parts.push(Detail::default());
+            self.parts.push(Detail {
+                folds: self.folds,
+                ..Detail::default()
+            });
             self.room = self.max;
             self.places.clear();
         }
@@ -377,8 +378,8 @@ enum ScopeId {
 /// All time, or a minute.
 const ALL_TIME: u64 = u64::MAX;
 
-/// A minute's periods, and the [`Period::Fold`] that takes all time's place for a room.
-type Periods = (Vec<Period>, Option<Period>);
+/// A minute's periods, and whether a room's increments of it skip all time ([`Detail::folds`]).
+type Periods = (Vec<Period>, bool);
 
 /// One count of the batch: a scope, a minute (or [`ALL_TIME`] for a nick's lists), a list and
 /// a member.
@@ -473,13 +474,12 @@ impl DetailBuilder {
     }
 
     /// The periods a minute's counts go to at `now_ms`: all time (unless `immediate`), and the
-    /// buckets still kept that `buckets` asks for; and for a room's counts, the hour that
-    /// takes the place of all time when its roll-up is to add them ([`Period::Fold`]: the
-    /// minute is written. Whether the hour has ended says nothing of whether it was rolled up
-    /// yet; the store knows).
+    /// buckets still kept that `buckets` asks for; and whether a room's counts skip all time,
+    /// for its hour's roll-up to add them ([`Detail::folds`]: the minute is written. Whether
+    /// the hour has ended says nothing of whether it was rolled up yet; the store knows).
     fn periods(minute: u64, now_ms: u64, retention: &Retention, buckets: Buckets) -> Periods {
         let mut periods = vec![Period::AllTime];
-        let mut fold = None;
+        let mut folds = false;
         for granularity in Granularity::ALL {
             let bucket = Bucket::of(granularity, minute * Granularity::Minute.ms());
             let wanted = granularity == Granularity::Minute
@@ -487,13 +487,10 @@ impl DetailBuilder {
                 || bucket.end_ms() <= now_ms;
             if wanted && retention.keeps(bucket, now_ms) {
                 periods.push(Period::Bucket(bucket));
-                if granularity == Granularity::Minute && buckets == Buckets::Rollups {
-                    let hour = Bucket::of(Granularity::Hour, bucket.start_ms());
-                    fold = Some(Period::Fold(hour.number));
-                }
+                folds |= granularity == Granularity::Minute && buckets == Buckets::Rollups;
             }
         }
-        (periods, fold)
+        (periods, folds)
     }
 
     /// The merged detail at `now_ms`, with the buckets still kept (and wanted: `buckets`); the
@@ -503,24 +500,25 @@ impl DetailBuilder {
             FxHashMap::default();
         let mut periods_of: FxHashMap<u64, Periods> = FxHashMap::default();
         for ((scope, minute, list, member), n) in self.counts.drain() {
-            let (periods, fold): (&[Period], _) = if minute == ALL_TIME {
-                (&[Period::AllTime], None)
+            let (periods, folds): (&[Period], _) = if minute == ALL_TIME {
+                (&[Period::AllTime], false)
             } else {
-                let (periods, fold) = periods_of
+                let (periods, folds) = periods_of
                     .entry(minute)
                     .or_insert_with(|| Self::periods(minute, now_ms, retention, buckets));
-                (periods, *fold)
+                (periods, *folds)
             };
-            for period in periods {
-                // All-time words, nicks and rooms of everything are the immediate lists.
-                let immediate = scope == ScopeId::Global && list != TopList::Emotes as u8;
-                if *period == Period::AllTime && immediate {
+            for &period in periods {
+                // All-time words, nicks and rooms of everything are the immediate lists; a
+                // room's minutes stand for its all time when they are to be folded.
+                let skipped = match scope {
+                    ScopeId::Global => list != TopList::Emotes as u8,
+                    ScopeId::Room(_) => folds,
+                    ScopeId::Nick(_) => false,
+                };
+                if period == Period::AllTime && skipped {
                     continue;
                 }
-                let period = match (period, scope, fold) {
-                    (Period::AllTime, ScopeId::Room(_), Some(fold)) => fold,
-                    _ => *period,
-                };
                 *grouped
                     .entry((scope, period, list))
                     .or_default()
@@ -579,6 +577,7 @@ impl DetailBuilder {
             seen,
             history: std::mem::take(&mut self.history),
             messages: self.messages,
+            folds: buckets == Buckets::Rollups,
         };
         self.messages = 0;
         self.names = Names::default();
@@ -688,50 +687,42 @@ mod tests {
     }
 
     #[test]
-    fn a_rooms_counts_of_its_written_minutes_are_for_their_hours_roll_up_to_fold() {
+    fn a_rooms_counts_of_its_written_minutes_are_left_to_their_hours_roll_up() {
         let mut builder = DetailBuilder::default();
-        let hour = Bucket::of(Granularity::Hour, NOW + 1_000);
-        let ended = Bucket::of(Granularity::Hour, NOW - 1_000);
         let gone = Bucket::of(Granularity::Hour, NOW - 30 * 86_400_000);
-        builder.add(&message(NOW + 1_000, "#a", "x", &["now"], &[]), true, None);
-        for (time, word) in [(NOW - 1_000, "ended"), (gone.start_ms(), "gone")] {
+        // The current hour, one that ended (perhaps not rolled up yet: the store tells), and
+        // one whose minutes are no longer kept.
+        for (time, word) in [
+            (NOW + 1_000, "now"),
+            (NOW - 1_000, "ended"),
+            (gone.start_ms(), "gone"),
+        ] {
             builder.add(&message(time, "#a", "x", &[word], &[]), true, None);
         }
         let room = Scope::Room(Bytes::from_static(b"#a"));
+        let minute = |time: u64| Period::Bucket(Bucket::of(Granularity::Minute, time));
         let rollups = builder.take(NOW + 2_000, &Retention::default(), Buckets::Rollups);
-        let fold = |hour: Bucket| {
-            find(
-                &rollups,
-                room.clone(),
-                Period::Fold(hour.number),
-                TopList::Words,
-            )
-        };
-        assert_eq!(fold(hour), vec![("now".into(), 1)]);
-        // Ended, but perhaps not rolled up yet: the store tells.
-        assert_eq!(fold(ended), vec![("ended".into(), 1)]);
+        assert!(rollups.folds);
         assert_eq!(
             find(&rollups, room.clone(), Period::AllTime, TopList::Words),
             vec![("gone".into(), 1)],
             "with no minute written, there is nothing to fold: counted at once"
         );
-        // Everything's lists, and the in-memory store's, have no roll-up to wait for.
-        assert!(
-            find(
-                &rollups,
-                Scope::Global,
-                Period::Fold(hour.number),
-                TopList::Emotes
-            )
-            .is_empty()
+        for (time, word) in [(NOW + 1_000, "now"), (NOW - 1_000, "ended")] {
+            let got = find(&rollups, room.clone(), minute(time), TopList::Words);
+            assert_eq!(got, vec![(word.into(), 1)]);
+        }
+        let nick = Scope::Nick(Bytes::from_static(b"x"));
+        let nicks_words = find(&rollups, nick, Period::AllTime, TopList::Words);
+        assert_eq!(
+            nicks_words.len(),
+            3,
+            "a nick's lists have no roll-up to wait for"
         );
+        // Nor has the in-memory store.
         builder.add(&message(NOW + 1_000, "#a", "x", &["now"], &[]), true, None);
         let all = builder.take(NOW + 2_000, &Retention::default(), Buckets::All);
-        assert!(
-            all.lists
-                .iter()
-                .all(|(p, _)| !matches!(p.period, Period::Fold(_)))
-        );
+        assert!(!all.folds);
         assert_eq!(
             find(&all, room, Period::AllTime, TopList::Words),
             vec![("now".into(), 1)]
@@ -754,7 +745,7 @@ mod tests {
             .iter()
             .filter_map(|(p, _)| match p.period {
                 Period::Bucket(b) => Some(b.granularity),
-                Period::AllTime | Period::Fold(_) => None,
+                Period::AllTime => None,
             })
             .collect();
         assert!(!granularities.contains(&Granularity::Minute));
@@ -813,12 +804,7 @@ mod tests {
             p.period,
             Period::Bucket(b) if b.granularity == Granularity::Day
         )));
-        assert!(
-            detail
-                .lists
-                .iter()
-                .any(|(p, _)| matches!(p.period, Period::Fold(_)))
-        );
+        assert!(detail.folds);
         let total = detail.members();
         for max in [1, 7, 64, 500] {
             let parts = detail.clone().split(max);
@@ -835,9 +821,10 @@ mod tests {
                         assert_eq!(*part_of.entry(unit.clone()).or_insert(k), k, "{unit:?} cut");
                     }
                 }
-                // Over `max` only when one unit is larger: here at most 14 minutes, 2 hours,
-                // their 2 folds and a day.
-                assert!(part.members() <= max.max(19), "{max}: {}", part.members());
+                // Over `max` only when one unit is larger: here at most 14 minutes, 2 hours
+                // and a day.
+                assert!(part.members() <= max.max(17), "{max}: {}", part.members());
+                assert!(part.folds);
             }
             let mut merged: Vec<(Place, Vec<(Bytes, u64)>)> = Vec::new();
             for part in parts {

@@ -19,7 +19,7 @@ use rustc_hash::FxHashMap;
 use super::{Entry, HistoryPage, LIVE_BACKLOG, Live, Mark, Profile, Store, StoreError, unix_now};
 use crate::detail::{Detail, HistoryEntry, Period, Place, Scope, Seen};
 use crate::message::{Tally, TopList};
-use crate::timeline::{Bucket, Retention, Rolled};
+use crate::timeline::{Bucket, Granularity, Retention, Rolled};
 
 /// A top list: counts by member, and the same entries ordered by count then member.
 #[derive(Debug, Default)]
@@ -379,7 +379,7 @@ impl DetailState {
         }
         self.swept_minute = minute;
         self.lists.retain(|key, _| match key.period {
-            Period::AllTime | Period::Fold(_) => true,
+            Period::AllTime => true,
             Period::Bucket(bucket) => retention.keeps(bucket, now_ms),
         });
         self.activity
@@ -399,14 +399,9 @@ impl DetailState {
 
     /// Adds `members` to the list at `place`.
     fn add(&mut self, place: &Place, members: &[(Bytes, u64)]) {
-        // There is no roll-up here: a room's increments to fold go to all time at once.
-        let period = match place.period {
-            Period::Fold(_) => Period::AllTime,
-            other => other,
-        };
         let key = ListKey {
             scope: self.names.store_scope(&place.scope),
-            period,
+            period: place.period,
             list: place.list,
         };
         let counts = self.lists.entry(key).or_default();
@@ -555,10 +550,22 @@ impl MemoryStore {
         let mut state = lock(&self.inner.detail);
         state.sweep(now, &self.retention);
         for (place, members) in &detail.lists {
-            if let Period::Bucket(bucket) = place.period
-                && !self.retention.keeps(bucket, now)
-            {
-                continue;
+            if let Period::Bucket(bucket) = place.period {
+                // There is no roll-up here: what a room's minutes stand for goes to all time
+                // at once.
+                if detail.folds
+                    && bucket.granularity == Granularity::Minute
+                    && matches!(place.scope, Scope::Room(_))
+                {
+                    let all_time = Place {
+                        period: Period::AllTime,
+                        ..place.clone()
+                    };
+                    state.add(&all_time, members);
+                }
+                if !self.retention.keeps(bucket, now) {
+                    continue;
+                }
             }
             state.add(place, members);
         }
@@ -904,6 +911,39 @@ mod tests {
         let mut narrow = Counts::default();
         narrow.add(1, 5);
         assert!(matches!(narrow, Counts::Narrow(_)));
+    }
+
+    /// A detail made for Redis's roll-ups ([`Detail::folds`]) leaves a room's all time to its
+    /// minutes: here, with no roll-up, they count for all time at once.
+    #[test]
+    fn a_rooms_minutes_left_to_a_roll_up_count_for_all_time_at_once() {
+        use crate::detail::{Buckets, DetailBuilder};
+        use crate::message::Message;
+
+        let store = MemoryStore::new(100, 60);
+        let room = Bytes::from_static(b"#a");
+        let message = Message {
+            time_ms: unix_now() * 1000,
+            room: Some(room.clone()),
+            nick: Some(Bytes::from_static(b"x")),
+            words: vec![(Bytes::from_static(b"hi"), 2)],
+            emotes: Vec::new(),
+            id: None,
+            body: Bytes::new(),
+        };
+        let mut builder = DetailBuilder::default();
+        builder.add(&message, true, None);
+        let detail = builder.take(message.time_ms, &Retention::default(), Buckets::Rollups);
+        assert!(detail.folds);
+        store.apply_detail_now(&detail);
+        let place = Place {
+            scope: Scope::Room(room),
+            period: Period::AllTime,
+            list: TopList::Words,
+        };
+        let state = lock(&store.inner.detail);
+        let top = state.list(&place).map(|l| l.top(10));
+        assert_eq!(top, Some(vec![("hi".to_owned(), 2)]));
     }
 
     /// A room's list, a nick's and a bucket's are found by name after they are stored, and a

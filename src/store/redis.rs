@@ -248,7 +248,7 @@ impl Shard {
     /// The key of `list` of `scope` in `period`.
     fn place_key(&self, list: TopList, scope: &Scope, period: &Period) -> Key {
         Key::from(match period {
-            Period::AllTime | Period::Fold(_) => self.keys.list(scope, list),
+            Period::AllTime => self.keys.list(scope, list),
             Period::Bucket(bucket) => self.keys.bucket_list(scope, list, *bucket),
         })
     }
@@ -818,29 +818,22 @@ fn detail_call(
             .map(|(m, n)| (Value::Bytes(m.clone()), *n))
             .collect()
     };
-    // A room's hours whose minutes are written: their increments of all time (`Period::Fold`) and
-    // their minutes, written after the room's `f` group (`lua/detail.lua`).
+    // With `Detail::folds`, a room's minutes by hour: they stand for its all-time increments
+    // too, and are written after the room's `f` group for the hour (`lua/detail.lua`).
     type Lists<'a> = Vec<&'a (Place, Vec<(bytes::Bytes, u64)>)>;
-    let mut folds: BTreeMap<(&Scope, u64), (Lists, Lists)> = BTreeMap::new();
-    for item in &detail.lists {
-        if let Period::Fold(hour) = item.0.period {
-            folds.entry((&item.0.scope, hour)).or_default().0.push(item);
-        }
-    }
+    let mut folds: BTreeMap<(&Scope, u64), Lists> = BTreeMap::new();
     for item in &detail.lists {
         let (place, members) = item;
-        if let Period::Bucket(b) = place.period
+        if let (true, Scope::Room(_), Period::Bucket(b)) =
+            (detail.folds, &place.scope, place.period)
             && b.granularity == Granularity::Minute
         {
             let hour = Bucket::of(Granularity::Hour, b.start_ms()).number;
-            if let Some((_, minutes)) = folds.get_mut(&(&place.scope, hour)) {
-                minutes.push(item);
-                continue;
-            }
+            folds.entry((&place.scope, hour)).or_default().push(item);
+            continue;
         }
         let pairs = || pairs(members);
         match place.period {
-            Period::Fold(_) => {}
             Period::AllTime if matches!(place.scope, Scope::Nick(_)) => {
                 let record = records.entry(&place.scope).or_default();
                 for (member, n) in members {
@@ -875,13 +868,7 @@ fn detail_call(
         }
     }
     let folding: BTreeSet<u64> = folds.keys().map(|(_, hour)| *hour).collect();
-    let total = |lists: &Lists| -> u64 {
-        lists
-            .iter()
-            .flat_map(|(_, members)| members.iter().map(|(_, n)| n))
-            .sum()
-    };
-    for ((room, hour), (alltime, minutes)) in folds {
+    for ((room, hour), minutes) in folds {
         call.keys.push(Key::from(keys.folded(room)));
         call.keys.push(Key::from(keys.rollup()));
         for list in [TopList::Words, TopList::Nicks, TopList::Emotes] {
@@ -894,9 +881,7 @@ fn detail_call(
             int(legacy),
             int(FOLD_GRACE_SECS),
         ]);
-        // The minutes carry the same increments as `alltime` (`Detail::split` keeps them
-        // together): the script adds them to all time as well where it must.
-        debug_assert_eq!(total(&alltime), total(&minutes));
+        // The script adds them to all time as well where it must.
         for (place, members) in minutes {
             let Period::Bucket(bucket) = place.period else {
                 continue;

@@ -236,6 +236,7 @@ impl RedisStore {
         let mut parts = vec![
             Detail {
                 messages: detail.messages,
+                folds: detail.folds,
                 ..Detail::default()
             };
             self.shards.len()
