@@ -15,9 +15,10 @@
 //! | `{ns}activity:{g}:{n}` | hash | messages of everything per bucket of granularity `g`, grouped: minutes by hour, hours by day, days by 32-day block; expires |
 //! | `{ns}room:{R}:{list}`, `{ns}room:{R}:{list}:{g}:{n}`, `{ns}room:{R}:activity:{g}:{n}` | sorted set, hash | the same for one room, all time and per bucket; the all-time lists lack the hours after the room's `folded` hour, whose minutes are added to them when read |
 //! | `{ns}room:{R}:folded` | string | the last hour (Unix hours) of the room's minutes added to its all-time lists (`-1`: none yet); minutes of later hours are added by the hour's roll-up (`lua/rollup.lua`) |
+//! | `{ns}folding:h:{n}` | set | rooms whose minutes of hour `n` wait for its roll-up to fold them; the hour is marked rolled up once it is empty (`lua/rollup_done.lua`); expires with the minutes |
 //! | `{ns}nick:{N}:{list}` | sorted set | one nick's words, rooms and emotes, all time, except the increments still in its `pending` string |
 //! | `{ns}nick:{N}:pending` | string | one nick's newest increments of those lists, one record per call appended (`lua/records.lua`), folded into them once it passes 4 KiB; read together with them |
-//! | `{ns}rollup` | hash | the last hour (`h`) and day (`d`) rolled up for every scope |
+//! | `{ns}rollup` | hash | the last hour (`h`) and day (`d`) rolled up for every scope, and the hour whose roll-up has begun (`c`) |
 //! | `{ns}active:{g}:{n}` | set | the rooms with messages in an hour or a day, to roll up; expires |
 //! | `{ns}history` | stream | recorded messages (field `m`: the entry's JSON, `r`: its room), trimmed to `HISTORY_RETENTION` (to 1,000 when it is 0: the live feed) |
 //! | `{ns}room:{R}:history`, `{ns}nick:{N}:history` | stream | a room's or nick's messages: field `i`, the id of the entry in `{ns}history`; trimmed alike |
@@ -163,6 +164,16 @@ impl Keys {
     /// Held by the one worker rolling up at a time.
     pub(crate) fn rollup_lock(&self) -> String {
         format!("{}rollup:lock", self.ns)
+    }
+
+    /// The rooms whose minutes of `hour` wait for its roll-up to fold them (`lua/detail.lua`
+    /// adds, `lua/rollup.lua` removes): the hour is marked rolled up only once it is empty.
+    pub(crate) fn folding(&self, hour: u64) -> String {
+        format!(
+            "{}folding:{}",
+            self.ns,
+            bucket_suffix(Granularity::Hour, hour)
+        )
     }
 
     /// The rooms with messages in `bucket` (an hour or a day), to roll up.

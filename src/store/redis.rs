@@ -89,6 +89,8 @@ static FIELDS: Script = Script::new(include_str!("lua/fields.lua"));
 static UNION_SIZE: Script = Script::new(include_str!("lua/union_size.lua"));
 /// Rolls one scope's minutes up into an hour (or hours into a day).
 static ROLLUP: Script = Script::new(include_str!("lua/rollup.lua"));
+/// Marks an hour rolled up unless rooms still wait for it to fold their minutes.
+static ROLLUP_DONE: Script = Script::new(include_str!("lua/rollup_done.lua"));
 /// One page of the history.
 static HISTORY: Script = Script::new(include_str!("lua/history.lua"));
 /// One recorded message by id.
@@ -555,6 +557,15 @@ impl Shard {
     /// are no longer `kept` is rolled up only for the rooms whose minutes wait to be folded
     /// into their all-time lists. False when there was nothing to roll up in such an hour.
     async fn roll_up_bucket(&self, bucket: Bucket, kept: bool) -> Result<bool, StoreError> {
+        if bucket.granularity == Granularity::Hour {
+            // Begun: from now on a room joins the hour's `folding` set no more
+            // (`lua/detail.lua`), so the rooms listed next are all that wait.
+            let _: () = self
+                .client
+                .hset(self.keys.rollup(), ("c", bucket.number))
+                .await
+                .map_err(|e| self.fail(e))?;
+        }
         let active = self.keys.active(bucket);
         let rooms: Vec<Value> = self
             .client
@@ -585,13 +596,43 @@ impl Shard {
                 .map_err(|e| self.fail(e))?;
         }
         let field = bucket.granularity.letter().to_string();
-        let _: () = self
-            .client
-            .hset(self.keys.rollup(), (field, bucket.number))
-            .await
-            .map_err(|e| self.fail(e))?;
+        if bucket.granularity != Granularity::Hour {
+            let _: () = self
+                .client
+                .hset(self.keys.rollup(), (field, bucket.number))
+                .await
+                .map_err(|e| self.fail(e))?;
+        } else if !self.mark_hour_rolled(bucket, kept).await? {
+            // Not marked: the hour is rolled up again (a few times per call at most).
+            return Ok(true);
+        }
         tracing::debug!(bucket = ?bucket, scopes = scopes.len(), "rolled up");
         Ok(kept || !scopes.is_empty())
+    }
+
+    /// Marks `hour` rolled up once no room waits for it to fold its minutes
+    /// (`lua/rollup_done.lua`); a room that still does is rolled up first. (None should: no
+    /// room joins the waiting ones once the roll-up has begun, before it lists the hour's
+    /// rooms.) False when some still waited after a few rounds: the next run goes on.
+    async fn mark_hour_rolled(&self, hour: Bucket, kept: bool) -> Result<bool, StoreError> {
+        for _ in 0..10 {
+            let call = || ScriptCall {
+                keys: vec![
+                    Key::from(self.keys.rollup()),
+                    Key::from(self.keys.folding(hour.number)),
+                ],
+                args: vec![Value::from("h"), Value::Integer(hour.number as i64)],
+            };
+            let waiting: Vec<Value> = self.run(&ROLLUP_DONE, call).await?;
+            if waiting.is_empty() {
+                return Ok(true);
+            }
+            for room in waiting.into_iter().filter_map(Value::into_bytes) {
+                self.roll_up_scope(&Scope::Room(room), hour, kept).await?;
+            }
+        }
+        tracing::debug!(?hour, "rooms keep waiting for the roll-up");
+        Ok(false)
     }
 
     async fn roll_up_scope(
@@ -625,13 +666,15 @@ impl Shard {
                 );
                 args.push(Value::Integer(sources.len() as i64));
             }
-            if fold {
+            if let (true, Scope::Room(name)) = (fold, scope) {
                 keys.push(Key::from(self.keys.folded(scope)));
                 keys.extend(lists.iter().map(|l| Key::from(self.keys.list(scope, *l))));
+                keys.push(Key::from(self.keys.folding(bucket.number)));
                 args.push(Value::from("fold"));
                 args.push(Value::from(if kept { "1" } else { "0" }));
                 let first = self.settings.retention.expiry_secs(sources[0]);
                 args.push(Value::Integer(first as i64));
+                args.push(Value::Bytes(name.clone()));
             }
             ScriptCall { keys, args }
         };
@@ -869,17 +912,32 @@ fn detail_call(
     }
     let folding: BTreeSet<u64> = folds.keys().map(|(_, hour)| *hour).collect();
     for ((room, hour), minutes) in folds {
+        let Scope::Room(name) = room else {
+            continue;
+        };
         call.keys.push(Key::from(keys.folded(room)));
         call.keys.push(Key::from(keys.rollup()));
         for list in [TopList::Words, TopList::Nicks, TopList::Emotes] {
             call.keys.push(Key::from(keys.list(room, list)));
         }
+        call.keys.push(Key::from(keys.folding(hour)));
         let legacy = (now_ms + MAX_FUTURE_MS) / Granularity::Hour.ms();
+        let hour_bucket = Bucket {
+            granularity: Granularity::Hour,
+            number: hour,
+        };
+        // As long as the hour's last minute may wait.
+        let folding_expiry = retention.expiry_secs(Bucket::of(
+            Granularity::Minute,
+            hour_bucket.end_ms() - Granularity::Minute.ms(),
+        )) + FOLD_GRACE_SECS;
         call.args.extend([
             Value::from("f"),
             int(hour),
             int(legacy),
             int(FOLD_GRACE_SECS),
+            Value::Bytes(name.clone()),
+            int(folding_expiry),
         ]);
         // The script adds them to all time as well where it must.
         for (place, members) in minutes {

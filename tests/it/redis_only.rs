@@ -941,3 +941,81 @@ async fn a_rooms_messages_taken_after_their_hour_ended_are_folded_once() {
     assert_eq!(hi("#on").await, Some(3));
     assert_eq!(hi("#first").await, Some(2));
 }
+
+/// Rooms written while their hour is being rolled up (after the roll-up listed the hour's
+/// rooms) are rolled up too before the hour is marked rolled up: every message counts once in
+/// its room's all-time lists, whenever it came.
+#[tokio::test]
+async fn rooms_written_during_their_hours_roll_up_are_folded_once() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering};
+
+    use chatstats::detail::{Buckets, DetailBuilder, Period, Scope};
+    use chatstats::timeline::{Bucket, Granularity, Retention, now_ms};
+
+    let redis = TestRedis::start();
+    let store = redis.store_in(&namespace());
+    let hour = Bucket::of(Granularity::Hour, now_ms());
+    let apply = |room: String, time: u64, at: u64| {
+        let store = store.clone();
+        async move {
+            let mut builder = DetailBuilder::default();
+            builder.add(&message(time, &room, "nick", &["hi"]), true, None);
+            let detail = builder.take(at, &Retention::default(), Buckets::Rollups);
+            assert!(store.apply_detail(&detail, None).await.unwrap());
+        }
+    };
+    // Many rooms for the roll-up to go through, written while the hour ran.
+    let early = hour.start_ms() + 1_000;
+    for i in 0..200 {
+        apply(format!("#p{i}"), early, early + 1_000).await;
+    }
+    // The roll-up, and meanwhile new rooms with messages of the hour's last second, taken
+    // after it ended, until it is done.
+    let done = Arc::new(AtomicBool::new(false));
+    let rolling = {
+        let (store, done) = (store.clone(), done.clone());
+        tokio::spawn(async move {
+            let later = hour.end_ms() + 3_600_000;
+            while store.rolled().await.unwrap().hour < hour.number {
+                store.maintain(later).await.unwrap();
+            }
+            done.store(true, Ordering::SeqCst);
+        })
+    };
+    let count = |name: String| {
+        let store = store.clone();
+        async move {
+            let room = Scope::Room(bytes::Bytes::from(name));
+            store
+                .top_in(TopList::Words, &room, &[Period::AllTime], 10)
+                .await
+                .unwrap()
+        }
+    };
+    let mut late = 0;
+    while !done.load(Ordering::SeqCst) && late < 5_000 {
+        let name = format!("#n{late}");
+        apply(name.clone(), hour.end_ms() - 1_000, hour.end_ms() + 1_000).await;
+        // Exact at once too, whatever the roll-up is doing.
+        assert_eq!(
+            count(name.clone()).await,
+            vec![("hi".to_owned(), 1)],
+            "{name}"
+        );
+        late += 1;
+    }
+    rolling.await.unwrap();
+    assert!(late > 0);
+    let rooms: Vec<String> = (0..200)
+        .map(|i| format!("#p{i}"))
+        .chain((0..late).map(|i| format!("#n{i}")))
+        .collect();
+    for round in ["after the roll-up", "after another housekeeping run"] {
+        for name in &rooms {
+            let top = count(name.clone()).await;
+            assert_eq!(top, vec![("hi".to_owned(), 1)], "{name}, {round}");
+        }
+        store.maintain(hour.end_ms() + 3_600_000).await.unwrap();
+    }
+}

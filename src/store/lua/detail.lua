@@ -10,13 +10,18 @@
 -- (the earliest / latest time); `s` SADD member; `zmw`, `zmn`, `zme` after an `f` group.
 -- A room's `f` group, for its messages of an hour whose minutes are written (ended or not: only
 -- this script can tell, atomically, whether the hour is rolled up yet): KEYS the room's `folded`
--- string, the `rollup` hash, its all-time words, nicks and emotes; ARGV `f`, the hour, the
--- legacy hour, a grace (seconds). It is followed by the room's minutes of that hour: `zmw`,
+-- string, the `rollup` hash, its all-time words, nicks and emotes, the hour's `folding` set;
+-- ARGV `f`, the hour, the legacy hour, a grace (seconds), the room, the `folding` set's expiry.
+-- It is followed by the room's minutes of that hour: `zmw`,
 -- `zmn` and `zme` (its words, nicks, emotes), ZINCRBY as `z`. The hour's roll-up adds the
 -- minutes to the room's all-time lists (`rollup.lua`), and until then they outlive their
 -- expiry by the grace; unless the all-time lists already hold that hour (`direct`): the hour
 -- is at or before the room's `folded` hour, or rolled up already. Then the increments go to
--- them as well, now. A room with no `folded` string yet gets one: the legacy hour when it has
+-- them as well, now; so they do when the hour's roll-up has begun (the `rollup` hash's `c`)
+-- and the room has no minutes of it waiting (it is not in the hour's `folding` set): its
+-- all-time lists then hold the hour, which becomes its `folded` hour. Else the room joins
+-- the `folding` set, which its roll-up takes it out of; once the roll-up has begun, no room
+-- joins, and the hour is marked rolled up once the set is empty (`rollup_done.lua`). A room with no `folded` string yet gets one: the legacy hour when it has
 -- all-time lists (written before minutes were folded: every hour up to the latest a message
 -- may be in was counted at once), else -1 (a new room).
 -- A nick's group: KEYS its `pending` string, then its words, rooms and emotes; ARGV `a` and
@@ -43,7 +48,8 @@ local function fold_group()
     end
     redis.call('SET', folded, last)
   end
-  local rolled = redis.call('HGET', rollup, 'h')
+  local marks = redis.call('HMGET', rollup, 'h', 'c')
+  local rolled, closing = marks[1], tonumber(marks[2] or -1)
   if not rolled then
     -- The first hour to roll up is this one, whatever the retention says then.
     rolled = tostring(hour - 1)
@@ -52,8 +58,17 @@ local function fold_group()
   direct = hour <= tonumber(last) or hour <= tonumber(rolled)
   grace = tonumber(ARGV[i + 3])
   alltime = {zmw = KEYS[k + 2], zmn = KEYS[k + 3], zme = KEYS[k + 4]}
-  i = i + 4
-  k = k + 5
+  local folding, room = KEYS[k + 5], ARGV[i + 4]
+  if not direct and hour <= closing and redis.call('SISMEMBER', folding, room) == 0 then
+    direct = true
+    redis.call('SET', folded, hour)
+  end
+  if not direct then
+    redis.call('SADD', folding, room)
+    redis.call('EXPIREAT', folding, ARGV[i + 5])
+  end
+  i = i + 6
+  k = k + 6
 end
 local function apply(key, op, member, n)
   if op == 'z' then

@@ -3,14 +3,16 @@
 -- (ZUNIONSTORE replaces them). The caller marks the hour (day) rolled once every scope is.
 -- A room's hour also adds its minutes to the room's all-time lists (folds them) when the hour
 -- is after the room's `folded` hour (`detail.lua` wrote them to the minutes only), then makes
--- it the `folded` hour and gives the minutes their own expiry: folding is done once.
+-- it the `folded` hour and gives the minutes their own expiry: folding is done once. Either
+-- way the room leaves the hour's `folding` set (`detail.lua`).
 --   KEYS: the activity hash to write, the activity hash to read (it holds only this hour's
 --         minutes, or this day's hours), then per list its destination and its sources; to
---         fold, then the room's `folded` string and per list its all-time list
+--         fold, then the room's `folded` string, per list its all-time list, and the hour's
+--         `folding` set
 --   ARGV: the bucket's number, the expiry of what is written (Unix seconds), the number of
 --         lists, then per list its number of sources; to fold, then `fold`, whether the
---         sources are still kept (`1`, `0`) and the expiry of the first source (each next
---         one's is a minute later)
+--         sources are still kept (`1`, `0`), the expiry of the first source (each next
+--         one's is a minute later) and the room
 local bucket, expiry, lists = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3])
 local fold = ARGV[4 + lists] == 'fold'
 local unfolded = false
@@ -21,6 +23,7 @@ end
 if fold then
   local last = redis.call('GET', KEYS[alltime])
   unfolded = last ~= false and tonumber(bucket) > tonumber(last)
+  redis.call('SREM', KEYS[alltime + lists + 1], ARGV[7 + lists])
   -- Minutes no longer kept and already counted: what is left of them is not the hour.
   if ARGV[5 + lists] ~= '1' and not unfolded then
     return 0
