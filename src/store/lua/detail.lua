@@ -36,6 +36,8 @@ if not admit(KEYS[1], tonumber(ARGV[1]), tonumber(ARGV[2])) then
 end
 local i, k = 3, 2
 local direct, grace, alltime = true, 0, {}
+-- The rooms joining each hour's `folding` set (one SADD per set and call, at the end).
+local joining = {}
 -- Whether the all-time lists of a room already hold its hour (see the `f` group above).
 local function fold_group()
   local folded, rollup, hour = KEYS[k], KEYS[k + 1], tonumber(ARGV[i + 1])
@@ -64,8 +66,12 @@ local function fold_group()
     redis.call('SET', folded, hour)
   end
   if not direct then
-    redis.call('SADD', folding, room)
-    redis.call('EXPIREAT', folding, ARGV[i + 5])
+    local join = joining[folding]
+    if not join then
+      join = {expiry = ARGV[i + 5], rooms = {}}
+      joining[folding] = join
+    end
+    join.rooms[#join.rooms + 1] = room
   end
   i = i + 6
   k = k + 6
@@ -193,5 +199,11 @@ while k <= #KEYS do
     end
     i = i + ones + 2 * count
   end
+end
+for folding, join in pairs(joining) do
+  for from = 1, #join.rooms, 1000 do
+    redis.call('SADD', folding, unpack(join.rooms, from, math.min(from + 999, #join.rooms)))
+  end
+  redis.call('EXPIREAT', folding, join.expiry)
 end
 return 1
