@@ -12,18 +12,18 @@
 -- this script can tell, atomically, whether the hour is rolled up yet): KEYS the room's `folded`
 -- string, the `rollup` hash, its all-time words, nicks and emotes, the hour's `folding` set;
 -- ARGV `f`, the hour, the legacy hour, a grace (seconds), the room, the `folding` set's expiry.
--- It is followed by the room's minutes of that hour: `zmw`,
--- `zmn` and `zme` (its words, nicks, emotes), ZINCRBY as `z`. The hour's roll-up adds the
--- minutes to the room's all-time lists (`rollup.lua`), and until then they outlive their
--- expiry by the grace; unless the all-time lists already hold that hour (`direct`): the hour
--- is at or before the room's `folded` hour, or rolled up already. Then the increments go to
--- them as well, now; so they do when the hour's roll-up has begun (the `rollup` hash's `c`)
--- and the room has no minutes of it waiting (it is not in the hour's `folding` set): its
--- all-time lists then hold the hour, which becomes its `folded` hour. Else the room joins
--- the `folding` set, which its roll-up takes it out of; once the roll-up has begun, no room
--- joins, and the hour is marked rolled up once the set is empty (`rollup_done.lua`). A room with no `folded` string yet gets one: the legacy hour when it has
--- all-time lists (written before minutes were folded: every hour up to the latest a message
--- may be in was counted at once), else -1 (a new room).
+-- It is followed by the room's minutes of that hour: `zmw`, `zmn` and `zme` (its words, nicks,
+-- emotes), ZINCRBY as `z`. The hour's roll-up adds the minutes to the room's all-time lists
+-- (`rollup.lua`), and until then they outlive their expiry by the grace; unless the all-time
+-- lists already hold that hour (`direct`): the hour is at or before the room's `folded` hour,
+-- or rolled up already. Then the increments go to them as well, now; so they do when the
+-- hour's roll-up has begun (the `rollup` hash's `c`) and the room has no minutes of it
+-- waiting (it is not in the hour's `folding` set): its all-time lists then hold the hour,
+-- which becomes its `folded` hour. Else the room joins the `folding` set, which its roll-up
+-- takes it out of; once the roll-up has begun, no room joins, and the hour is marked rolled
+-- up once the set is empty (`rollup_done.lua`). A room with no `folded` string yet gets one:
+-- the legacy hour when it has all-time lists (written before minutes were folded: every hour
+-- up to the latest a message may be in was counted at once), else -1 (a new room).
 -- A nick's group: KEYS its `pending` string, then its words, rooms and emotes; ARGV `a` and
 -- its record (`records.lua`).
 -- A history group (last) is laid out differently: KEYS the history stream, the ids hash of the
