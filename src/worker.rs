@@ -241,6 +241,13 @@ const MEMBERS_IN_FLIGHT: usize = 16_384;
 /// 1,024 gave an end-to-end p99 of 11–13 ms at 5,000 messages/s, 128 gives 3.7–4.0 ms, at the
 /// same full-mode rate (BENCHMARKS.md).
 const DETAIL_CALL_MEMBERS: usize = 128;
+/// Most members of one call of a detail in per-message mode while Redis is far behind: the
+/// detail merged half of [`DETAIL_MAX_MESSAGES`] or more. The per-message calls queue
+/// then anyway, and a call's own work (its mark, a key's expiry, a room's fold check) weighs
+/// less in larger parts: over a file read at full speed, 1.02 `EVALSHA` per full message
+/// instead of 1.14 and 4% fewer commands; a steady stream's details stay at
+/// [`DETAIL_CALL_MEMBERS`] (BENCHMARKS.md, "Larger detail parts while Redis is far behind").
+const DETAIL_CALL_MEMBERS_BEHIND: usize = 1024;
 /// Most calls of details in flight at once: one running in Redis, one queued behind it, not
 /// every part of a 50 ms detail (about 50 parts at 5,000 messages/s).
 const DETAIL_CALLS_IN_FLIGHT: usize = 2;
@@ -652,6 +659,10 @@ impl<S: Store> Worker<S> {
             .details_due
             .is_some_and(|at| at <= tokio::time::Instant::now());
         if !self.details.is_empty() && (details_due || input_ended) && !self.detail_held() {
+            // Redis is far behind when the builder merged half of all it may while the
+            // details before it waited to be sent (a steady stream's 50 ms are far fewer).
+            let behind = 2 * self.details.len() >= DETAIL_MAX_MESSAGES
+                || 2 * self.details.entries() >= DETAIL_MAX_ENTRIES;
             self.details_due = None;
             let buckets = if self.window.store.rolls_up() {
                 Buckets::Rollups
@@ -662,9 +673,11 @@ impl<S: Store> Worker<S> {
                 .details
                 .take(now_ms(), &self.settings.retention, buckets);
             // Smaller parts than the tallies': each runs in Redis between per-message calls,
-            // so its size is the delay it adds to them.
+            // so its size is the delay it adds to them; unless those calls queue anyway.
             let part = if self.coalescer.is_some() {
                 COALESCING_DETAIL_CALL_MEMBERS
+            } else if behind {
+                DETAIL_CALL_MEMBERS_BEHIND
             } else {
                 DETAIL_CALL_MEMBERS
             };
@@ -905,17 +918,60 @@ mod tests {
             + worker.details_ready.iter().map(|d| d.messages).sum::<u64>()
     }
 
-    #[tokio::test]
-    async fn a_detail_merges_on_while_the_last_one_waits_to_be_sent() {
-        let settings = WorkerSettings {
+    /// A full worker's settings, with room in the window for every message's own call: they
+    /// are never polled here.
+    fn full_settings() -> WorkerSettings {
+        WorkerSettings {
             rules: Rules {
                 full: true,
                 ..Rules::basic(4096)
             },
-            // Room for every message's own call: they are never polled here.
             window: 2 * DETAIL_MAX_MESSAGES as usize,
             ..WorkerSettings::default()
+        }
+    }
+
+    /// Parts of details waiting to be sent: their number and their largest, in members.
+    fn waiting_parts<S: Store>(worker: &Worker<S>) -> (usize, usize) {
+        let largest = worker.details_ready.iter().map(Detail::members).max();
+        (worker.details_ready.len(), largest.unwrap_or(0))
+    }
+
+    #[tokio::test]
+    async fn a_detail_merged_while_redis_is_far_behind_goes_in_larger_parts() {
+        // Two distinct words per message: a detail of n messages has thousands of members.
+        let wide = |i: usize| {
+            Frame::Payload(Bytes::from(format!(
+                r##"{{"nick":"n{}","body":"w{i} x{i}"}}"##,
+                i % 7
+            )))
         };
+        let settings = full_settings();
+        for (messages, part) in [
+            // A steady stream's detail: small parts, each a short delay to the messages' calls.
+            (300, DETAIL_CALL_MEMBERS),
+            // Merged while the details before it waited: those calls queue anyway.
+            (DETAIL_MAX_MESSAGES as usize / 2, DETAIL_CALL_MEMBERS_BEHIND),
+        ] {
+            let store = MemoryStore::new(100, 3600);
+            let mut worker = Worker::new(store, "test".into(), settings.clone(), Arc::default());
+            worker.pending.extend((0..messages).map(wide));
+            // The input ended: the detail is taken as soon as every frame is judged.
+            worker.input_open = false;
+            while worker.step() {}
+            assert!(worker.details.is_empty(), "the detail was taken");
+            let (waiting, largest) = waiting_parts(&worker);
+            assert!(waiting >= 2, "{messages} messages: {waiting} parts waiting");
+            assert!(
+                largest <= part && largest > part / 2,
+                "{messages} messages: parts of up to {largest} members, not about {part}"
+            );
+        }
+    }
+
+    #[tokio::test]
+    async fn a_detail_merges_on_while_the_last_one_waits_to_be_sent() {
+        let settings = full_settings();
         let store = MemoryStore::new(100, 3600);
         let mut worker = Worker::new(store, "test".into(), settings, Arc::default());
         // Three parts of an earlier detail: two go in flight (not polled yet), one waits.
