@@ -8,7 +8,8 @@
 # every BIN_DIR's chatstats-worker in text mode, basic, full, then coalescing full
 # (FLUSH_INTERVAL_MS=50), each into a flushed database, builds alternating; AB_ROUNDS rounds
 # (2). Prints messages/s, Redis CPU per message (INFO cpu, user), the worker's CPU per message
-# and peak RSS (/usr/bin/time). Copy a build's target/release binaries aside to compare it.
+# and peak RSS (/usr/bin/time), and per message the script calls, the commands they ran and the
+# ZINCRBY among them (INFO commandstats: counts, which machine noise does not move). Copy a build's target/release binaries aside to compare it.
 
 set -euo pipefail
 
@@ -46,6 +47,7 @@ run() {
   local bin=$1 label=$2 c0 c1 t0 t1
   shift 2
   redis-cli -p "$PORT" FLUSHALL >/dev/null
+  redis-cli -p "$PORT" CONFIG RESETSTAT >/dev/null
   c0=$(redis_cpu)
   t0=$EPOCHREALTIME
   env REDIS_URL="redis://127.0.0.1:$PORT" REDIS_NAMESPACE=ab: RESPONSE_STREAM_MODE=text \
@@ -55,12 +57,17 @@ run() {
   t1=$EPOCHREALTIME
   c1=$(redis_cpu)
   read -r rss user sys <"$DIR/time.txt"
-  python3 - "$label" "$MESSAGES" "$t0" "$t1" "$c0" "$c1" "$rss" "$user" "$sys" <<'PY'
-import sys
-label, n, t0, t1, c0, c1, rss, user, sys_ = sys.argv[1:]
+  redis-cli -p "$PORT" INFO commandstats >"$DIR/commands.txt"
+  python3 - "$label" "$MESSAGES" "$t0" "$t1" "$c0" "$c1" "$rss" "$user" "$sys" "$DIR/commands.txt" <<'PY'
+import re, sys
+label, n, t0, t1, c0, c1, rss, user, sys_, commands = sys.argv[1:]
 n = int(n)
+calls = {m[1]: int(m[2]) for m in re.finditer(r"cmdstat_(\w+):calls=(\d+)", open(commands).read())}
+scripts = calls.get("evalsha", 0) + calls.get("eval", 0)
+inside = sum(calls.values()) - scripts - calls.get("info", 0) - calls.get("config", 0)
 print(f"{label:<48} {n / (float(t1) - float(t0)):>8.0f} msg/s  Redis {1e6 * (float(c1) - float(c0)) / n:6.1f} µs/msg"
-      f"  worker {1e6 * (float(user) + float(sys_)) / n:6.1f} µs/msg  RSS {int(rss) / 1024:5.1f} MB")
+      f"  worker {1e6 * (float(user) + float(sys_)) / n:6.1f} µs/msg  RSS {int(rss) / 1024:5.1f} MB"
+      f"  calls {scripts / n:.3f}, commands {inside / n:.2f}, ZINCRBY {calls.get('zincrby', 0) / n:.2f} /msg")
 PY
 }
 
