@@ -9,7 +9,8 @@
 # (FLUSH_INTERVAL_MS=50), each into a flushed database, builds alternating; AB_ROUNDS rounds
 # (2). Prints messages/s, Redis CPU per message (INFO cpu, user), the worker's CPU per message
 # and peak RSS (/usr/bin/time), and per message the script calls, the commands they ran and the
-# ZINCRBY among them (INFO commandstats: counts, which machine noise does not move). Copy a build's target/release binaries aside to compare it.
+# ZINCRBY among them (INFO commandstats: counts, which machine noise does not move). Copy a
+# build's target/release binaries aside to compare it.
 
 set -euo pipefail
 

@@ -242,7 +242,8 @@ const MEMBERS_IN_FLIGHT: usize = 16_384;
 /// same full-mode rate (BENCHMARKS.md).
 const DETAIL_CALL_MEMBERS: usize = 128;
 /// Most members of one call of a detail in per-message mode while Redis is far behind: the
-/// detail merged half of [`DETAIL_MAX_MESSAGES`] or more. The per-message calls queue
+/// detail merged half of [`DETAIL_MAX_MESSAGES`] or of [`DETAIL_MAX_ENTRIES`]. The per-message
+/// calls queue
 /// then anyway, and a call's own work (its mark, a key's expiry, a room's fold check) weighs
 /// less in larger parts: over a file read at full speed, 1.02 `EVALSHA` per full message
 /// instead of 1.14 and 4% fewer commands; a steady stream's details stay at
