@@ -243,10 +243,9 @@ const MEMBERS_IN_FLIGHT: usize = 16_384;
 const DETAIL_CALL_MEMBERS: usize = 128;
 /// Most members of one call of a detail in per-message mode while Redis is far behind: the
 /// detail merged half of [`DETAIL_MAX_MESSAGES`] or of [`DETAIL_MAX_ENTRIES`]. The per-message
-/// calls queue
-/// then anyway, and a call's own work (its mark, a key's expiry, a room's fold check) weighs
-/// less in larger parts: over a file read at full speed, 1.02 `EVALSHA` per full message
-/// instead of 1.14 and 4% fewer commands; a steady stream's details stay at
+/// calls queue then anyway, and a call's own work (its mark, a key's expiry, a room's fold
+/// check) weighs less in larger parts: over a file read at full speed, 1.02 `EVALSHA` per full
+/// message instead of 1.14 and 4% fewer commands; a steady stream's details stay at
 /// [`DETAIL_CALL_MEMBERS`] (BENCHMARKS.md, "Larger detail parts while Redis is far behind").
 const DETAIL_CALL_MEMBERS_BEHIND: usize = 1024;
 /// Most calls of details in flight at once: one running in Redis, one queued behind it, not
