@@ -4,11 +4,12 @@
 //! Statistics by time are kept in buckets of three granularities — UTC minutes, hours and days —
 //! each kept for its own retention. A range `[from, to)` is answered from the fewest buckets
 //! that cover it ([`cover`]): a range of up to 6 h is exact to the minute while its minutes are
-//! kept (whole hours inside it come from hour buckets, the edges from minute buckets); a longer
-//! one is widened to whole hours, and whole days inside it come from day buckets; a range older
-//! than a granularity's retention is widened to the next. The range actually covered is what
-//! the API reports in `Range-From`/`Range-To`. The module is a leaf: it imports nothing from
-//! the crate.
+//! kept (whole hours inside it come from hour buckets, the edges from minute buckets). A longer
+//! one starts on a whole hour, and whole days inside it come from day buckets; a start older
+//! than a granularity's retention is widened to the next. Its end stays exact to the minute
+//! while the minutes there are kept, else it is widened likewise: a range with no start ("up to
+//! 10:20") covers nothing after 10:20. The range actually covered is what the API reports in
+//! `Range-From`/`Range-To`. The module is a leaf: it imports nothing from the crate.
 
 use std::time::Duration;
 
@@ -236,16 +237,21 @@ pub fn cover(
     retention: &Retention,
     rolled: &Rolled,
 ) -> Covered {
-    // The finest granularity allowed: minutes only for short ranges; and only one whose buckets
-    // are still kept at the start of the range.
-    let finest = Granularity::ALL
+    // The start's granularity: minutes only for short ranges; and only one whose buckets are
+    // still kept at the start of the range.
+    let first = Granularity::ALL
         .into_iter()
         .filter(|g| *g != Granularity::Minute || to_ms - from_ms <= EXACT_MINUTES_UP_TO_MS)
         .find(|g| retention.keeps(Bucket::of(*g, from_ms), now_ms))
         .unwrap_or(Granularity::Day);
-    let unit = finest.ms();
-    let start = from_ms / unit * unit;
-    let end = to_ms.div_ceil(unit) * unit;
+    // The end's: the finest whose buckets are kept where the range's last buckets would be.
+    let last = Granularity::ALL
+        .into_iter()
+        .filter(|g| *g <= first)
+        .find(|g| end_kept(*g, first, to_ms, now_ms, retention))
+        .unwrap_or(first);
+    let start = from_ms / first.ms() * first.ms();
+    let end = to_ms.div_ceil(last.ms()) * last.ms();
     let horizon = now_ms.saturating_add(MAX_FUTURE_MS);
     let mut buckets = Vec::new();
     let mut at = start;
@@ -254,9 +260,9 @@ pub fn cover(
         let size = Granularity::ALL
             .into_iter()
             .rev()
-            .filter(|g| *g >= finest)
+            .filter(|g| *g >= last)
             .find(|g| at % g.ms() == 0 && at + g.ms() <= end)
-            .unwrap_or(finest);
+            .unwrap_or(last);
         readable(
             Bucket::of(size, at),
             horizon,
@@ -272,6 +278,21 @@ pub fn cover(
         to_ms: end,
         buckets,
     }
+}
+
+/// True when a range ending at `to_ms`, tiled with buckets of `first` and finer down to `end`,
+/// reads only kept buckets at its end: buckets of a finer granularity than `first` fill only
+/// the last bucket of the next coarser one before `to_ms`, so each must be kept from that
+/// bucket's start.
+fn end_kept(end: Granularity, first: Granularity, to_ms: u64, now_ms: u64, r: &Retention) -> bool {
+    let last_ms = to_ms.saturating_sub(1);
+    Granularity::ALL
+        .windows(2)
+        .filter(|pair| pair[0] >= end && pair[1] <= first)
+        .all(|pair| {
+            let coarser = pair[1].ms();
+            r.keeps(Bucket::of(pair[0], last_ms / coarser * coarser), now_ms)
+        })
 }
 
 /// The buckets to read for `bucket` at `now_ms`, added to `out`. A bucket not kept or not
@@ -381,7 +402,7 @@ mod tests {
     }
 
     #[test]
-    fn a_longer_range_is_widened_to_hours_with_days_inside() {
+    fn a_longer_range_starts_on_an_hour_with_days_inside_and_ends_exact() {
         let r = Retention {
             kept: [
                 Duration::from_secs(7 * 3600),
@@ -392,8 +413,40 @@ mod tests {
         };
         let c = cover(NOW - 3 * 86_400_000, NOW, NOW, &r, &Rolled::ALL);
         assert_eq!(c.from_ms % 3_600_000, 0);
-        assert_eq!(c.to_ms, (NOW / 3_600_000 + 1) * 3_600_000);
-        assert_eq!(sizes(&c), format!("{}dd{}", "h".repeat(14), "h".repeat(11)));
+        assert_eq!(c.to_ms, (NOW / MINUTE_MS + 1) * MINUTE_MS);
+        // 10:00..24:00 three days ago, two days, 00:00..10:00 today, 10:00..10:18.
+        assert_eq!(
+            sizes(&c),
+            format!("{}dd{}{}", "h".repeat(14), "h".repeat(10), "m".repeat(18))
+        );
+        let tiled: u64 = c.buckets.iter().map(|b| b.granularity.ms()).sum();
+        assert_eq!(tiled, c.to_ms - c.from_ms);
+    }
+
+    #[test]
+    fn a_range_with_no_start_ends_where_it_was_asked_to() {
+        let r = Retention::default();
+        let (hour, day) = (3_600_000, 86_400_000);
+        // Up to 09:47:30 today: 35 days, 00:00..09:00 in hours, 09:00..09:48 in minutes.
+        let to = NOW / hour * hour - hour + 47 * MINUTE_MS + 30_000;
+        let c = cover(NOW - 35 * day, to, NOW, &r, &Rolled::ALL);
+        assert_eq!(c.from_ms % day, 0);
+        assert_eq!(c.to_ms, to.div_ceil(MINUTE_MS) * MINUTE_MS);
+        assert!(sizes(&c).ends_with(&format!("d{}{}", "h".repeat(9), "m".repeat(48))));
+        assert!(c.buckets.iter().all(|b| r.keeps(*b, NOW)));
+        // Up to 01:30 yesterday: its minutes are gone, its hours kept.
+        let to = NOW / day * day - day + hour + 30 * MINUTE_MS;
+        let c = cover(NOW - 35 * day, to, NOW, &r, &Rolled::ALL);
+        assert_eq!(c.to_ms, to.div_ceil(hour) * hour);
+        assert!(sizes(&c).ends_with("dhh"));
+        // Up to 01:30 four days ago: days only.
+        let c = cover(NOW - 35 * day, to - 3 * day, NOW, &r, &Rolled::ALL);
+        assert_eq!(c.to_ms, (to - 3 * day).div_ceil(day) * day);
+        assert!(sizes(&c).chars().all(|g| g == 'd'));
+        // The end's hours must be kept from its day's start: 45 h ago is 13:17 two days ago,
+        // whose day began 58 h ago, past the 49 h of hours. So the end is a whole day.
+        let c = cover(NOW - 35 * day, NOW - 45 * hour, NOW, &r, &Rolled::ALL);
+        assert_eq!(c.to_ms % day, 0);
     }
 
     #[test]

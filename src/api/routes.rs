@@ -77,7 +77,8 @@ pub(crate) struct TopQuery {
     /// (whole hours past 6 h); omitted: as far back as anything is kept.
     #[param(example = "2026-11-23T08:01:00Z")]
     pub from: Option<String>,
-    /// End of the range (exclusive): RFC 3339 or Unix milliseconds; omitted: now.
+    /// End of the range (exclusive): RFC 3339 or Unix milliseconds; omitted: now. Widened to a
+    /// whole minute while the minutes there are kept (7 h by default), else to an hour or day.
     #[param(example = "1795420980000")]
     pub to: Option<String>,
     /// The last `1m`, `5m`, `15m`, `1h`, `6h`, `24h`, `7d` or `30d`, up to now. Not with `from` or

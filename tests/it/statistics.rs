@@ -19,7 +19,7 @@ use crate::helpers::*;
 contract!(
     the_part2_fixture_gives_exactly_its_expected_answers,
     ranged_answers_say_the_range_they_cover,
-    a_range_longer_than_6_hours_is_widened_to_whole_hours,
+    a_range_longer_than_6_hours_starts_on_a_whole_hour,
     one_end_of_a_range_may_be_left_open,
     windows_end_now,
     a_range_without_messages_is_empty,
@@ -246,7 +246,7 @@ async fn ranged_answers_say_the_range_they_cover<S: Store>(new: impl Fn() -> S) 
     assert_eq!((from, to), (None, None));
 }
 
-async fn a_range_longer_than_6_hours_is_widened_to_whole_hours<S: Store>(new: impl Fn() -> S) {
+async fn a_range_longer_than_6_hours_starts_on_a_whole_hour<S: Store>(new: impl Fn() -> S) {
     let (api, _) = recorded(new).await;
     let now = now_ms();
     let path = format!("/stats/emotes?from={}", now - 7 * 3_600_000 - 123_456);
@@ -254,8 +254,8 @@ async fn a_range_longer_than_6_hours_is_widened_to_whole_hours<S: Store>(new: im
     assert_eq!(status, 200, "{body}");
     let (from, to) = (from.unwrap(), to.unwrap());
     assert_eq!(from % 3_600_000, 0, "from on an hour");
-    assert_eq!(to % 3_600_000, 0, "to on an hour");
-    assert!(from <= now - 7 * 3_600_000 - 123_456 && to > now);
+    assert_eq!(to % 60_000, 0, "to on a minute: the end is exact");
+    assert!(from <= now - 7 * 3_600_000 - 123_456 && to >= now && to < now + 60_000);
     let (_, all_time) = api.get("/stats/emotes").await;
     assert_eq!(body, all_time, "the range holds every message");
 }
@@ -263,14 +263,24 @@ async fn a_range_longer_than_6_hours_is_widened_to_whole_hours<S: Store>(new: im
 async fn one_end_of_a_range_may_be_left_open<S: Store>(new: impl Fn() -> S) {
     let (api, fixture) = recorded(new).await;
     let start = FIXTURE_START_MS + fixture.offset;
-    // Open start: as far back as anything is kept, a long range, so widened to whole hours.
+    // Open start: as far back as anything is kept, a long range, so its start is widened to a
+    // whole day; its end stays exact to the minute.
     let now = now_ms();
     let (status, body, from, to) = get_ranged(&api, &format!("/stats/nicks?to={now}")).await;
     assert_eq!(status, 200, "{body}");
     let (from, to) = (from.unwrap(), to.unwrap());
-    assert!(from % 3_600_000 == 0 && to % 3_600_000 == 0 && to >= now);
+    assert!(from % 86_400_000 == 0 && to % 60_000 == 0 && to >= now && to < now + 60_000);
     assert!(now - from >= 35 * 86_400_000 - 3_600_000, "everything kept");
     assert_eq!(body, api.get("/stats/nicks").await.1);
+    // Up to 08:03: nothing after it (dave, with the processing time, is later), as from the
+    // fixture's start to 08:03.
+    let up_to = format!("/stats/nicks?to={}", start + 180_000);
+    let (status, body, _, to) = get_ranged(&api, &up_to).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(to, Some(start + 180_000));
+    let bounded = format!("/stats/nicks?from={start}&to={}", start + 180_000);
+    assert_eq!(body, get_ranged(&api, &bounded).await.1);
+    assert_eq!(sorted_members(&body), ["alice", "bob", "carol"], "{body}");
     // From 08:04: erin at 08:04:00, alice at 08:04:59, the three with the processing time.
     let (_, body, from, _) =
         get_ranged(&api, &format!("/stats/nicks?from={}", start + 240_000)).await;
