@@ -116,7 +116,8 @@ pub(crate) struct LiveQuery {
 #[derive(utoipa::IntoResponses)]
 pub(crate) enum BadHistoryQuery {
     /// `limit` is not a whole number in 1..=200, `before` is not a cursor of this store's form,
-    /// `room` or `nick` is empty, or a parameter other than these four is given.
+    /// `room` or `nick` is empty, or a parameter of the statistics routes (`from`, `to`,
+    /// `window`, `bucket`) is given. Unknown parameters are ignored, as Fastify does.
     #[response(status = 400, example = json!({"statusCode": 400, "error": "Bad Request", "message": "querystring/limit must be <= 200"}))]
     Invalid(ErrorBody),
 }

@@ -151,15 +151,27 @@ pub(crate) struct ActivityQuery {
     room: Option<String>,
 }
 
-/// A 404 for a room or nick never seen, written once for the OpenAPI document.
+/// A 404 of `/stats/rooms/{room}`, written once for the OpenAPI document.
 #[allow(
     dead_code,
     reason = "only describes an answer for the OpenAPI document"
 )]
 #[derive(utoipa::IntoResponses)]
-pub(crate) enum NeverSeen {
-    /// No counted message was ever in this room, or by this nick.
+pub(crate) enum RoomNeverSeen {
+    /// No counted message was ever in this room.
     #[response(status = 404, example = json!({"statusCode": 404, "error": "Not Found", "message": "room #never was never seen"}))]
+    NotFound(ErrorBody),
+}
+
+/// A 404 of `/stats/nicks/{nick}`.
+#[allow(
+    dead_code,
+    reason = "only describes an answer for the OpenAPI document"
+)]
+#[derive(utoipa::IntoResponses)]
+pub(crate) enum NickNeverSeen {
+    /// No counted message was ever by this nick (an ignored nick never is).
+    #[response(status = 404, example = json!({"statusCode": 404, "error": "Not Found", "message": "nick nobody was never seen"}))]
     NotFound(ErrorBody),
 }
 
@@ -181,7 +193,7 @@ fn scope_of(kind: Seen, name: &str) -> Scope {
                 ("Range-From" = String, description = "Ranged answers: start of the range covered (RFC 3339), the range asked widened to whole buckets"),
                 ("Range-To" = String, description = "Ranged answers: end of the range covered (RFC 3339, exclusive)"),
             )),
-        BadQuery, NeverSeen, StoreUnavailable,
+        BadQuery, RoomNeverSeen, StoreUnavailable,
     ))]
 pub(crate) async fn room<S: Store>(
     State(state): State<AppState<S>>,
@@ -247,7 +259,7 @@ pub(crate) async fn room<S: Store>(
         NickQuery),
     responses(
         (status = 200, description = "The nick, all time", body = NickSummary),
-        BadLimit, NeverSeen, StoreUnavailable,
+        BadLimit, NickNeverSeen, StoreUnavailable,
     ))]
 pub(crate) async fn nick<S: Store>(
     State(state): State<AppState<S>>,
@@ -299,7 +311,8 @@ pub(crate) async fn nick<S: Store>(
 pub(crate) enum BadActivityQuery {
     /// `bucket` is not `1m`, `1h` or `1d`, a time is neither RFC 3339 nor Unix
     /// milliseconds, `from` is not before `to`, the range holds more than 1,440 buckets, or a
-    /// parameter other than `bucket`, `from`, `to` and `room` is given.
+    /// parameter of the other statistics routes (`nick`, `window`, `limit`) is given. Unknown
+    /// parameters are ignored, as the TypeScript service's Fastify does.
     #[response(status = 400, example = json!({"statusCode": 400, "error": "Bad Request", "message": "querystring/bucket must be one of 1m, 1h, 1d"}))]
     Invalid(ErrorBody),
 }
@@ -342,7 +355,7 @@ pub(crate) async fn activity<S: Store>(
     let count = (to - 1) / granularity.ms() - from / granularity.ms() + 1;
     if count > MAX_ACTIVITY_BUCKETS {
         return Err(ApiError::BadRequest(format!(
-            "the range holds {count} buckets of {}; at most {MAX_ACTIVITY_BUCKETS} are answered",
+            "the range holds {count} buckets of 1{}; at most {MAX_ACTIVITY_BUCKETS} are answered",
             granularity.letter()
         )));
     }
