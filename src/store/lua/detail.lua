@@ -6,7 +6,8 @@
 --         none), a count u of increments by 1, a count c of others, then u members (each
 --         `n` = 1), then c `member, n` pairs (most increments are 1: half the arguments to
 --         convert)
--- Operations: `z` ZINCRBY n member; `h` HINCRBY member n; `lt` / `gt` ZADD LT / GT n member
+-- Operations: `z` ZINCRBY n member (one ZADD of them all when the sorted set does not exist
+-- yet and they are many: `records.lua`); `h` HINCRBY member n; `lt` / `gt` ZADD LT / GT n member
 -- (the earliest / latest time); `s` SADD member; `zmw`, `zmn`, `zme` after an `f` group.
 -- A room's `f` group, for its messages of an hour whose minutes are written (ended or not: only
 -- this script can tell, atomically, whether the hour is rolled up yet): KEYS the room's `folded`
@@ -85,8 +86,16 @@ local function apply(key, op, member, n)
 end
 -- `s`, `lt` and `gt` take many members per command: one SADD or ZADD per 1,000 arguments (a
 -- member twice in one ZADD LT / GT keeps its least / greatest time, as one ZADD each would).
+-- `n` is a plain ZADD: increments to a sorted set that does not exist yet (`records.lua`).
 local function apply_many(key, op, from, ones, count)
-  local head = op == 's' and {'SADD', key} or {'ZADD', key, string.upper(op)}
+  local head
+  if op == 's' then
+    head = {'SADD', key}
+  elseif op == 'n' then
+    head = {'ZADD', key}
+  else
+    head = {'ZADD', key, string.upper(op)}
+  end
   local args = {unpack(head)}
   local function add(member, n)
     if op ~= 's' then
@@ -177,7 +186,17 @@ while k <= #KEYS do
       end
       op = 'z'
     end
-    if op == 'z' or op == 'h' then
+    if op == 'z' and ones + count >= NEW_SET_MIN and redis.call('EXISTS', key) == 0 then
+      apply_many(key, 'n', i, ones, count)
+      if also then
+        for j = i, i + ones - 1 do
+          apply(also, op, ARGV[j], '1')
+        end
+        for j = i + ones, i + ones + 2 * count - 1, 2 do
+          apply(also, op, ARGV[j], ARGV[j + 1])
+        end
+      end
+    elseif op == 'z' or op == 'h' then
       -- '1', not 1: a number argument costs redis.call a conversion to text (~9% of a ZINCRBY).
       for j = i, i + ones - 1 do
         apply(key, op, ARGV[j], '1')
