@@ -7,8 +7,9 @@
 //! acknowledges and deletes the entries, provided they are all still its own (see
 //! [`crate::store::redis::InboxEntry`] and `lua/inbox_apply.lua`). Every [`CLAIM_EVERY`] it takes
 //! over entries that another consumer left pending for longer than the claim idle time
-//! (`XAUTOCLAIM`): a worker that died, or stalled, between reading and applying. The stalled
-//! one, should it wake, finds its entries gone and applies nothing.
+//! (`XAUTOCLAIM`): a worker that died, or stalled, between reading and applying; batch after
+//! batch while they come full. The stalled one, should it wake, finds its entries gone and
+//! applies nothing.
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -129,6 +130,11 @@ impl Consumer {
                     entries = entries.len(),
                     "took over entries another consumer left pending"
                 );
+                if entries.len() >= self.inbox.batch {
+                    // A full batch: more may wait. Take them at once, not one batch per
+                    // CLAIM_EVERY (a dead consumer's 5,000 entries took 50 s in batches of 500).
+                    next_claim = tokio::time::Instant::now();
+                }
             }
             if claiming && self.store.is_cluster() {
                 // On Redis Cluster entries taken over are applied one by one (see

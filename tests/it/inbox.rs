@@ -258,6 +258,30 @@ async fn three_workers_one_killed_and_one_stalled(url: &str, store: RedisStore) 
     assert_eq!(page["messages"], (N / 5 + 1) as u64);
 }
 
+/// A dead consumer's entries are taken over batch after batch while batches come full, not one
+/// batch per claim period: 1,000 entries in batches of 50 would take 20 periods of 5 s.
+#[tokio::test]
+async fn a_dead_consumers_many_batches_are_taken_over_at_once() {
+    const N: usize = 1_000;
+    let redis = TestRedis::start();
+    let ns = namespace();
+    let store = redis.store_in(&ns);
+    store.inbox_group().await.unwrap();
+    store.append_inbox(&payloads(N), None).await.unwrap();
+    // Read and never applied: a consumer that died.
+    assert_eq!(store.inbox_read("dead", N, 10).await.unwrap().len(), N);
+    let _worker = inbox_worker_at(&redis.url(), &ns);
+    // The worker's first claim finds them idle for less than its 1 s, its second one 5 s
+    // later takes them; one batch per 5 s would take 100 s.
+    eventually(
+        Duration::from_secs(40),
+        "the dead consumer's entries to be taken over and applied",
+        || async { backlog(&redis, &ns) == (0, 0) },
+    )
+    .await;
+    assert_eq!(nicks(&store).await, expected_nicks(N));
+}
+
 /// Records `file` with a worker process: into the inbox (`FORWARD_TO_INBOX`) or directly.
 fn record_file(redis: &TestRedis, ns: &str, file: &std::path::Path, forward: bool) {
     let mut worker = bin("chatstats-worker")
