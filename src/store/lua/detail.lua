@@ -155,9 +155,10 @@ local function history()
   if #ids_set > 2 then
     redis.call(unpack(ids_set))
   end
+  -- Not kept (`0`): the live feed's last 1,000 still expire once no worker writes.
+  redis.call('EXPIREAT', stream, expiry)
   if minid ~= '0' then
     redis.call('EXPIREAT', ids, expiry)
-    redis.call('EXPIREAT', stream, expiry)
   end
 end
 while k <= #KEYS do
