@@ -13,9 +13,9 @@ local FOLD_BYTES = 4096
 
 -- The increments of `text` summed per member, for the lists whose letters are in `wanted` (a
 -- set of letters): sums[letter][member], the number of distinct members, and that number per
--- letter. Stops at the
--- first malformed increment (there is none unless the key was written by something else).
--- Members and counts of other lists are skipped, not cut out: reads ask for one list.
+-- letter. Stops at the first malformed increment (there is none unless the key was written
+-- by something else). Members and counts of other lists are skipped, not cut out: reads ask
+-- for one list.
 local function sum_increments(text, wanted)
   local find, sub = string.find, string.sub
   local sums, distinct, sizes = {}, 0, {}
