@@ -84,9 +84,10 @@ local function apply(key, op, member, n)
     redis.call('HINCRBY', key, member, n)
   end
 end
--- `s`, `lt` and `gt` take many members per command: one SADD or ZADD per 1,000 arguments (a
--- member twice in one ZADD LT / GT keeps its least / greatest time, as one ZADD each would).
--- `n` is a plain ZADD: increments to a sorted set that does not exist yet (`records.lua`).
+-- `s`, `lt` and `gt` take many members per command: one SADD or ZADD per 1,000 arguments
+-- (`chunked`, in `records.lua`; a member twice in one ZADD LT / GT keeps its least / greatest
+-- time, as one ZADD each would). `n` is a plain ZADD: increments to a sorted set that does not
+-- exist yet (`records.lua`).
 local function apply_many(key, op, from, ones, count)
   local head
   if op == 's' then
@@ -96,15 +97,12 @@ local function apply_many(key, op, from, ones, count)
   else
     head = {'ZADD', key, string.upper(op)}
   end
-  local args = {unpack(head)}
+  local push, flush = chunked(head)
   local function add(member, n)
-    if op ~= 's' then
-      args[#args + 1] = n
-    end
-    args[#args + 1] = member
-    if #args >= #head + 1000 then
-      redis.call(unpack(args))
-      args = {unpack(head)}
+    if op == 's' then
+      push(member)
+    else
+      push(n, member)
     end
   end
   for j = from, from + ones - 1 do
@@ -113,9 +111,7 @@ local function apply_many(key, op, from, ones, count)
   for j = from + ones, from + ones + 2 * count - 1, 2 do
     add(ARGV[j], ARGV[j + 1])
   end
-  if #args > #head then
-    redis.call(unpack(args))
-  end
+  flush()
 end
 local function history()
   local stream, ids = KEYS[k], KEYS[k + 1]
@@ -125,7 +121,7 @@ local function history()
   -- One EXPIREAT per index key and call: a room's messages of one call share it. The ids
   -- are set by one HSET per 500 messages.
   local expiring = {}
-  local ids_set = {'HSET', ids}
+  local set_id, set_ids = chunked({'HSET', ids})
   for _ = 1, count do
     local json, id, room, flags = ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3]
     i = i + 4
@@ -133,12 +129,7 @@ local function history()
       redis.call('XADD', stream, 'MAXLEN', '~', 1000, '*', 'm', json, 'r', room)
     else
       local entry = redis.call('XADD', stream, 'MINID', '~', minid, '*', 'm', json, 'r', room)
-      ids_set[#ids_set + 1] = id
-      ids_set[#ids_set + 1] = entry
-      if #ids_set >= 1002 then
-        redis.call(unpack(ids_set))
-        ids_set = {'HSET', ids}
-      end
+      set_id(id, entry)
       if flags ~= '-' then
         for _ = 1, #flags do
           local index = KEYS[k]
@@ -152,9 +143,7 @@ local function history()
       end
     end
   end
-  if #ids_set > 2 then
-    redis.call(unpack(ids_set))
-  end
+  set_ids()
   -- Not kept (`0`): the live feed's last 1,000 still expire once no worker writes.
   redis.call('EXPIREAT', stream, expiry)
   if minid ~= '0' then

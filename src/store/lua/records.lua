@@ -60,21 +60,36 @@ end
 -- the EXISTS would cost more than it saves when the set exists.
 local NEW_SET_MIN = 8
 
+-- A variadic command (`head`: its name and key) sent once per 1,000 arguments: `push(a[, b])`
+-- adds arguments, `flush()` sends what is left.
+local function chunked(head)
+  local args = {unpack(head)}
+  local function flush()
+    if #args > #head then
+      redis.call(unpack(args))
+    end
+    args = {unpack(head)}
+  end
+  local function push(a, b)
+    args[#args + 1] = a
+    if b ~= nil then
+      args[#args + 1] = b
+    end
+    if #args >= #head + 1000 then
+      flush()
+    end
+  end
+  return push, flush
+end
+
 -- Adds `counts` (member -> count, `size` of them) to the sorted set `key`.
 local function add_counts(key, counts, size)
   if size >= NEW_SET_MIN and redis.call('EXISTS', key) == 0 then
-    local args = {'ZADD', key}
+    local push, flush = chunked({'ZADD', key})
     for member, count in pairs(counts) do
-      args[#args + 1] = count
-      args[#args + 1] = member
-      if #args >= 1002 then
-        redis.call(unpack(args))
-        args = {'ZADD', key}
-      end
+      push(count, member)
     end
-    if #args > 2 then
-      redis.call(unpack(args))
-    end
+    flush()
     return
   end
   for member, count in pairs(counts) do
