@@ -358,7 +358,7 @@ pub(crate) async fn live<S: Store>(
 
 /// The live feed over a WebSocket: the same updates as `/live`, each a text frame
 /// `{"event": "message" | "stats" | "unavailable" | "lagged", "data": {…}}`. Messages from
-/// the client are ignored; one larger than 4 KiB closes the connection.
+/// the client are ignored; one larger than 4 KiB closes the connection (code 1009).
 #[utoipa::path(get, path = "/ws", tag = "history", params(LiveQuery),
     responses(
         (status = 101, description = "Switching to the WebSocket protocol; then text frames `{\"event\": \"message\"|\"stats\"|\"unavailable\"|\"lagged\", \"data\": {…}}`"),
@@ -394,6 +394,13 @@ const WS_WRITE_BUFFER: usize = 4096;
 /// The largest frame or message `/ws` accepts from a client.
 const WS_MAX_RECEIVED: usize = 4096;
 
+/// True when a WebSocket read failed on a frame or message past [`WS_MAX_RECEIVED`].
+fn too_large(err: &axum::Error) -> bool {
+    std::error::Error::source(err)
+        .and_then(|e| e.downcast_ref::<tungstenite::Error>())
+        .is_some_and(|e| matches!(e, tungstenite::Error::Capacity(_)))
+}
+
 async fn forward(
     mut socket: WebSocket,
     updates: impl Stream<Item = Update> + Send + 'static,
@@ -426,6 +433,14 @@ async fn forward(
                 }
             }
             received = socket.recv() => match received {
+                Some(Err(err)) if too_large(&err) => {
+                    let frame = Frame::Close(Some(axum::extract::ws::CloseFrame {
+                        code: 1009,
+                        reason: "a client's frame is limited to 4 KiB".into(),
+                    }));
+                    let _ = tokio::time::timeout(Duration::from_millis(100), socket.send(frame)).await;
+                    return;
+                }
                 Some(Ok(Frame::Close(_))) | None | Some(Err(_)) => break,
                 Some(Ok(_)) => {}
             },

@@ -398,7 +398,7 @@ async fn the_websocket_sends_the_same_updates_as_text_frames<S: Store>(new: impl
     }
     assert_eq!(got, [id(2), id(5), id(8)]);
     // What a client sends is dropped; a frame past 4 KiB closes the connection instead of
-    // being buffered.
+    // being buffered, saying why (1009, "message too big").
     socket
         .send(Frame::Text("x".repeat(5000).into()))
         .await
@@ -406,15 +406,17 @@ async fn the_websocket_sends_the_same_updates_as_text_frames<S: Store>(new: impl
     let closed = tokio::time::timeout(Duration::from_secs(20), async {
         loop {
             match socket.next().await {
-                None | Some(Err(_)) | Some(Ok(Frame::Close(_))) => return,
+                Some(Ok(Frame::Close(close))) => return close.map(|c| u16::from(c.code)),
+                None | Some(Err(_)) => return None,
                 Some(Ok(_)) => {}
             }
         }
     })
     .await;
-    assert!(
-        closed.is_ok(),
-        "a 5,000-byte frame left the connection open"
+    assert_eq!(
+        closed.expect("a 5,000-byte frame left the connection open"),
+        Some(1009),
+        "closed without saying why"
     );
 }
 
