@@ -1094,7 +1094,13 @@ fn history_group(
     let hour = now_ms / Granularity::Hour.ms();
     call.keys.push(Key::from(keys.history(&Scope::Global)));
     call.keys.push(Key::from(keys.history_ids(hour)));
-    let expiry = ((hour + 1) * Granularity::Hour.ms() + kept).div_ceil(1000);
+    // Not kept: the live feed's last 1,000 linger an hour past their hour, then go.
+    let linger = if kept == 0 {
+        Granularity::Hour.ms()
+    } else {
+        kept
+    };
+    let expiry = ((hour + 1) * Granularity::Hour.ms() + linger).div_ceil(1000);
     let minid = if kept == 0 {
         0
     } else {
