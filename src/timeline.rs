@@ -502,6 +502,41 @@ mod tests {
         assert_eq!(children(Bucket::of(Granularity::Day, NOW)).len(), 24);
     }
 
+    proptest::proptest! {
+        /// Any range: the buckets read lie in order inside the covered range, which holds the
+        /// range asked; each is kept; and the end is exact to the minute wherever the minutes
+        /// of its day are still kept.
+        #[test]
+        fn a_covered_range_holds_the_range_asked_in_kept_buckets_and_ends_exact_when_it_can(
+            ago in 0u64..40 * 86_400_000,
+            length in 1u64..40 * 86_400_000,
+            kept in (2u64..12, 26u64..80, 1u64..40),
+        ) {
+            let r = Retention {
+                kept: [
+                    Duration::from_secs(kept.0 * 3600),
+                    Duration::from_secs(kept.1 * 3600),
+                    Duration::from_secs(kept.2.max(4) * 86_400),
+                ],
+                ..Retention::default()
+            };
+            let from = NOW.saturating_sub(ago);
+            let to = from + length;
+            let c = cover(from, to, NOW, &r, &Rolled::ALL);
+            proptest::prop_assert!(c.from_ms <= from && c.to_ms >= to);
+            let mut at = c.from_ms;
+            for b in &c.buckets {
+                proptest::prop_assert!(b.start_ms() >= at && b.end_ms() <= c.to_ms, "{b:?}");
+                proptest::prop_assert!(r.keeps(*b, NOW), "{b:?} not kept");
+                at = b.end_ms();
+            }
+            let day_start = (to - 1) / 86_400_000 * 86_400_000;
+            if r.keeps(Bucket::of(Granularity::Minute, day_start), NOW) {
+                proptest::prop_assert_eq!(c.to_ms, to.div_ceil(MINUTE_MS) * MINUTE_MS);
+            }
+        }
+    }
+
     #[test]
     fn times_are_written_in_rfc_3339() {
         assert_eq!(rfc3339(1_795_420_805_000, true), "2026-11-23T08:00:05.000Z");
