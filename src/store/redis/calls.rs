@@ -1,0 +1,463 @@
+//! How tallies and details become script calls: the `KEYS` and `ARGV` of `lua/apply.lua` and
+//! `lua/detail.lua`, whose layouts are written at the top of each script.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use fred::prelude::*;
+
+use super::FOLD_GRACE_SECS;
+use crate::detail::{Detail, HistoryEntry, Period, Place, Scope, Seen};
+use crate::message::{Tally, TopList};
+use crate::store::Mark;
+use crate::store::keys::{Keys, activity_group_end_ms};
+use crate::timeline::{Bucket, Granularity, MAX_FUTURE_MS, Retention};
+
+/// The `KEYS` and `ARGV` of one call of the apply script.
+pub struct ScriptCall {
+    /// Every key the call touches.
+    pub keys: Vec<Key>,
+    /// The arguments.
+    pub args: Vec<Value>,
+}
+
+/// Builds the apply script's calls for one namespace (public for the benchmarks).
+pub struct ApplyCalls {
+    keys: Keys,
+    second_ttl: u64,
+    failed_cap: usize,
+}
+
+impl ApplyCalls {
+    /// Calls under `namespace`, with per-second counters kept `second_ttl` seconds and the
+    /// newest `failed_cap` failed payloads.
+    pub fn new(namespace: &str, second_ttl: u64, failed_cap: usize) -> ApplyCalls {
+        ApplyCalls {
+            keys: Keys::new(namespace),
+            second_ttl,
+            failed_cap,
+        }
+    }
+
+    /// The call for `tally`.
+    pub fn call(&self, tally: &Tally, mark: Option<&Mark>) -> ScriptCall {
+        build_call(&self.keys, self.second_ttl, self.failed_cap, tally, mark)
+    }
+}
+
+pub(super) fn build_call(
+    keys: &Keys,
+    second_ttl: u64,
+    failed_cap: usize,
+    tally: &Tally,
+    mark: Option<&Mark>,
+) -> ScriptCall {
+    let mut call_keys = Vec::with_capacity(6 + tally.seconds.len());
+    call_keys.push(Key::from(keys.writer(mark.map_or("", |m| &m.writer))));
+    call_keys.extend(keys.fixed().iter().cloned().map(Key::from));
+    call_keys.extend(
+        tally
+            .seconds
+            .iter()
+            .map(|&(second, _)| Key::from(keys.second(second))),
+    );
+
+    let pairs = tally.rooms.len() + tally.nicks.len() + tally.words.len();
+    let mut args = Vec::with_capacity(7 + tally.seconds.len() + 2 * pairs + tally.failed.len());
+    let int = |n: u64| Value::Integer(n as i64);
+    let (seq, window) = mark.map_or((0, 1), |m| (m.seq, m.window.max(1)));
+    args.push(int(seq));
+    args.push(int(window));
+    args.push(int(second_ttl));
+    args.push(int(failed_cap as u64));
+    args.push(int(tally.rooms.len() as u64));
+    args.push(int(tally.nicks.len() as u64));
+    args.push(int(tally.failed.len() as u64));
+    args.extend(tally.seconds.iter().map(|&(_, n)| int(n)));
+    for list in [&tally.rooms, &tally.nicks] {
+        for (member, n) in list {
+            args.push(int(*n));
+            args.push(Value::Bytes(member.clone()));
+        }
+    }
+    args.extend(tally.failed.iter().cloned().map(Value::Bytes));
+    for (member, n) in &tally.words {
+        args.push(int(*n));
+        args.push(Value::Bytes(member.clone()));
+    }
+    ScriptCall {
+        keys: call_keys,
+        args,
+    }
+}
+
+/// The fields of one activity hash: its expiry, and `field, n` pairs.
+type ActivityGroup = (u64, Vec<(Value, u64)>);
+
+/// The detail script's call for `detail` at `now_ms` (layout at the top of `lua/detail.lua`).
+///
+/// Hour and day buckets are made by rolling up finer ones once the hour or day has ended
+/// ([`RedisStore::roll_up`]), not written per message: their increments are left out while the
+/// bucket has not ended (its minutes carry them). A late message, for an hour or a day that has
+/// ended, goes into it directly as well: a roll-up still to come replaces the bucket with the
+/// sum of its finer ones, which hold the message too, and a roll-up that is done, skipped
+/// (finer buckets no longer kept) or did not include its room leaves the write standing.
+pub(super) fn detail_call(
+    keys: &Keys,
+    retention: &Retention,
+    detail: &Detail,
+    mark: Option<&Mark>,
+    now_ms: u64,
+) -> ScriptCall {
+    let (seq, window) = mark.map_or((0, 1), |m| (m.seq, m.window.max(1)));
+    let writer = Key::from(keys.writer(mark.map_or("", |m| &m.writer)));
+    let mut call = ScriptCall {
+        keys: vec![writer],
+        args: vec![Value::Integer(seq as i64), Value::Integer(window as i64)],
+    };
+    let int = |n: u64| Value::Integer(n as i64);
+    // Hour and day buckets: none before they end (their roll-up makes them).
+    let written = |bucket: Bucket| -> bool {
+        bucket.granularity == Granularity::Minute || bucket.end_ms() <= now_ms
+    };
+    let mut active: BTreeMap<Bucket, Vec<Value>> = BTreeMap::new();
+    // A nick's all-time lists: one record of its increments (`lua/records.lua`).
+    let mut records: BTreeMap<&Scope, Vec<u8>> = BTreeMap::new();
+    let pairs = |members: &[(bytes::Bytes, u64)]| -> Vec<(Value, u64)> {
+        members
+            .iter()
+            .map(|(m, n)| (Value::Bytes(m.clone()), *n))
+            .collect()
+    };
+    // With `Detail::folds`, a room's minutes by hour: they stand for its all-time increments
+    // too, and are written after the room's `f` group for the hour (`lua/detail.lua`).
+    type Lists<'a> = Vec<&'a (Place, Vec<(bytes::Bytes, u64)>)>;
+    let mut folds: BTreeMap<(&Scope, u64), Lists> = BTreeMap::new();
+    for item in &detail.lists {
+        let (place, members) = item;
+        if let (true, Scope::Room(_), Period::Bucket(b)) =
+            (detail.folds, &place.scope, place.period)
+            && b.granularity == Granularity::Minute
+        {
+            let hour = Bucket::of(Granularity::Hour, b.start_ms()).number;
+            folds.entry((&place.scope, hour)).or_default().push(item);
+            continue;
+        }
+        let pairs = || pairs(members);
+        match place.period {
+            Period::AllTime if matches!(place.scope, Scope::Nick(_)) => {
+                let record = records.entry(&place.scope).or_default();
+                for (member, n) in members {
+                    push_increment(record, place.list, member, *n);
+                }
+            }
+            Period::AllTime => push_group(
+                &mut call,
+                keys.list(&place.scope, place.list),
+                "z",
+                0,
+                pairs(),
+            ),
+            Period::Bucket(bucket) => {
+                if !written(bucket) {
+                    continue;
+                }
+                let key = keys.bucket_list(&place.scope, place.list, bucket);
+                push_group(&mut call, key, "z", retention.expiry_secs(bucket), pairs());
+            }
+        }
+    }
+    for (scope, bucket, _) in &detail.activity {
+        if let (Scope::Room(room), Granularity::Minute) = (scope, bucket.granularity) {
+            // The rooms to roll up: those with messages in the hour and the day.
+            for g in [Granularity::Hour, Granularity::Day] {
+                active
+                    .entry(Bucket::of(g, bucket.start_ms()))
+                    .or_default()
+                    .push(Value::Bytes(room.clone()));
+            }
+        }
+    }
+    let folding: BTreeSet<u64> = folds.keys().map(|(_, hour)| *hour).collect();
+    for ((room, hour), minutes) in folds {
+        let Scope::Room(name) = room else {
+            continue;
+        };
+        call.keys.push(Key::from(keys.folded(room)));
+        call.keys.push(Key::from(keys.rollup()));
+        for list in [TopList::Words, TopList::Nicks, TopList::Emotes] {
+            call.keys.push(Key::from(keys.list(room, list)));
+        }
+        call.keys.push(Key::from(keys.folding(hour)));
+        let legacy = (now_ms + MAX_FUTURE_MS) / Granularity::Hour.ms();
+        let hour_bucket = Bucket {
+            granularity: Granularity::Hour,
+            number: hour,
+        };
+        // As long as the hour's last minute may wait.
+        let folding_expiry = retention.expiry_secs(Bucket::of(
+            Granularity::Minute,
+            hour_bucket.end_ms() - Granularity::Minute.ms(),
+        )) + FOLD_GRACE_SECS;
+        call.args.extend([
+            Value::from("f"),
+            int(hour),
+            int(legacy),
+            int(FOLD_GRACE_SECS),
+            Value::Bytes(name.clone()),
+            int(folding_expiry),
+        ]);
+        // The script adds them to all time as well where it must.
+        for (place, members) in minutes {
+            let Period::Bucket(bucket) = place.period else {
+                continue;
+            };
+            let op = match place.list {
+                TopList::Words => "zmw",
+                TopList::Nicks => "zmn",
+                _ => "zme",
+            };
+            let key = keys.bucket_list(room, place.list, bucket);
+            push_group(
+                &mut call,
+                key,
+                op,
+                retention.expiry_secs(bucket),
+                pairs(members),
+            );
+        }
+    }
+    for (bucket, rooms) in active {
+        // Kept until its finer buckets are gone: no roll-up after that; and while a room's
+        // minutes wait for its roll-up to fold them, as long as they do.
+        let finer = match bucket.granularity {
+            Granularity::Hour => Granularity::Minute,
+            _ => Granularity::Hour,
+        };
+        let mut expiry = (bucket.end_ms() + retention.of(finer).as_millis() as u64).div_ceil(1000);
+        if bucket.granularity == Granularity::Hour && folding.contains(&bucket.number) {
+            expiry += FOLD_GRACE_SECS;
+        }
+        let pairs = rooms.into_iter().map(|room| (room, 1)).collect();
+        push_group(&mut call, keys.active(bucket), "s", expiry, pairs);
+    }
+    // Activity fields grouped by hash.
+    let mut hashes: BTreeMap<String, ActivityGroup> = BTreeMap::new();
+    for (scope, bucket, n) in &detail.activity {
+        if !written(*bucket) {
+            continue;
+        }
+        let (key, field) = keys.activity(scope, *bucket);
+        let kept = retention.of(bucket.granularity).as_millis() as u64;
+        let expiry = (activity_group_end_ms(*bucket) + kept).div_ceil(1000);
+        let entry = hashes.entry(key).or_insert((expiry, Vec::new()));
+        entry.1.push((Value::from(field), *n));
+    }
+    for (key, (expiry, pairs)) in hashes {
+        push_group(&mut call, key, "h", expiry, pairs);
+    }
+    for kind in [Seen::Room, Seen::Nick] {
+        let of_kind = || detail.seen.iter().filter(move |s| s.0 == kind);
+        if of_kind().next().is_none() {
+            continue;
+        }
+        let firsts = of_kind()
+            .map(|(_, name, first, _)| (Value::Bytes(name.clone()), *first))
+            .collect();
+        push_group(&mut call, keys.seen(kind, false), "lt", 0, firsts);
+        let lasts = of_kind()
+            .map(|(_, name, _, last)| (Value::Bytes(name.clone()), *last))
+            .collect();
+        push_group(&mut call, keys.seen(kind, true), "gt", 0, lasts);
+    }
+    for (nick, record) in records {
+        call.keys.push(Key::from(keys.pending(nick)));
+        for list in [TopList::Words, TopList::Rooms, TopList::Emotes] {
+            call.keys.push(Key::from(keys.list(nick, list)));
+        }
+        call.args.push(Value::from("a"));
+        call.args.push(Value::Bytes(record.into()));
+    }
+    if !detail.history.is_empty() {
+        history_group(&mut call, keys, retention, &detail.history, now_ms);
+    }
+    call
+}
+
+/// Adds one group of `lua/detail.lua` to `call`: its key, operation, expiry and pairs.
+/// Increments of 1 (most of them) go without their count: half the arguments to convert.
+fn push_group(
+    call: &mut ScriptCall,
+    key: String,
+    op: &'static str,
+    expiry: u64,
+    pairs: Vec<(Value, u64)>,
+) {
+    let int = |n: u64| Value::Integer(n as i64);
+    let (ones, others): (Vec<_>, Vec<_>) = pairs.into_iter().partition(|(_, n)| *n == 1);
+    call.keys.push(Key::from(key));
+    call.args.push(Value::from(op));
+    call.args.push(int(expiry));
+    call.args.push(int(ones.len() as u64));
+    call.args.push(int(others.len() as u64));
+    call.args.extend(ones.into_iter().map(|(member, _)| member));
+    for (member, n) in others {
+        call.args.push(member);
+        call.args.push(int(n));
+    }
+}
+
+/// The letter of `list` in a nick's pending records (`lua/records.lua`).
+pub(super) fn list_letter(list: TopList) -> char {
+    match list {
+        TopList::Words => 'w',
+        TopList::Nicks => 'n',
+        TopList::Rooms => 'r',
+        TopList::Emotes => 'e',
+    }
+}
+
+/// Appends one increment to a nick's record: `<letter><length>:<member><count>;`.
+fn push_increment(record: &mut Vec<u8>, list: TopList, member: &[u8], count: u64) {
+    use std::io::Write;
+    let _ = write!(record, "{}{}:", list_letter(list), member.len());
+    record.extend_from_slice(member);
+    let _ = write!(record, "{count};");
+}
+
+/// The increments of a nick's pending records, per list, in order (`lua/records.lua`); `None`
+/// when the text is not such records.
+pub(crate) fn parse_records(text: &[u8]) -> Option<Vec<(TopList, bytes::Bytes, u64)>> {
+    let number = |digits: &[u8]| std::str::from_utf8(digits).ok()?.parse::<u64>().ok();
+    let mut out = Vec::new();
+    let mut rest = text;
+    while let Some((&letter, after)) = rest.split_first() {
+        let list = [TopList::Words, TopList::Rooms, TopList::Emotes]
+            .into_iter()
+            .find(|l| list_letter(*l) as u8 == letter)?;
+        let colon = after.iter().position(|b| *b == b':')?;
+        let len = number(&after[..colon])? as usize;
+        let member = after.get(colon + 1..colon + 1 + len)?;
+        let tail = &after[colon + 1 + len..];
+        let semi = tail.iter().position(|b| *b == b';')?;
+        out.push((
+            list,
+            bytes::Bytes::copy_from_slice(member),
+            number(&tail[..semi])?,
+        ));
+        rest = &tail[semi + 1..];
+    }
+    Some(out)
+}
+
+/// The history group of a detail call, last (layout at the top of `lua/detail.lua`).
+fn history_group(
+    call: &mut ScriptCall,
+    keys: &Keys,
+    retention: &Retention,
+    entries: &[HistoryEntry],
+    now_ms: u64,
+) {
+    let kept = retention.history.as_millis() as u64;
+    let hour = now_ms / Granularity::Hour.ms();
+    call.keys.push(Key::from(keys.history(&Scope::Global)));
+    call.keys.push(Key::from(keys.history_ids(hour)));
+    // Not kept: the live feed's last 1,000 linger an hour past their hour, then go.
+    let linger = if kept == 0 {
+        Granularity::Hour.ms()
+    } else {
+        kept
+    };
+    let expiry = ((hour + 1) * Granularity::Hour.ms() + linger).div_ceil(1000);
+    let minid = if kept == 0 {
+        0
+    } else {
+        now_ms.saturating_sub(kept).max(1)
+    };
+    call.args.push(Value::from("x"));
+    call.args.push(Value::Integer(expiry as i64));
+    call.args.push(Value::from(minid.to_string()));
+    call.args.push(Value::Integer(entries.len() as i64));
+    for entry in entries {
+        call.args.push(Value::from(entry.json.as_str()));
+        call.args.push(Value::from(entry.id.as_str()));
+        call.args.push(Value::Bytes(entry.room.clone()));
+        let mut flags = String::new();
+        for (flag, scope) in [
+            ('r', Scope::Room(entry.room.clone())),
+            ('n', Scope::Nick(entry.nick.clone())),
+        ] {
+            if kept > 0 && !matches!(&scope, Scope::Room(n) | Scope::Nick(n) if n.is_empty()) {
+                flags.push(flag);
+                call.keys.push(Key::from(keys.history(&scope)));
+            }
+        }
+        if flags.is_empty() {
+            flags.push('-');
+        }
+        call.args.push(Value::from(flags));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_key_a_call_touches_is_in_keys_and_under_the_namespace() {
+        let tally = Tally {
+            seconds: vec![(10, 2), (11, 1)],
+            words: vec![("a".into(), 1)],
+            failed: vec!["x".into()],
+            ..Tally::default()
+        };
+        let mark = Mark {
+            writer: "w1".into(),
+            seq: 5,
+            window: 128,
+        };
+        let call = ApplyCalls::new("ns:", 300, 1000).call(&tally, Some(&mark));
+        let keys: Vec<String> = call
+            .keys
+            .iter()
+            .map(|k| String::from_utf8_lossy(k.as_bytes()).into_owned())
+            .collect();
+        assert_eq!(
+            keys,
+            [
+                "ns:writer:w1",
+                "ns:words",
+                "ns:nicks",
+                "ns:rooms",
+                "ns:failedMessages",
+                "ns:failedMessages:total",
+                "ns:messagesPerSecond:10",
+                "ns:messagesPerSecond:11"
+            ]
+        );
+        assert_eq!(call.args[0], Value::Integer(5));
+        assert_eq!(call.args[1], Value::Integer(128));
+    }
+
+    #[test]
+    fn a_nicks_record_reads_back_whatever_its_members_hold() {
+        let members: [&[u8]; 5] = [b"w1", b"a:1;", b"", "한;:".as_bytes(), b"12;3:"];
+        let mut record = Vec::new();
+        for (i, member) in members.iter().enumerate() {
+            let list = [TopList::Words, TopList::Rooms, TopList::Emotes][i % 3];
+            push_increment(&mut record, list, member, i as u64 + 1);
+        }
+        let read = parse_records(&record).unwrap();
+        assert_eq!(read.len(), members.len());
+        for (i, (list, member, n)) in read.iter().enumerate() {
+            assert_eq!(
+                *list,
+                [TopList::Words, TopList::Rooms, TopList::Emotes][i % 3]
+            );
+            assert_eq!(&member[..], members[i]);
+            assert_eq!(*n, i as u64 + 1);
+        }
+        assert_eq!(parse_records(b"w2:ab"), None);
+        assert_eq!(parse_records(b"x1:a1;"), None);
+        assert_eq!(parse_records(b""), Some(Vec::new()));
+    }
+}
