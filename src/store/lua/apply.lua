@@ -1,6 +1,6 @@
 -- chatstats: applies one tally of the all-time lists atomically, at most once per (writer,
--- sequence number); `mark.lua` is prepended. Layout (built by src/store/redis.rs, key names by
--- src/store/keys.rs):
+-- sequence number); `mark.lua` is prepended. Layout (built by src/store/redis/calls.rs, key
+-- names by src/store/keys.rs):
 --   KEYS: writer, words, nicks, rooms, failedMessages, failedMessages:total, then one
 --         messagesPerSecond key per counted second
 --   ARGV: seq (0: no mark), window, second-ttl, failed-cap, #rooms, #nicks, #failed, then one

@@ -1,6 +1,6 @@
 -- chatstats: applies increments of the statistics by room, nick, emote and time atomically, at
 -- most once per (writer, sequence number); `mark.lua` and `records.lua` are prepended. Layout
--- (built by src/store/redis.rs, key names by src/store/keys.rs):
+-- (built by src/store/redis/calls.rs, key names by src/store/keys.rs):
 --   KEYS: writer, then per group its key
 --   ARGV: seq (0: no mark), window, then per group: an operation, an expiry (Unix seconds, 0:
 --         none), a count u of increments by 1, a count c of others, then u members (each

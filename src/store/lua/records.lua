@@ -8,7 +8,7 @@
 --
 -- A record is a run of increments, each `<list letter><member length>:<member><count>;`: the
 -- letter is `w`, `r` or `e` (words, rooms, emotes), the length in bytes. Built by
--- `push_increment` in `src/store/redis.rs`, which also reads them back (`parse_records`).
+-- `push_increment` in `src/store/redis/calls.rs`, which also reads them back (`parse_records`).
 local FOLD_BYTES = 4096
 
 -- The increments of `text` summed per member, for the lists whose letters are in `wanted` (a
