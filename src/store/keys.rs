@@ -21,7 +21,7 @@
 //! | `{ns}rollup` | hash | the last hour (`h`) and day (`d`) rolled up for every scope, and the hour whose roll-up has begun (`c`) |
 //! | `{ns}active:{g}:{n}` | set | the rooms with messages in an hour or a day, to roll up; expires |
 //! | `{ns}history` | stream | recorded messages (field `m`: the entry's JSON, `r`: its room), trimmed to `HISTORY_RETENTION` (to 1,000 when it is 0: the live feed, expiring an hour after the end of the hour of its last write) |
-//! | `{ns}room:{R}:history`, `{ns}nick:{N}:history` | stream | a room's or nick's messages: field `i`, the id of the entry in `{ns}history`; trimmed alike |
+//! | `{ns}room:{R}:history`, `{ns}nick:{N}:history` | stream | a room's or nick's messages: one row per worker call, its field `i` the ids of that call's entries in `{ns}history`, oldest first, space-separated (at most 100 a row); trimmed alike |
 //! | `{ns}history:ids:{hour}` | hash | message id → entry id, for the messages recorded in that hour; expires |
 //! | `{ns}rollup:lock` | string | held by the worker rolling up; expires |
 //! | `{ns}{layout}:shards` | string | on Redis Cluster: the number of shards the data was written with (outside every shard) |

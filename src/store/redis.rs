@@ -119,8 +119,8 @@ static INBOX_APPEND: Script = Script::new(concat!(
 /// How long a room's minutes of an hour outlive their retention while they wait for the
 /// hour's roll-up to add them to its all-time lists (a worker down that long loses them).
 const FOLD_GRACE_SECS: u64 = 30 * 86_400;
-/// Index rows read at most for one page of a nick's messages in one room.
-const HISTORY_SCAN_ROWS: usize = 2000;
+/// Ids of an index read at most for one page of a nick's messages in one room.
+const HISTORY_SCAN_IDS: usize = 2000;
 
 /// How to reach Redis and how to keep data there.
 #[derive(Debug, Clone)]
@@ -368,17 +368,23 @@ fn entries(reply: Vec<Value>) -> Result<Vec<Entry>, StoreError> {
     Ok(entries)
 }
 
-/// A history cursor of this store: `r` and a stream entry id (never `0-0`, below every id).
-fn stream_id(cursor: &str) -> Option<&str> {
-    let id = cursor.strip_prefix('r')?;
-    let (ms, seq) = id.split_once('-')?;
+/// A history cursor of this store: `r` and a stream entry id (never `0-0`, below every id),
+/// then, within a row of a room's or nick's index, `~` and the position (2 or more) whose ids
+/// before it come next (`lua/history.lua`).
+fn cursor_position(cursor: &str) -> Option<(&str, Option<u64>)> {
     let number = |text: &str| {
         (!text.is_empty() && text.bytes().all(|b| b.is_ascii_digit()))
             .then(|| text.parse::<u64>().ok())
             .flatten()
     };
+    let rest = cursor.strip_prefix('r')?;
+    let (id, within) = match rest.split_once('~') {
+        Some((id, position)) => (id, Some(number(position).filter(|p| *p >= 2)?)),
+        None => (rest, None),
+    };
+    let (ms, seq) = id.split_once('-')?;
     let (ms, seq) = (number(ms)?, number(seq)?);
-    (ms > 0 || seq > 0).then_some(id)
+    (ms > 0 || seq > 0).then_some((id, within))
 }
 
 /// Text of a reply value; Redis data is bytes, so invalid UTF-8 is replaced, not rejected.
@@ -584,23 +590,25 @@ impl Store for Shard {
         before: Option<&str>,
         limit: usize,
     ) -> Result<HistoryPage, StoreError> {
-        let start = match before {
-            None => "+".to_owned(),
-            Some(cursor) => {
-                let id = stream_id(cursor).ok_or_else(|| StoreError::Cursor(cursor.to_owned()))?;
-                format!("({id}")
-            }
+        let indexed = *scope != Scope::Global;
+        // Past a row (exclusive), or within one of an index (inclusive, from a position).
+        let (start, within) = match before {
+            None => ("+".to_owned(), 0),
+            Some(cursor) => match cursor_position(cursor) {
+                Some((id, Some(within))) if indexed => (id.to_owned(), within),
+                Some((id, _)) => (format!("({id}"), 0),
+                None => return Err(StoreError::Cursor(cursor.to_owned())),
+            },
         };
         if self.settings.retention.history.is_zero() {
             // History off: the stream holds only the live feed's last messages.
             return Ok(HistoryPage::default());
         }
-        let indexed = *scope != Scope::Global;
         // A nick's messages in one room: its index read, the other rooms' entries skipped, at
-        // most HISTORY_SCAN_ROWS rows per page (a page may then hold fewer than `limit`, with
+        // most HISTORY_SCAN_IDS ids per page (a page may then hold fewer than `limit`, with
         // a cursor to go on from).
-        let rows_to_read = match in_room {
-            Some(_) => HISTORY_SCAN_ROWS.max(limit + 1),
+        let to_read = match in_room {
+            Some(_) => HISTORY_SCAN_IDS.max(limit + 1),
             None => limit + 1,
         };
         // What was recorded before the retention is gone, even while no new message has
@@ -613,7 +621,7 @@ impl Store for Shard {
             ],
             args: vec![
                 Value::from(start.as_str()),
-                Value::Integer(rows_to_read as i64),
+                Value::Integer(to_read as i64),
                 Value::from(if indexed { "1" } else { "0" }),
                 Value::from(oldest.to_string()),
                 Value::Bytes(
@@ -622,10 +630,11 @@ impl Store for Shard {
                         .unwrap_or_default(),
                 ),
                 Value::Integer(limit as i64 + 1),
+                Value::Integer(within as i64),
             ],
         };
         let mut reply: Vec<Value> = self.run(&HISTORY, call).await?;
-        let rows = reply.pop().and_then(|v| v.as_u64()).unwrap_or(0) as usize;
+        let read = reply.pop().and_then(|v| v.as_u64()).unwrap_or(0) as usize;
         let last_read = reply.pop().map(text).filter(|id| !id.is_empty());
         let mut entries = Vec::with_capacity(limit);
         let mut last = None;
@@ -639,11 +648,11 @@ impl Store for Shard {
             last = Some(text(id));
             entries.push(text(json));
         }
-        // More after this page: an entry past `limit`, or every row allowed read without
-        // reaching it (go on after the last row read).
+        // More after this page: an entry past `limit`, or every row (id) allowed read without
+        // reaching it (go on after the last one read).
         let next = if more {
             last
-        } else if rows == rows_to_read {
+        } else if read == to_read {
             last_read
         } else {
             None
@@ -845,6 +854,26 @@ impl Store for Shard {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_history_cursor_is_a_row_id_and_maybe_a_position_in_the_row() {
+        assert_eq!(cursor_position("r17-0"), Some(("17-0", None)));
+        assert_eq!(cursor_position("r17-3~5"), Some(("17-3", Some(5))));
+        assert_eq!(cursor_position("r0-1"), Some(("0-1", None)));
+        for bad in [
+            "17-0",
+            "r0-0",
+            "r17",
+            "r-1-0",
+            "r17-0~",
+            "r17-0~1",
+            "r17-0~x",
+            "r17-0~2~3",
+            "r 7-0",
+        ] {
+            assert_eq!(cursor_position(bad), None, "{bad}");
+        }
+    }
 
     #[test]
     fn connection_errors_read_as_their_message() {

@@ -113,14 +113,16 @@ local function apply_many(key, op, from, ones, count)
   end
   flush()
 end
+-- Most ids in one row of a room's or nick's history index (`history.lua` reads them).
+local INDEX_ROW_IDS = 100
 local function history()
   local stream, ids = KEYS[k], KEYS[k + 1]
   local expiry, minid, count = ARGV[i + 1], ARGV[i + 2], tonumber(ARGV[i + 3])
   i = i + 4
   k = k + 2
-  -- One EXPIREAT per index key and call: a room's messages of one call share it. The ids
-  -- are set by one HSET per 500 messages.
-  local expiring = {}
+  -- A room's (nick's) messages of one call go in one row of its index, up to INDEX_ROW_IDS
+  -- ids a row, with one EXPIREAT. The ids are set by one HSET per 500 messages.
+  local indexes, order = {}, {}
   local set_id, set_ids = chunked({'HSET', ids})
   for _ = 1, count do
     local json, id, room, flags = ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3]
@@ -133,17 +135,27 @@ local function history()
       if flags ~= '-' then
         for _ = 1, #flags do
           local index = KEYS[k]
-          redis.call('XADD', index, 'MINID', '~', minid, '*', 'i', entry)
-          if not expiring[index] then
-            expiring[index] = true
-            redis.call('EXPIREAT', index, expiry)
+          local entries = indexes[index]
+          if not entries then
+            entries = {}
+            indexes[index] = entries
+            order[#order + 1] = index
           end
+          entries[#entries + 1] = entry
           k = k + 1
         end
       end
     end
   end
   set_ids()
+  for _, index in ipairs(order) do
+    local entries = indexes[index]
+    for from = 1, #entries, INDEX_ROW_IDS do
+      local row = table.concat(entries, ' ', from, math.min(from + INDEX_ROW_IDS - 1, #entries))
+      redis.call('XADD', index, 'MINID', '~', minid, '*', 'i', row)
+    end
+    redis.call('EXPIREAT', index, expiry)
+  end
   -- Not kept (`0`): the live feed's last 1,000 still expire once no worker writes.
   redis.call('EXPIREAT', stream, expiry)
   if minid ~= '0' then
