@@ -9,7 +9,7 @@
 # (FLUSH_INTERVAL_MS=50), each into a flushed database, builds alternating; AB_ROUNDS rounds
 # (2). Prints messages/s, Redis CPU per message (INFO cpu, user), the worker's CPU per message
 # and peak RSS (/usr/bin/time), and per message the script calls, the commands they ran and the
-# ZINCRBY among them (INFO commandstats: counts, which machine noise does not move). Copy a
+# ZINCRBY and XADD among them (INFO commandstats: counts, which machine noise does not move). Copy a
 # build's target/release binaries aside to compare it.
 
 set -euo pipefail
@@ -68,7 +68,8 @@ scripts = calls.get("evalsha", 0) + calls.get("eval", 0)
 inside = sum(calls.values()) - scripts - calls.get("info", 0) - calls.get("config", 0)
 print(f"{label:<48} {n / (float(t1) - float(t0)):>8.0f} msg/s  Redis {1e6 * (float(c1) - float(c0)) / n:6.1f} µs/msg"
       f"  worker {1e6 * (float(user) + float(sys_)) / n:6.1f} µs/msg  RSS {int(rss) / 1024:5.1f} MB"
-      f"  calls {scripts / n:.3f}, commands {inside / n:.2f}, ZINCRBY {calls.get('zincrby', 0) / n:.2f} /msg")
+      f"  calls {scripts / n:.3f}, commands {inside / n:.2f}, ZINCRBY {calls.get('zincrby', 0) / n:.2f},"
+      f" XADD {calls.get('xadd', 0) / n:.2f} /msg")
 PY
 }
 
