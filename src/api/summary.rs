@@ -63,6 +63,7 @@ pub(crate) struct NickSummary {
     /// Its messages, all time.
     messages: u64,
     /// Its 1-based position in `/stats/nicks` order.
+    #[schema(minimum = 1)]
     rank: u64,
     /// Its earliest message time (RFC 3339, milliseconds); null when unknown.
     #[schema(required = true)]
