@@ -1,5 +1,6 @@
-//! Decode + parse + tokenize throughput on simulator output, and the cost of building the
-//! Redis script arguments of one message.
+//! Decode + parse + tokenize throughput on simulator output, the cost of building the Redis
+//! script arguments of one message, and a coalescing worker's own work per message with
+//! `STATISTICS=basic` and `full` (everything but the store).
 //!
 //! `cargo bench --bench pipeline`. The input is 20,000 simulated events (seed 42), generated
 //! once, fed to the decoder in 64 KiB chunks as the file and HTTP sources do; every payload is
@@ -10,11 +11,13 @@ use std::hint::black_box;
 use std::sync::Arc;
 
 use bytes::Bytes;
-use chatstats::message::{Tally, TallyBuilder};
+use chatstats::detail::{Buckets, DetailBuilder, HistoryEntry};
+use chatstats::message::{Rules, Tally, TallyBuilder};
 use chatstats::sim::Generator;
 use chatstats::source::decode::{Decoder, Frame};
 use chatstats::store::Mark;
-use chatstats::store::redis::ApplyCalls;
+use chatstats::store::redis::{ApplyCalls, DetailCalls};
+use chatstats::timeline::Retention;
 use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
 
 const EVENTS: usize = 20_000;
@@ -22,6 +25,8 @@ const CHUNK: usize = 64 * 1024;
 const LINE_CAP: usize = 1 << 20;
 const FAILED_MAX: usize = 4096;
 const SECOND: u64 = 1_700_000_000;
+/// The processing time of [`worker`]'s messages, Unix ms.
+const NOW_MS: u64 = SECOND * 1000;
 
 /// The framed stream of `EVENTS` simulated events.
 fn stream() -> Vec<u8> {
@@ -175,5 +180,69 @@ fn widest_line(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, pipeline, redis_args, widest_line);
+/// A coalescing worker's own work on `payloads` (`FLUSH_INTERVAL_MS=50` over a file, where
+/// its batches fill up: 4,000 messages a detail), without the store: each payload judged and its
+/// tally merged; with `full`, the message's history entry made and its statistics merged; per
+/// 4,000 messages the merged tally's call, and the detail taken, cut into parts of 1,024
+/// members and each part's call built, as `chatstats-worker` sends them. The messages are of the
+/// last two minutes, so every minute bucket is kept. Returns the members of the calls built.
+fn coalescing_worker(payloads: &[Bytes], full: bool) -> usize {
+    const BATCH: usize = 4_000;
+    let rules = Rules {
+        full,
+        history: full,
+        ..Rules::basic(FAILED_MAX)
+    };
+    let writer: Arc<str> = "0123456789abcdef".into();
+    let applies = ApplyCalls::new("chat-stats:", 300, 1000);
+    let details = DetailCalls::new("chat-stats:", Retention::default());
+    let mut tallies = TallyBuilder::default();
+    let mut builder = DetailBuilder::default();
+    let mut seq = 0;
+    let mut written = 0;
+    let mut mark = || {
+        seq += 1;
+        Mark {
+            writer: writer.clone(),
+            seq,
+            window: 128,
+        }
+    };
+    for (i, payload) in payloads.iter().enumerate() {
+        let judged = rules.judge(payload, NOW_MS);
+        if let Some(message) = judged.message {
+            let entry = HistoryEntry::of(&message, || format!("{writer}-{i:x}"));
+            builder.add(&message, true, Some(entry));
+        }
+        tallies.add(judged.tally);
+        if (i + 1) % BATCH == 0 || i + 1 == payloads.len() {
+            written += applies.call(&tallies.take(), Some(&mark())).args.len();
+            if !builder.is_empty() {
+                let detail = builder.take(NOW_MS, &Retention::default(), Buckets::Rollups);
+                for part in detail.split(1024) {
+                    written += details.call(&part, Some(&mark()), NOW_MS).args.len();
+                }
+            }
+        }
+    }
+    written
+}
+
+/// The worker's own work per message, basic and full, in one run: their ratio bounds what any
+/// store can give `STATISTICS=full` (BENCHMARKS.md, "The worker's own ceiling").
+fn worker(c: &mut Criterion) {
+    let mut generator = Generator::starting_at(42, NOW_MS - 120_000);
+    let payloads: Vec<Bytes> = (0..EVENTS).map(|_| generator.next_payload()).collect();
+    let mut group = c.benchmark_group("coalescing_worker");
+    group.throughput(Throughput::Elements(EVENTS as u64));
+    group.bench_function("basic", |b| {
+        b.iter(|| coalescing_worker(black_box(&payloads), false))
+    });
+    group.bench_function("full", |b| {
+        b.iter(|| coalescing_worker(black_box(&payloads), true))
+    });
+    group.finish();
+}
+
+criterion_group!(benches, pipeline, redis_args, widest_line, worker);
 criterion_main!(benches);

@@ -190,10 +190,26 @@ fn without_lone_surrogates(text: &str) -> Option<String> {
     })
 }
 
-/// The value of `name` in Twitch IRC tags `k=v;k=v`, if present.
-fn tag<'t>(tags: &'t str, name: &str) -> Option<&'t str> {
-    tags.split(';')
-        .find_map(|pair| pair.strip_prefix(name)?.strip_prefix('='))
+/// The values of `names` in Twitch IRC tags `k=v;k=v` (the first of each), read in one pass:
+/// a message's tags are a few hundred bytes, and three of them are wanted.
+fn tag_values<'t, const N: usize>(tags: &'t str, names: [&str; N]) -> [Option<&'t str>; N] {
+    let mut found = [None; N];
+    let mut missing = N;
+    for pair in tags.split(';') {
+        let Some((key, value)) = pair.split_once('=') else {
+            continue;
+        };
+        if let Some(i) = names.iter().position(|name| *name == key)
+            && found[i].is_none()
+        {
+            found[i] = Some(value);
+            missing -= 1;
+            if missing == 0 {
+                break;
+            }
+        }
+    }
+    found
 }
 
 /// A string field that reads as "" when it is missing or not a string.
@@ -410,20 +426,19 @@ impl Rules {
                 message: None,
             };
         }
-        let tags = parsed.tags.0.as_ref();
+        let [emote_tag, sent, id] =
+            tag_values(parsed.tags.0.as_ref(), ["emotes", "tmi-sent-ts", "id"]);
         let mut emotes = WordCounts::default();
-        for emote in emotes_in(body, tag(tags, "emotes"), &self.emote_names) {
+        for emote in emotes_in(body, emote_tag, &self.emote_names) {
             emotes.add(emote);
         }
         let message = Message {
-            time_ms: message_time(tag(tags, "tmi-sent-ts"), processed_ms),
+            time_ms: message_time(sent, processed_ms),
             room,
             nick,
             words: tally.words.clone(),
             emotes: emotes.into_members(payload),
-            id: tag(tags, "id")
-                .filter(|id| !id.is_empty())
-                .map(|id| member(payload, id)),
+            id: id.filter(|id| !id.is_empty()).map(|id| member(payload, id)),
             body: member(payload, body),
         };
         Judged {
@@ -575,6 +590,17 @@ impl TallyBuilder {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_tag_is_its_first_pair_of_exactly_that_name() {
+        let tags = "id-x=1;emotes;id=;tmi-sent-ts=5;emotes=25:0-4;id=2;tmi-sent-ts=6";
+        assert_eq!(
+            tag_values(tags, ["emotes", "tmi-sent-ts", "id", "color"]),
+            [Some("25:0-4"), Some("5"), Some(""), None]
+        );
+        assert_eq!(tag_values("", ["id"]), [None]);
+        assert_eq!(tag_values("a=b=c", ["a"]), [Some("b=c")]);
+    }
 
     fn tally(json: &str) -> Tally {
         Tally::from_payload(&Bytes::copy_from_slice(json.as_bytes()), 7, 100)

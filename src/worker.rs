@@ -726,8 +726,8 @@ impl<S: Store> Worker<S> {
                     let entry = history.then(|| {
                         // Messages without an upstream id get this writer's id and a number.
                         self.made_up_ids += 1;
-                        let made_up = format!("{}-{:x}", self.window.writer, self.made_up_ids);
-                        HistoryEntry::of(&message, || made_up)
+                        let (writer, n) = (&self.window.writer, self.made_up_ids);
+                        HistoryEntry::of(&message, || format!("{writer}-{n:x}"))
                     });
                     self.details.add(&message, stats, entry);
                     if self.detail_full() {

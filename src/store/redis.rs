@@ -37,7 +37,7 @@ mod rollup;
 mod shards;
 
 pub(crate) use calls::parse_records;
-pub use calls::{ApplyCalls, ScriptCall};
+pub use calls::{ApplyCalls, DetailCalls, ScriptCall};
 use calls::{build_call, detail_call, list_letter};
 pub use inbox::{GROUP, InboxEntry};
 use live::{stream_entries, tail};

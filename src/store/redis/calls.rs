@@ -1,7 +1,7 @@
 //! How tallies and details become script calls: the `KEYS` and `ARGV` of `lua/apply.lua` and
 //! `lua/detail.lua`, whose layouts are written at the top of each script.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use fred::prelude::*;
 
@@ -41,6 +41,27 @@ impl ApplyCalls {
     /// The call for `tally`.
     pub fn call(&self, tally: &Tally, mark: Option<&Mark>) -> ScriptCall {
         build_call(&self.keys, self.second_ttl, self.failed_cap, tally, mark)
+    }
+}
+
+/// Builds the detail script's calls for one namespace (public for the benchmarks).
+pub struct DetailCalls {
+    keys: Keys,
+    retention: Retention,
+}
+
+impl DetailCalls {
+    /// Calls under `namespace`, keeping buckets as `retention` says.
+    pub fn new(namespace: &str, retention: Retention) -> DetailCalls {
+        DetailCalls {
+            keys: Keys::new(namespace),
+            retention,
+        }
+    }
+
+    /// The call for `detail` at Unix millisecond `now_ms`.
+    pub fn call(&self, detail: &Detail, mark: Option<&Mark>, now_ms: u64) -> ScriptCall {
+        detail_call(&self.keys, &self.retention, detail, mark, now_ms)
     }
 }
 
@@ -318,10 +339,13 @@ pub(super) fn list_letter(list: TopList) -> char {
 
 /// Appends one increment to a nick's record: `<letter><length>:<member><count>;`.
 fn push_increment(record: &mut Vec<u8>, list: TopList, member: &[u8], count: u64) {
-    use std::io::Write;
-    let _ = write!(record, "{}{}:", list_letter(list), member.len());
+    let mut number = itoa::Buffer::new();
+    record.push(list_letter(list) as u8);
+    record.extend_from_slice(number.format(member.len()).as_bytes());
+    record.push(b':');
     record.extend_from_slice(member);
-    let _ = write!(record, "{count};");
+    record.extend_from_slice(number.format(count).as_bytes());
+    record.push(b';');
 }
 
 /// The increments of a nick's pending records, per list, in order (`lua/records.lua`); `None`
@@ -377,18 +401,24 @@ fn history_group(
     call.args.push(Value::Integer(expiry as i64));
     call.args.push(Value::from(minid.to_string()));
     call.args.push(Value::Integer(entries.len() as i64));
+    // A call's entries share few rooms and nicks: each index key is named once.
+    let mut indexes: HashMap<(char, &[u8]), Key> = HashMap::new();
     for entry in entries {
         call.args.push(Value::from(entry.json.as_str()));
         call.args.push(Value::from(entry.id.as_str()));
         call.args.push(Value::Bytes(entry.room.clone()));
         let mut flags = String::new();
-        for (flag, scope) in [
-            ('r', Scope::Room(entry.room.clone())),
-            ('n', Scope::Nick(entry.nick.clone())),
-        ] {
-            if kept > 0 && !matches!(&scope, Scope::Room(n) | Scope::Nick(n) if n.is_empty()) {
+        for (flag, name) in [('r', &entry.room), ('n', &entry.nick)] {
+            if kept > 0 && !name.is_empty() {
                 flags.push(flag);
-                call.keys.push(Key::from(keys.history(&scope)));
+                let key = indexes.entry((flag, name)).or_insert_with(|| {
+                    let scope = match flag {
+                        'r' => Scope::Room(name.clone()),
+                        _ => Scope::Nick(name.clone()),
+                    };
+                    Key::from(keys.history(&scope))
+                });
+                call.keys.push(key.clone());
             }
         }
         if flags.is_empty() {
