@@ -20,6 +20,9 @@ use chatstats::store::redis::{ApplyCalls, DetailCalls};
 use chatstats::timeline::Retention;
 use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
 
+// The binaries' allocator and settings: what the worker pays for each allocation.
+chatstats::allocator!();
+
 const EVENTS: usize = 20_000;
 const CHUNK: usize = 64 * 1024;
 const LINE_CAP: usize = 1 << 20;
