@@ -10,8 +10,10 @@
 //! (Redis) asks for minute buckets only, and for hours and days that have ended (late messages).
 
 use std::collections::HashMap;
+use std::hash::{BuildHasher as _, RandomState};
 
 use bytes::Bytes;
+use hashbrown::HashTable;
 use rustc_hash::FxHashMap;
 
 use crate::message::{Message, TopList};
@@ -73,14 +75,23 @@ pub struct HistoryEntry {
 impl HistoryEntry {
     /// The entry of `message`, whose id is `id()` when it has none of its own.
     pub fn of(message: &Message, id: impl FnOnce() -> String) -> HistoryEntry {
+        /// The emotes of a message, each as often as it was used, as a JSON array.
+        struct Emotes<'a>(&'a [(Bytes, u64)]);
+        impl serde::Serialize for Emotes<'_> {
+            fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+                serializer.collect_seq(self.0.iter().flat_map(|(e, n)| {
+                    std::iter::repeat_n(String::from_utf8_lossy(e), *n as usize)
+                }))
+            }
+        }
         #[derive(serde::Serialize)]
         struct Shape<'a> {
             id: &'a str,
-            time: String,
+            time: &'a str,
             room: &'a str,
             nick: &'a str,
             body: &'a str,
-            emotes: Vec<&'a str>,
+            emotes: Emotes<'a>,
         }
         let id = match &message.id {
             Some(own) => String::from_utf8_lossy(own).into_owned(),
@@ -103,29 +114,40 @@ impl HistoryEntry {
             String::from_utf8_lossy(&nick),
         );
         let body = String::from_utf8_lossy(&message.body);
-        let emote_texts: Vec<std::borrow::Cow<'_, str>> = message
-            .emotes
-            .iter()
-            .flat_map(|(e, n)| std::iter::repeat_n(String::from_utf8_lossy(e), *n as usize))
-            .collect();
+        let time = rfc3339(message.time_ms, true);
         let shape = Shape {
             id: &id,
-            time: rfc3339(message.time_ms, true),
+            time: &time,
             room: &room_text,
             nick: &nick_text,
             body: &body,
-            emotes: emote_texts.iter().map(|e| e.as_ref()).collect(),
+            emotes: Emotes(&message.emotes),
         };
-        let mut json = serde_json::to_string(&shape).unwrap_or_default();
+        // Sized for the entry as it is when nothing needs escaping (most of them), so that
+        // it is written without growing and kept without slack.
+        let emotes: usize = message
+            .emotes
+            .iter()
+            .map(|(e, n)| (e.len() + 3) * *n as usize)
+            .sum();
+        let texts = [shape.id, shape.time, shape.room, shape.nick, shape.body];
+        let size = ENTRY_FRAME + texts.iter().map(|t| t.len()).sum::<usize>() + emotes;
+        let mut json = Vec::with_capacity(size.saturating_sub(usize::from(emotes > 0)));
+        let _ = serde_json::to_writer(&mut json, &shape);
         json.shrink_to_fit();
         HistoryEntry {
             id,
             room,
             nick,
-            json,
+            // serde_json writes UTF-8 only.
+            json: String::from_utf8(json).unwrap_or_default(),
         }
     }
 }
+
+/// The length of a history entry's JSON around its texts:
+/// `{"id":"","time":"","room":"","nick":"","body":"","emotes":[]}`.
+const ENTRY_FRAME: usize = 61;
 
 /// Writes of one history entry: the entry, its room's and nick's indexes, its id.
 const HISTORY_WRITES: usize = 4;
@@ -186,9 +208,10 @@ impl Detail {
         let mut lists = std::mem::take(&mut self.lists);
         for (p, (place, members)) in lists.iter_mut().enumerate() {
             if place.period == Period::AllTime {
+                let total = members.len();
                 for (member, n) in std::mem::take(members) {
                     parts.make_room(1);
-                    parts.list(place, p, member, n);
+                    parts.list(place, p, total, member, n);
                 }
             }
         }
@@ -221,8 +244,9 @@ impl Detail {
                 parts.make_room(run.len());
                 for &(_, p, m) in run {
                     let (place, members) = &mut lists[p as usize];
+                    let total = members.len();
                     let (member, n) = std::mem::take(&mut members[m as usize]);
-                    parts.list(place, p as usize, member, n);
+                    parts.list(place, p as usize, total, member, n);
                 }
             }
             for &(_, p) in group {
@@ -246,7 +270,7 @@ impl Detail {
             parts.make_room(HISTORY_WRITES);
             parts.current().history.push(entry);
         }
-        parts.parts
+        parts.finish()
     }
 }
 
@@ -264,7 +288,6 @@ fn day_of_period(period: Period) -> Option<u64> {
 }
 
 fn hash(member: &[u8]) -> u64 {
-    use std::hash::BuildHasher as _;
     rustc_hash::FxBuildHasher.hash_one(member)
 }
 
@@ -300,10 +323,7 @@ impl Parts {
     /// Starts a new part unless the last one has room for `members` or is empty.
     fn make_room(&mut self, members: usize) {
         if members > self.room && !self.current().is_empty() {
-            // Its lists grew one increment at a time: their slack would add up over a detail.
-            for (_, increments) in &mut self.current().lists {
-                increments.shrink_to_fit();
-            }
+            self.trim();
             self.parts.push(Detail {
                 folds: self.folds,
                 ..Detail::default()
@@ -314,17 +334,34 @@ impl Parts {
         self.room = self.room.saturating_sub(members);
     }
 
+    /// Drops the last part's slack: its lists were sized for what they might take, and the
+    /// slack would add up over a detail.
+    fn trim(&mut self) {
+        for (_, increments) in &mut self.current().lists {
+            increments.shrink_to_fit();
+        }
+    }
+
+    /// The parts, filled.
+    fn finish(mut self) -> Vec<Detail> {
+        self.trim();
+        self.parts
+    }
+
     fn current(&mut self) -> &mut Detail {
         let last = self.parts.len() - 1;
         &mut self.parts[last]
     }
 
-    /// Adds one increment of `place` (the detail's `index`-th) to the last part.
-    fn list(&mut self, place: &Place, index: usize, member: Bytes, n: u64) {
+    /// Adds one increment of `place` (the detail's `index`-th, which has `total` increments)
+    /// to the last part.
+    fn list(&mut self, place: &Place, index: usize, total: usize, member: Bytes, n: u64) {
         let last = self.parts.len() - 1;
         let lists = &mut self.parts[last].lists;
+        // As many as the place has, or the part can still take: no growing one at a time.
+        let room = total.min(self.room + 1);
         let at = *self.places.entry(index).or_insert_with(|| {
-            lists.push((place.clone(), Vec::new()));
+            lists.push((place.clone(), Vec::with_capacity(room)));
             lists.len() - 1
         });
         lists[at].1.push((member, n));
@@ -342,29 +379,67 @@ pub enum Buckets {
 }
 
 /// The distinct members (rooms, nicks, words, emotes) of one batch, each stored once and known
-/// by a number from then on.
+/// by a number from then on. Their text is kept back to back in one buffer: a batch has
+/// thousands of names, and one allocation for all of them costs far less than one each.
 #[derive(Debug, Default)]
 struct Names {
-    ids: HashMap<Bytes, u32>,
-    names: Vec<Bytes>,
+    /// Every name, in the order of their numbers.
+    text: Vec<u8>,
+    /// Where each name ends in `text`.
+    ends: Vec<usize>,
+    /// The numbers, found by a hash of the name under this process's random key (names come
+    /// from the stream: a fixed key would invite hash flooding).
+    ids: HashTable<u32>,
+    hasher: RandomState,
 }
 
 impl Names {
     /// The number of `name`, copying it the first time it is met.
     fn id(&mut self, name: &[u8]) -> u32 {
-        if let Some(id) = self.ids.get(name) {
+        let Names {
+            text,
+            ends,
+            ids,
+            hasher,
+        } = self;
+        let hash = hasher.hash_one(name);
+        if let Some(id) = ids.find(hash, |&id| text[span(ends, id)] == *name) {
             return *id;
         }
-        let id = self.names.len() as u32;
-        let name = Bytes::copy_from_slice(name);
-        self.names.push(name.clone());
-        self.ids.insert(name, id);
+        let id = ends.len() as u32;
+        text.extend_from_slice(name);
+        ends.push(text.len());
+        let (text, ends) = (&*text, &*ends);
+        ids.insert_unique(hash, id, |&id| hasher.hash_one(&text[span(ends, id)]));
         id
     }
 
-    fn get(&self, id: u32) -> Bytes {
-        self.names[id as usize].clone()
+    /// The names, for reading: each is then a slice of one shared buffer.
+    fn freeze(self) -> FrozenNames {
+        FrozenNames {
+            text: Bytes::from(self.text),
+            ends: self.ends,
+        }
     }
+}
+
+/// [`Names`] done with: names by number.
+struct FrozenNames {
+    text: Bytes,
+    ends: Vec<usize>,
+}
+
+impl FrozenNames {
+    fn get(&self, id: u32) -> Bytes {
+        self.text.slice(span(&self.ends, id))
+    }
+}
+
+/// Where name `id` is in a names buffer whose names end at `ends`.
+fn span(ends: &[usize], id: u32) -> std::ops::Range<usize> {
+    let id = id as usize;
+    let start = if id == 0 { 0 } else { ends[id - 1] };
+    start..ends[id]
 }
 
 /// A scope by number: everything, a room or a nick (`Names` ids).
@@ -526,7 +601,8 @@ impl DetailBuilder {
                     .or_default() += n;
             }
         }
-        let names = &self.names;
+        let names = std::mem::take(&mut self.names).freeze();
+        let names = &names;
         let scope_of = |scope: ScopeId| match scope {
             ScopeId::Global => Scope::Global,
             ScopeId::Room(id) => Scope::Room(names.get(id)),
@@ -580,7 +656,6 @@ impl DetailBuilder {
             folds: buckets == Buckets::Rollups,
         };
         self.messages = 0;
-        self.names = Names::default();
         detail
     }
 }
@@ -627,6 +702,46 @@ mod tests {
     }
 
     const NOW: u64 = 1_795_420_800_000;
+
+    #[test]
+    fn a_history_entry_is_the_messages_json_escaped_where_it_must_be() {
+        let mut m = message(NOW + 7, "#a", "x", &[], &["Kappa", "Kappa", "한"]);
+        m.body = Bytes::from_static("😀 \"Kappa\" Kappa 한 \\ \n".as_bytes());
+        let entry = HistoryEntry::of(&m, || "made-up".to_owned());
+        let expected = serde_json::json!({
+            "id": "made-up",
+            "time": rfc3339(NOW + 7, true),
+            "room": "#a",
+            "nick": "x",
+            "body": "😀 \"Kappa\" Kappa 한 \\ \n",
+            "emotes": ["Kappa", "Kappa", "한"],
+        });
+        let written: serde_json::Value = serde_json::from_str(&entry.json).unwrap();
+        assert_eq!(written, expected);
+        assert!(
+            entry.json.starts_with(r#"{"id":"made-up","time":"#)
+                && entry.json.ends_with(r#""emotes":["Kappa","Kappa","한"]}"#),
+            "the fields in the API's order: {}",
+            entry.json
+        );
+        assert_eq!(
+            entry.json.capacity(),
+            entry.json.len(),
+            "kept without slack"
+        );
+        // Nothing to escape, no emotes, its own id: sized exactly from the start.
+        let mut plain = message(NOW, "", "", &[], &[]);
+        plain.id = Some(Bytes::from_static(b"abc"));
+        let entry = HistoryEntry::of(&plain, || unreachable!("it has an id"));
+        assert_eq!(entry.id, "abc");
+        assert_eq!(
+            entry.json,
+            format!(
+                r#"{{"id":"abc","time":"{}","room":"","nick":"","body":"","emotes":[]}}"#,
+                rfc3339(NOW, true)
+            )
+        );
+    }
 
     #[test]
     fn a_batch_is_merged_per_scope_and_bucket() {

@@ -76,20 +76,27 @@ pub fn emotes_in<'b>(body: &'b str, tag: Option<&str>, names: &EmoteNames) -> Ve
     let mut ranges = tag.map(tag_ranges).unwrap_or_default();
     let mut found = Vec::new();
     if !ranges.is_empty() {
-        // Byte offset of each code point, and the body's end.
-        let offsets: Vec<usize> = body
-            .char_indices()
-            .map(|(i, _)| i)
-            .chain(std::iter::once(body.len()))
-            .collect();
-        let chars = offsets.len() - 1;
-        ranges.retain(|&(_, end)| end < chars);
-        ranges.sort_unstable();
-        found.extend(
-            ranges
-                .iter()
-                .map(|&(start, end)| &body[offsets[start]..offsets[end + 1]]),
-        );
+        if body.is_ascii() {
+            // Code points are bytes.
+            ranges.retain(|&(_, end)| end < body.len());
+            ranges.sort_unstable();
+            found.extend(ranges.iter().map(|&(start, end)| &body[start..=end]));
+        } else {
+            // Byte offset of each code point, and the body's end.
+            let offsets: Vec<usize> = body
+                .char_indices()
+                .map(|(i, _)| i)
+                .chain(std::iter::once(body.len()))
+                .collect();
+            let chars = offsets.len() - 1;
+            ranges.retain(|&(_, end)| end < chars);
+            ranges.sort_unstable();
+            found.extend(
+                ranges
+                    .iter()
+                    .map(|&(start, end)| &body[offsets[start]..offsets[end + 1]]),
+            );
+        }
     }
     if names.is_empty() {
         return found;
@@ -179,6 +186,32 @@ mod tests {
         let bom = names("\u{feff}KEKW\nPog\n");
         assert_eq!(emotes_in("KEKW Pog", None, &bom), vec!["KEKW", "Pog"]);
         assert_eq!(emotes_in("kekw", None, &kekw), Vec::<&str>::new());
+    }
+
+    proptest::proptest! {
+        /// Whatever the body (ASCII, which takes a shortcut, or not), a range is the text of
+        /// its code points.
+        #[test]
+        fn a_range_is_the_text_of_its_code_points(
+            body in "[a-z ]{0,12}|[a-zé😂한 ]{0,12}",
+            spans in proptest::collection::vec((0usize..14, 0usize..14), 0..4),
+        ) {
+            let tag: Vec<String> = spans.iter().map(|(s, e)| format!("{s}-{e}")).collect();
+            let tag = format!("25:{}", tag.join(","));
+            let chars: Vec<char> = body.chars().collect();
+            let mut expected: Vec<(usize, usize)> = spans
+                .iter()
+                .copied()
+                .filter(|&(s, e)| s <= e && e < chars.len())
+                .collect();
+            expected.sort_unstable();
+            let expected: Vec<String> = expected
+                .iter()
+                .map(|&(s, e)| chars[s..=e].iter().collect())
+                .collect();
+            let found = emotes_in(&body, Some(&tag), &EmoteNames::default());
+            proptest::prop_assert_eq!(found, expected);
+        }
     }
 
     #[test]

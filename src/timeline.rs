@@ -46,10 +46,15 @@ impl Granularity {
 
     /// Its letter in key names and in the API (`m`, `h`, `d`).
     pub fn letter(self) -> char {
+        char::from(self.letter_str().as_bytes()[0])
+    }
+
+    /// [`Granularity::letter`] as text.
+    pub fn letter_str(self) -> &'static str {
         match self {
-            Granularity::Minute => 'm',
-            Granularity::Hour => 'h',
-            Granularity::Day => 'd',
+            Granularity::Minute => "m",
+            Granularity::Hour => "h",
+            Granularity::Day => "d",
         }
     }
 

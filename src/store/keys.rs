@@ -39,6 +39,8 @@
 //! count as the total); such a set is read as it
 //! is and converted to the sorted set the first time a new failed message is recorded.
 
+use std::borrow::Cow;
+
 use crate::detail::{Scope, Seen};
 use crate::message::TopList;
 use crate::timeline::{Bucket, Granularity};
@@ -104,44 +106,36 @@ impl Keys {
 
     /// The all-time list of `scope` (the part-1 lists for everything).
     pub(crate) fn list(&self, scope: &Scope, list: TopList) -> String {
-        match scope {
-            Scope::Global => self.top(list),
-            other => format!("{}:{}", self.scope_prefix(other), list.name()),
-        }
+        self.scoped(scope, &[":", list.name()])
     }
 
     /// The last hour whose minutes a room's all-time lists hold (`lua/rollup.lua`).
     pub(crate) fn folded(&self, room: &Scope) -> String {
-        format!("{}:folded", self.scope_prefix(room))
+        self.scoped(room, &[":folded"])
     }
 
     /// A nick's increments of its all-time lists not folded into them yet (`lua/records.lua`).
     pub(crate) fn pending(&self, nick: &Scope) -> String {
-        format!("{}:pending", self.scope_prefix(nick))
+        self.scoped(nick, &[":pending"])
     }
 
     /// A list of `scope` in one bucket.
     pub(crate) fn bucket_list(&self, scope: &Scope, list: TopList, bucket: Bucket) -> String {
-        format!(
-            "{}:{}",
-            self.list(scope, list),
-            bucket_suffix(bucket.granularity, bucket.number)
-        )
+        let mut digits = itoa::Buffer::new();
+        let letter = bucket.granularity.letter_str();
+        let number = digits.format(bucket.number);
+        self.scoped(scope, &[":", list.name(), ":", letter, ":", number])
     }
 
     /// The hash holding the message counts of `scope` for a group of buckets, and the field
     /// of `bucket` in it.
     pub(crate) fn activity(&self, scope: &Scope, bucket: Bucket) -> (String, String) {
-        let prefix = match scope {
-            Scope::Global => format!("{}activity", self.ns),
-            other => format!("{}:activity", self.scope_prefix(other)),
-        };
         let group = activity_group(bucket);
+        let mut digits = itoa::Buffer::new();
+        let letter = group.granularity.letter_str();
+        let number = digits.format(group.number);
         (
-            format!(
-                "{prefix}:{}",
-                bucket_suffix(group.granularity, group.number)
-            ),
+            self.scoped(scope, &[":activity:", letter, ":", number]),
             bucket.number.to_string(),
         )
     }
@@ -188,10 +182,7 @@ impl Keys {
     /// The recorded messages (everything: a stream of the entries), or a room's or nick's
     /// index of them (a stream of the entries' ids in the first).
     pub(crate) fn history(&self, scope: &Scope) -> String {
-        match scope {
-            Scope::Global => format!("{}history", self.ns),
-            other => format!("{}:history", self.scope_prefix(other)),
-        }
+        self.scoped(scope, &[":history"])
     }
 
     /// The inbox: payloads waiting for the workers (`POST /messages`, `FORWARD_TO_INBOX`),
@@ -210,28 +201,59 @@ impl Keys {
         format!("{}history:ids:{hour}", self.ns)
     }
 
-    /// `{ns}room:{R}` or `{ns}nick:{N}`, the name escaped (see the module docs).
-    fn scope_prefix(&self, scope: &Scope) -> String {
+    /// A key of `scope`: `{ns}room:{R}` or `{ns}nick:{N}` (the name escaped, see the module
+    /// docs) followed by `rest`; for everything, `{ns}` followed by `rest` without its leading
+    /// `:` (`{ns}words`, `{ns}activity:m:1`). Built in one allocation of its exact size: a
+    /// worker call names thousands of keys, and its `fred` key then takes the text as it is.
+    fn scoped(&self, scope: &Scope, rest: &[&str]) -> String {
         let (kind, name) = match scope {
-            Scope::Global => return self.ns.clone(),
-            Scope::Room(name) => ("room", name),
-            Scope::Nick(name) => ("nick", name),
+            Scope::Global => ("", None),
+            Scope::Room(name) => ("room:{", Some(escaped(name))),
+            Scope::Nick(name) => ("nick:{", Some(escaped(name))),
         };
-        let mut out = String::with_capacity(self.ns.len() + name.len() + 8);
+        let rest_len: usize = rest.iter().map(|p| p.len()).sum();
+        let mut out = String::with_capacity(
+            self.ns.len() + kind.len() + name.as_ref().map_or(0, |n| n.len() + 1) + rest_len,
+        );
         out.push_str(&self.ns);
         out.push_str(kind);
-        out.push_str(":{");
-        for ch in String::from_utf8_lossy(name).chars() {
-            match ch {
-                '%' => out.push_str("%25"),
-                '{' => out.push_str("%7B"),
-                '}' => out.push_str("%7D"),
-                other => out.push(other),
+        let mut rest = rest.iter();
+        match &name {
+            Some(name) => {
+                out.push_str(name);
+                out.push('}');
+            }
+            None => {
+                // `{ns}words`, not `{ns}:words`.
+                if let Some(first) = rest.next() {
+                    out.push_str(first.strip_prefix(':').unwrap_or(first));
+                }
             }
         }
-        out.push('}');
+        for piece in rest {
+            out.push_str(piece);
+        }
         out
     }
+}
+
+/// A room's or nick's name as its keys spell it: `%`, `{` and `}` percent-encoded (invalid
+/// UTF-8 replaced), borrowed when nothing changes.
+fn escaped(name: &[u8]) -> Cow<'_, str> {
+    let text = String::from_utf8_lossy(name);
+    if !text.contains(['%', '{', '}']) {
+        return text;
+    }
+    let mut out = String::with_capacity(text.len() + 8);
+    for ch in text.chars() {
+        match ch {
+            '%' => out.push_str("%25"),
+            '{' => out.push_str("%7B"),
+            '}' => out.push_str("%7D"),
+            other => out.push(other),
+        }
+    }
+    Cow::Owned(out)
 }
 
 /// `m:29590346`: a bucket in key names.

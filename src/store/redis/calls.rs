@@ -3,6 +3,7 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
+use bytes::Bytes;
 use fred::prelude::*;
 
 use super::FOLD_GRACE_SECS;
@@ -131,10 +132,16 @@ pub(super) fn detail_call(
 ) -> ScriptCall {
     let (seq, window) = mark.map_or((0, 1), |m| (m.seq, m.window.max(1)));
     let writer = Key::from(keys.writer(mark.map_or("", |m| &m.writer)));
+    // Room for every group's key and arguments: a call carries thousands of them, and
+    // growing these vectors one doubling at a time copies them over and over.
+    let groups = detail.lists.len() + detail.activity.len() + 2 * detail.seen.len();
     let mut call = ScriptCall {
-        keys: vec![writer],
-        args: vec![Value::Integer(seq as i64), Value::Integer(window as i64)],
+        keys: Vec::with_capacity(1 + groups + 2 * detail.history.len()),
+        args: Vec::with_capacity(2 + 4 * groups + detail.members()),
     };
+    call.keys.push(writer);
+    call.args.push(Value::Integer(seq as i64));
+    call.args.push(Value::Integer(window as i64));
     let int = |n: u64| Value::Integer(n as i64);
     // Hour and day buckets: none before they end (their roll-up makes them).
     let written = |bucket: Bucket| -> bool {
@@ -143,12 +150,6 @@ pub(super) fn detail_call(
     let mut active: BTreeMap<Bucket, Vec<Value>> = BTreeMap::new();
     // A nick's all-time lists: one record of its increments (`lua/records.lua`).
     let mut records: BTreeMap<&Scope, Vec<u8>> = BTreeMap::new();
-    let pairs = |members: &[(bytes::Bytes, u64)]| -> Vec<(Value, u64)> {
-        members
-            .iter()
-            .map(|(m, n)| (Value::Bytes(m.clone()), *n))
-            .collect()
-    };
     // With `Detail::folds`, a room's minutes by hour: they stand for its all-time increments
     // too, and are written after the room's `f` group for the hour (`lua/detail.lua`).
     type Lists<'a> = Vec<&'a (Place, Vec<(bytes::Bytes, u64)>)>;
@@ -163,7 +164,6 @@ pub(super) fn detail_call(
             folds.entry((&place.scope, hour)).or_default().push(item);
             continue;
         }
-        let pairs = || pairs(members);
         match place.period {
             Period::AllTime if matches!(place.scope, Scope::Nick(_)) => {
                 let record = records.entry(&place.scope).or_default();
@@ -176,14 +176,14 @@ pub(super) fn detail_call(
                 keys.list(&place.scope, place.list),
                 "z",
                 0,
-                pairs(),
+                members,
             ),
             Period::Bucket(bucket) => {
                 if !written(bucket) {
                     continue;
                 }
                 let key = keys.bucket_list(&place.scope, place.list, bucket);
-                push_group(&mut call, key, "z", retention.expiry_secs(bucket), pairs());
+                push_group(&mut call, key, "z", retention.expiry_secs(bucket), members);
             }
         }
     }
@@ -220,7 +220,7 @@ pub(super) fn detail_call(
             hour_bucket.end_ms() - Granularity::Minute.ms(),
         )) + FOLD_GRACE_SECS;
         call.args.extend([
-            Value::from("f"),
+            Value::from_static_str("f"),
             int(hour),
             int(legacy),
             int(FOLD_GRACE_SECS),
@@ -238,13 +238,7 @@ pub(super) fn detail_call(
                 _ => "zme",
             };
             let key = keys.bucket_list(room, place.list, bucket);
-            push_group(
-                &mut call,
-                key,
-                op,
-                retention.expiry_secs(bucket),
-                pairs(members),
-            );
+            push_group(&mut call, key, op, retention.expiry_secs(bucket), members);
         }
     }
     for (bucket, rooms) in active {
@@ -258,8 +252,8 @@ pub(super) fn detail_call(
         if bucket.granularity == Granularity::Hour && folding.contains(&bucket.number) {
             expiry += FOLD_GRACE_SECS;
         }
-        let pairs = rooms.into_iter().map(|room| (room, 1)).collect();
-        push_group(&mut call, keys.active(bucket), "s", expiry, pairs);
+        let pairs: Vec<(Value, u64)> = rooms.into_iter().map(|room| (room, 1)).collect();
+        push_group(&mut call, keys.active(bucket), "s", expiry, &pairs);
     }
     // Activity fields grouped by hash.
     let mut hashes: BTreeMap<String, ActivityGroup> = BTreeMap::new();
@@ -274,28 +268,28 @@ pub(super) fn detail_call(
         entry.1.push((Value::from(field), *n));
     }
     for (key, (expiry, pairs)) in hashes {
-        push_group(&mut call, key, "h", expiry, pairs);
+        push_group(&mut call, key, "h", expiry, &pairs);
     }
     for kind in [Seen::Room, Seen::Nick] {
         let of_kind = || detail.seen.iter().filter(move |s| s.0 == kind);
         if of_kind().next().is_none() {
             continue;
         }
-        let firsts = of_kind()
-            .map(|(_, name, first, _)| (Value::Bytes(name.clone()), *first))
+        let firsts: Vec<(Bytes, u64)> = of_kind()
+            .map(|(_, name, first, _)| (name.clone(), *first))
             .collect();
-        push_group(&mut call, keys.seen(kind, false), "lt", 0, firsts);
-        let lasts = of_kind()
-            .map(|(_, name, _, last)| (Value::Bytes(name.clone()), *last))
+        push_group(&mut call, keys.seen(kind, false), "lt", 0, &firsts);
+        let lasts: Vec<(Bytes, u64)> = of_kind()
+            .map(|(_, name, _, last)| (name.clone(), *last))
             .collect();
-        push_group(&mut call, keys.seen(kind, true), "gt", 0, lasts);
+        push_group(&mut call, keys.seen(kind, true), "gt", 0, &lasts);
     }
     for (nick, record) in records {
         call.keys.push(Key::from(keys.pending(nick)));
         for list in [TopList::Words, TopList::Rooms, TopList::Emotes] {
             call.keys.push(Key::from(keys.list(nick, list)));
         }
-        call.args.push(Value::from("a"));
+        call.args.push(Value::from_static_str("a"));
         call.args.push(Value::Bytes(record.into()));
     }
     if !detail.history.is_empty() {
@@ -306,24 +300,28 @@ pub(super) fn detail_call(
 
 /// Adds one group of `lua/detail.lua` to `call`: its key, operation, expiry and pairs.
 /// Increments of 1 (most of them) go without their count: half the arguments to convert.
-fn push_group(
+fn push_group<M: Clone + Into<Value>>(
     call: &mut ScriptCall,
     key: String,
     op: &'static str,
     expiry: u64,
-    pairs: Vec<(Value, u64)>,
+    pairs: &[(M, u64)],
 ) {
     let int = |n: u64| Value::Integer(n as i64);
-    let (ones, others): (Vec<_>, Vec<_>) = pairs.into_iter().partition(|(_, n)| *n == 1);
+    let ones = pairs.iter().filter(|(_, n)| *n == 1).count();
+    let others = pairs.len() - ones;
     call.keys.push(Key::from(key));
-    call.args.push(Value::from(op));
+    call.args.reserve(4 + ones + 2 * others);
+    call.args.push(Value::from_static_str(op));
     call.args.push(int(expiry));
-    call.args.push(int(ones.len() as u64));
-    call.args.push(int(others.len() as u64));
-    call.args.extend(ones.into_iter().map(|(member, _)| member));
-    for (member, n) in others {
-        call.args.push(member);
-        call.args.push(int(n));
+    call.args.push(int(ones as u64));
+    call.args.push(int(others as u64));
+    let one = pairs.iter().filter(|(_, n)| *n == 1);
+    call.args
+        .extend(one.map(|(member, _)| member.clone().into()));
+    for (member, n) in pairs.iter().filter(|(_, n)| *n != 1) {
+        call.args.push(member.clone().into());
+        call.args.push(int(*n));
     }
 }
 
@@ -397,7 +395,7 @@ fn history_group(
     } else {
         now_ms.saturating_sub(kept).max(1)
     };
-    call.args.push(Value::from("x"));
+    call.args.push(Value::from_static_str("x"));
     call.args.push(Value::Integer(expiry as i64));
     call.args.push(Value::from(minid.to_string()));
     call.args.push(Value::Integer(entries.len() as i64));
@@ -407,10 +405,9 @@ fn history_group(
         call.args.push(Value::from(entry.json.as_str()));
         call.args.push(Value::from(entry.id.as_str()));
         call.args.push(Value::Bytes(entry.room.clone()));
-        let mut flags = String::new();
+        let kept_in = |name: &bytes::Bytes| kept > 0 && !name.is_empty();
         for (flag, name) in [('r', &entry.room), ('n', &entry.nick)] {
-            if kept > 0 && !name.is_empty() {
-                flags.push(flag);
+            if kept_in(name) {
                 let key = indexes.entry((flag, name)).or_insert_with(|| {
                     let scope = match flag {
                         'r' => Scope::Room(name.clone()),
@@ -421,10 +418,13 @@ fn history_group(
                 call.keys.push(key.clone());
             }
         }
-        if flags.is_empty() {
-            flags.push('-');
-        }
-        call.args.push(Value::from(flags));
+        let flags = match (kept_in(&entry.room), kept_in(&entry.nick)) {
+            (true, true) => "rn",
+            (true, false) => "r",
+            (false, true) => "n",
+            (false, false) => "-",
+        };
+        call.args.push(Value::from_static_str(flags));
     }
 }
 
