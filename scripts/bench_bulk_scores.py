@@ -1,14 +1,15 @@
 #!/usr/bin/env python3
 """Increments to existing sorted sets in a Lua script: one ZINCRBY per member, against one
 ZMSCORE of a group's members, the sums in Lua, and one variadic ZADD (BENCHMARKS.md, "Thread
-caches, and scores updated in bulk").
+caches, and scores updated in bulk"); and, for scale, the same increments appended to a string
+as one record per group (BENCHMARKS.md, "Fewer allocations per full message").
 
     python3 scripts/bench_bulk_scores.py
 
 Starts its own redis-server on a free port (removed on exit): 100 sorted sets of 2,000
 members; each call increments random members of 20 of them; prints the time Redis spent in
 EVALSHA (INFO commandstats) per increment, for 5, 20, 100 and 500 members a set, each way
-twice, alternating.
+twice, alternating. The records go to strings of their own, which grow over the run.
 """
 
 import os
@@ -49,7 +50,20 @@ for g = 1, #KEYS do
 end
 return 1
 """
+# Not a sorted set at all: the group's increments as one record appended to a string (the
+# write side of a layout that keeps recent buckets as encoded records, merged when read).
+APPEND = """
+for g = 1, #KEYS do
+  redis.call('APPEND', KEYS[g], ARGV[g + 1])
+end
+return 1
+"""
 SETS, MEMBERS, PER_CALL, ROUNDS = 100, 2000, 20, 30
+
+
+def record(members):
+    """A group's increments of 1 as one record: `<length>:<member>` each."""
+    return "".join(f"{len(m)}:{m}" for m in members)
 
 
 def free_port():
@@ -91,7 +105,7 @@ def main():
                 args += [random.randint(1, 100), w]
             r.call("ZADD", f"z{s}", *args)
         shas = {name: r.call("SCRIPT", "LOAD", text).decode() for name, text in
-                [("ZINCRBY each", EACH), ("ZMSCORE + ZADD", BULK)]}
+                [("ZINCRBY each", EACH), ("ZMSCORE + ZADD", BULK), ("APPEND record", APPEND)]}
         for k in [5, 20, 100, 500]:
             for name in list(shas) * 2:
                 usec = 0
@@ -100,6 +114,10 @@ def main():
                     args = [k]
                     for _ in keys:
                         args += random.sample(words, k)
+                    if name == "APPEND record":
+                        keys = [f"a{key}" for key in keys]
+                        groups = [args[1 + g * k:1 + (g + 1) * k] for g in range(len(keys))]
+                        args = [k] + [record(group) for group in groups]
                     r.call("CONFIG", "RESETSTAT")
                     r.call("EVALSHA", shas[name], len(keys), *keys, *args)
                     usec += evalsha_usec(r)
