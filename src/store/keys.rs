@@ -106,17 +106,17 @@ impl Keys {
 
     /// The all-time list of `scope` (the part-1 lists for everything).
     pub(crate) fn list(&self, scope: &Scope, list: TopList) -> String {
-        self.scoped(scope, &[":", list.name()])
+        self.scoped(scope, &[list.name()])
     }
 
     /// The last hour whose minutes a room's all-time lists hold (`lua/rollup.lua`).
     pub(crate) fn folded(&self, room: &Scope) -> String {
-        self.scoped(room, &[":folded"])
+        self.scoped(room, &["folded"])
     }
 
     /// A nick's increments of its all-time lists not folded into them yet (`lua/records.lua`).
     pub(crate) fn pending(&self, nick: &Scope) -> String {
-        self.scoped(nick, &[":pending"])
+        self.scoped(nick, &["pending"])
     }
 
     /// A list of `scope` in one bucket.
@@ -124,7 +124,7 @@ impl Keys {
         let mut digits = itoa::Buffer::new();
         let letter = bucket.granularity.letter_str();
         let number = digits.format(bucket.number);
-        self.scoped(scope, &[":", list.name(), ":", letter, ":", number])
+        self.scoped(scope, &[list.name(), ":", letter, ":", number])
     }
 
     /// The hash holding the message counts of `scope` for a group of buckets, and the field
@@ -135,7 +135,7 @@ impl Keys {
         let letter = group.granularity.letter_str();
         let number = digits.format(group.number);
         (
-            self.scoped(scope, &[":activity:", letter, ":", number]),
+            self.scoped(scope, &["activity:", letter, ":", number]),
             bucket.number.to_string(),
         )
     }
@@ -182,7 +182,7 @@ impl Keys {
     /// The recorded messages (everything: a stream of the entries), or a room's or nick's
     /// index of them (a stream of the entries' ids in the first).
     pub(crate) fn history(&self, scope: &Scope) -> String {
-        self.scoped(scope, &[":history"])
+        self.scoped(scope, &["history"])
     }
 
     /// The inbox: payloads waiting for the workers (`POST /messages`, `FORWARD_TO_INBOX`),
@@ -201,34 +201,24 @@ impl Keys {
         format!("{}history:ids:{hour}", self.ns)
     }
 
-    /// A key of `scope`: `{ns}room:{R}` or `{ns}nick:{N}` (the name escaped, see the module
-    /// docs) followed by `rest`; for everything, `{ns}` followed by `rest` without its leading
-    /// `:` (`{ns}words`, `{ns}activity:m:1`). Built in one allocation of its exact size: a
-    /// worker call names thousands of keys, and its `fred` key then takes the text as it is.
+    /// A key of `scope`: `{ns}` for everything, `{ns}room:{R}:` or `{ns}nick:{N}:` (the name
+    /// escaped, see the module docs), followed by `rest` (`{ns}words`, `{ns}room:{R}:words`).
+    /// Built in one allocation of its exact size: a worker call names thousands of keys, and
+    /// its `fred` key then takes the text as it is.
     fn scoped(&self, scope: &Scope, rest: &[&str]) -> String {
         let (kind, name) = match scope {
             Scope::Global => ("", None),
             Scope::Room(name) => ("room:{", Some(escaped(name))),
             Scope::Nick(name) => ("nick:{", Some(escaped(name))),
         };
+        let name_len = name.as_ref().map_or(0, |n| n.len() + 2);
         let rest_len: usize = rest.iter().map(|p| p.len()).sum();
-        let mut out = String::with_capacity(
-            self.ns.len() + kind.len() + name.as_ref().map_or(0, |n| n.len() + 1) + rest_len,
-        );
+        let mut out = String::with_capacity(self.ns.len() + kind.len() + name_len + rest_len);
         out.push_str(&self.ns);
         out.push_str(kind);
-        let mut rest = rest.iter();
-        match &name {
-            Some(name) => {
-                out.push_str(name);
-                out.push('}');
-            }
-            None => {
-                // `{ns}words`, not `{ns}:words`.
-                if let Some(first) = rest.next() {
-                    out.push_str(first.strip_prefix(':').unwrap_or(first));
-                }
-            }
+        if let Some(name) = &name {
+            out.push_str(name);
+            out.push_str("}:");
         }
         for piece in rest {
             out.push_str(piece);
@@ -319,6 +309,15 @@ mod tests {
             ("ns:activity:m:498728".to_owned(), "29923680".to_owned())
         );
         assert_eq!(keys.list(&Scope::Global, TopList::Rooms), "ns:rooms");
+        assert_eq!(
+            keys.activity(&room("#foo"), bucket).0,
+            "ns:room:{#foo}:activity:m:498728"
+        );
+        assert_eq!(keys.history(&Scope::Global), "ns:history");
+        let nick = Scope::Nick(Bytes::from_static(b"x{y"));
+        assert_eq!(keys.history(&nick), "ns:nick:{x%7By}:history");
+        assert_eq!(keys.pending(&nick), "ns:nick:{x%7By}:pending");
+        assert_eq!(keys.folded(&room("#foo")), "ns:room:{#foo}:folded");
         assert_eq!(keys.seen(Seen::Nick, true), "ns:nicks:last");
     }
 }
