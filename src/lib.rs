@@ -54,21 +54,35 @@ pub mod worker;
 /// allocator. Benchmarks that count allocations keep their own.
 pub use tikv_jemallocator::Jemalloc as Allocator;
 
-/// Declares [`Allocator`] the binary's global allocator, with jemalloc's settings for a small
-/// service: one arena and no thread caches (a few threads, so little contention), and freed
-/// pages returned within a second. Measured on the worker in full mode, peak RSS 33.1 → 27.8–
-/// 28.6 MB at the same rate (BENCHMARKS.md). `_RJEM_MALLOC_CONF` in the environment still
-/// overrides them.
+/// Declares [`Allocator`] the binary's global allocator, with jemalloc's settings; freed pages
+/// go back to the system within a second in both.
+///
+/// - `allocator!()`, for the worker and the tools: one arena and no thread caches. The worker
+///   allocates from one thread at a time, and thread caches hold memory: its peak RSS in full
+///   mode fell from 33.1 to 27.8–28.6 MB at the same rate (BENCHMARKS.md, "What the history
+///   costs the worker").
+/// - `allocator!(serving)`, for the API: jemalloc's arenas and thread caches. Every runtime
+///   thread serves requests at once, and each request allocates a few dozen times; with one
+///   locked arena, allocation took about a third of the API's CPU (BENCHMARKS.md, "The API's
+///   allocator").
+///
+/// `_RJEM_MALLOC_CONF` in the environment still overrides them.
 #[macro_export]
 macro_rules! allocator {
     () => {
+        $crate::allocator!(@conf b"narenas:1,tcache:false,dirty_decay_ms:1000,muzzy_decay_ms:0\0");
+    };
+    (serving) => {
+        $crate::allocator!(@conf b"dirty_decay_ms:1000,muzzy_decay_ms:0\0");
+    };
+    (@conf $conf:literal) => {
         #[global_allocator]
         static ALLOCATOR: $crate::Allocator = $crate::Allocator;
 
-        /// jemalloc's compiled-in settings (`malloc_conf`, with tikv-jemalloc's prefix).
+        /// jemalloc's compiled-in settings (`malloc_conf`, with tikv-jemalloc's prefix): a
+        /// pointer to a C string, as jemalloc reads it.
         #[allow(non_upper_case_globals)]
         #[unsafe(export_name = "_rjem_malloc_conf")]
-        pub static malloc_conf: &[u8; 60] =
-            b"narenas:1,tcache:false,dirty_decay_ms:1000,muzzy_decay_ms:0\0";
+        pub static malloc_conf: &[u8; $conf.len()] = $conf;
     };
 }

@@ -168,16 +168,33 @@ pub struct ApiSettings {
     pub trusted_proxies: TrustedProxies,
 }
 
-/// Shared state of the handlers.
-#[derive(Clone)]
-pub struct AppState<S> {
+/// Shared state of the handlers. Every request gets a clone (axum's `State`): one reference
+/// count, whatever the state holds.
+pub struct AppState<S>(Arc<Shared<S>>);
+
+impl<S> Clone for AppState<S> {
+    fn clone(&self) -> Self {
+        AppState(self.0.clone())
+    }
+}
+
+impl<S> std::ops::Deref for AppState<S> {
+    type Target = Shared<S>;
+
+    fn deref(&self) -> &Shared<S> {
+        &self.0
+    }
+}
+
+/// What [`AppState`] shares.
+pub struct Shared<S> {
     store: S,
-    settings: Arc<ApiSettings>,
+    settings: ApiSettings,
     /// The store's rolled-up horizon, read at most once a second (it only moves forward, and
     /// a stale one only makes a range read from finer buckets).
-    rolled: Arc<std::sync::Mutex<Option<(std::time::Instant, Rolled)>>>,
+    rolled: std::sync::Mutex<Option<(std::time::Instant, Rolled)>>,
     /// The live statistics, shared by every subscriber.
-    live: Arc<history::LiveHub>,
+    live: history::LiveHub,
     /// Cancelled when the API shuts down: live feeds end.
     closing: CancellationToken,
     /// The rate limiters.
@@ -187,14 +204,14 @@ pub struct AppState<S> {
 impl<S: Store> AppState<S> {
     /// State over `store`.
     pub fn new(store: S, settings: ApiSettings) -> AppState<S> {
-        AppState {
+        AppState(Arc::new(Shared {
             store,
             limits: rate::Limiters::new(&settings).into(),
-            settings: settings.into(),
-            rolled: Arc::default(),
-            live: Arc::default(),
+            settings,
+            rolled: std::sync::Mutex::default(),
+            live: history::LiveHub::default(),
             closing: CancellationToken::new(),
-        }
+        }))
     }
 
     /// Which hour and day buckets can be read.
