@@ -286,6 +286,16 @@ impl Shard {
         }
         StoreError::Redis(err)
     }
+
+    /// Whether this Redis runs in cluster mode (`INFO cluster`).
+    pub(crate) async fn cluster_node(&self) -> Result<bool, StoreError> {
+        let info: String = self
+            .client
+            .info(Some(fred::types::InfoKind::Cluster))
+            .await
+            .map_err(|e| self.fail(e))?;
+        Ok(info.lines().any(|line| line.trim() == "cluster_enabled:1"))
+    }
 }
 
 /// A connection error as an operator reads it: `connection refused`, `WRONGPASS …`.

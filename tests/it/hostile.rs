@@ -476,6 +476,47 @@ async fn an_over_long_line_cut_off_by_a_close_is_never_a_failed_message() {
     assert_eq!(store.failed_total().await.unwrap(), 0);
 }
 
+/// A standalone URL given a node of a Redis Cluster: every call says which URL to give,
+/// instead of timing out on redirections or failing on `CROSSSLOT` without a word.
+#[tokio::test]
+async fn a_cluster_node_behind_a_standalone_url_is_reported_as_such() {
+    let redis = TestRedis::start_with(&["--appendonly", "no", "--cluster-enabled", "yes"]);
+    let ns = namespace();
+    let store = redis.store_in(&ns);
+    let api = TestApi::spawn(store.clone()).await;
+    eventually(
+        Duration::from_secs(10),
+        "a 503 naming the URL to give",
+        || async {
+            let (status, body) = api.get("/healthcheck").await;
+            let reason = body["redisStatus"].as_str().unwrap_or_default().to_owned();
+            status == 503 && reason.contains("redis-cluster://")
+        },
+    )
+    .await;
+    let (status, body) = api.get("/stats/words").await;
+    assert_eq!(status, 503, "{body}");
+    assert!(
+        body["message"]
+            .as_str()
+            .unwrap()
+            .contains("node of a Redis Cluster"),
+        "{body}"
+    );
+    let err = store
+        .apply(
+            &Tally::from_payload(
+                &Bytes::from_static(br##"{"room":"#r","nick":"n","body":"hi"}"##),
+                1,
+                64,
+            ),
+            None,
+        )
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("redis-cluster://"), "{err}");
+}
+
 #[tokio::test]
 async fn a_wrong_redis_password_is_reported_as_such() {
     let redis = TestRedis::start_with(&["--appendonly", "no", "--requirepass", "right-pass"]);

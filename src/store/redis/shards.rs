@@ -48,8 +48,8 @@ pub struct RedisStore {
     shards: Arc<[Shard]>,
     cluster: bool,
     settings: Arc<RedisSettings>,
-    /// On Redis Cluster, once checked: `None` when the cluster's data was written with this
-    /// number of shards, else why it cannot be read.
+    /// Once checked: `None` when the data can be read, else why not. On Redis Cluster, whether
+    /// it was written with this number of shards; standalone, whether Redis is a cluster node.
     layout: Arc<tokio::sync::OnceCell<Option<String>>>,
 }
 
@@ -120,7 +120,7 @@ impl RedisStore {
     /// would be looked for in the wrong shard.
     async fn ready(&self) -> Result<(), StoreError> {
         if !self.cluster {
-            return Ok(());
+            return self.standalone_ready().await;
         }
         let home = self.home();
         if !matches!(home.client.state(), ClientState::Connected) {
@@ -141,6 +141,25 @@ impl RedisStore {
             // A failure to check is not kept: the next call checks again.
             let mismatch = self.check_layout().await?;
             let _ = self.layout.set(mismatch);
+        }
+        match self.layout.get() {
+            Some(Some(why)) => Err(StoreError::Unsupported(why.clone())),
+            _ => Ok(()),
+        }
+    }
+
+    /// On a standalone URL, `Ok` unless Redis turned out to be a node of a Redis Cluster: its
+    /// scripts would fail (`CROSSSLOT`) and its reads wait on redirections until they time out,
+    /// so every call says instead which URL to give. Asked once, when the client is connected
+    /// (before, asking would only delay the call's own report of why Redis is away).
+    async fn standalone_ready(&self) -> Result<(), StoreError> {
+        if self.layout.get().is_none()
+            && matches!(self.home().client.state(), ClientState::Connected)
+            && let Ok(node) = self.home().cluster_node().await
+        {
+            let _ = self.layout.set(node.then(|| {
+                "this Redis is a node of a Redis Cluster: give its nodes as REDIS_URL=redis-cluster://host:port[,host:port…] (or REDIS_CLUSTER_NODES)".to_owned()
+            }));
         }
         match self.layout.get() {
             Some(Some(why)) => Err(StoreError::Unsupported(why.clone())),
