@@ -26,8 +26,9 @@ use crate::timeline::Retention;
 use crate::worker::WorkerSettings;
 
 /// Variables whose values may hold a secret: never repeated in an error message.
-const SECRET_VARIABLES: [&str; 5] = [
+const SECRET_VARIABLES: [&str; 6] = [
     "REDIS_URL",
+    "REDIS_CLUSTER_NODES",
     "CHAT_INTERFACE_URL",
     "INGEST_TOKENS",
     "MIGRATE_FROM",
@@ -70,9 +71,9 @@ pub(crate) struct RedisArgs {
     /// (`rediss-cluster://` for TLS) selects Redis Cluster.
     #[arg(long, env, hide_env_values = true, value_parser = parse_redis_url)]
     pub(crate) redis_url: Option<SecretUrl>,
-    /// Redis Cluster nodes, `host:port[,host:port…]` (some or all masters): selects Redis
-    /// Cluster, like a `redis-cluster://` REDIS_URL (set one of the two).
-    #[arg(long, env)]
+    /// Redis Cluster nodes, `[user:password@]host:port[,host:port…]` (some or all masters):
+    /// selects Redis Cluster, like a `redis-cluster://` REDIS_URL (set one of the two).
+    #[arg(long, env, hide_env_values = true)]
     pub(crate) redis_cluster_nodes: Option<String>,
     /// On Redis Cluster, the number of shards the keys are spread over. Fixed for the life of
     /// the data: data written with one number is not found with another.
@@ -192,9 +193,14 @@ impl RedisArgs {
             }
             (Some(url), None) => return Ok(url.clone()),
             (None, Some(nodes)) => {
+                // Its value may hold a password (`user:password@host:port,…`): never shown.
                 return parse_redis_url(&format!("redis-cluster://{}", nodes.trim())).map_err(
-                    |_| {
-                        ConfigError::invalid("REDIS_CLUSTER_NODES", nodes, "host:port[,host:port…]")
+                    |why| {
+                        let problem = why.split("; expected").next().unwrap_or_default();
+                        ConfigError::hidden(
+                            "REDIS_CLUSTER_NODES",
+                            format!("{problem}: expected [user:password@]host:port[,host:port…]"),
+                        )
                     },
                 );
             }
@@ -754,16 +760,19 @@ fn parse_cluster_url(scheme: &str, rest: &str) -> Result<SecretUrl, String> {
         None => (None, rest),
     };
     let nodes: Vec<&str> = nodes.split(',').map(str::trim).collect();
-    for node in &nodes {
+    // A node is named by its place in the list, never by its text: a password or token
+    // written in the wrong place must not reach the error.
+    for (place, node) in nodes.iter().enumerate() {
+        let place = place + 1;
         let parsed = url::Url::parse(&format!("redis://{node}"))
-            .map_err(|e| format!("node {node:?} is not host:port ({e}); {expected}"))?;
+            .map_err(|e| format!("node {place} is not host:port ({e}); {expected}"))?;
         let plain = parsed.path().is_empty() || parsed.path() == "/";
         if parsed.host_str().is_none_or(str::is_empty)
             || parsed.port().is_none()
             || !plain
             || parsed.query().is_some()
         {
-            return Err(format!("node {node:?} is not host:port; {expected}"));
+            return Err(format!("node {place} is not host:port; {expected}"));
         }
     }
     let mut text = format!("{scheme}://");
@@ -959,10 +968,15 @@ mod tests {
             "redis-cluster://",
             "redis-cluster://a:7000,",
             "redis-cluster://a:x",
+            "redis-cluster://a:7000?password=s3cret",
+            "redis-cluster://a:7000,b:x?token=s3cret",
         ] {
             let err = parse_redis_url(bad).unwrap_err();
             assert!(err.contains("host:port"), "{bad}: {err}");
+            assert!(!err.contains("s3cret"), "{bad}: {err}");
         }
+        let err = parse_redis_url("redis-cluster://a:7000,b:x").unwrap_err();
+        assert!(err.starts_with("node 2 is not host:port"), "{err}");
     }
 
     #[test]

@@ -6,8 +6,9 @@
 //! A UTF-8 byte order mark before a line is dropped (SSE drops one at the stream's start; a file
 //! saved by a Windows editor, or files joined, carry one there).
 //! A line longer than the cap is not buffered: its first `cap` bytes are kept and the rest of it
-//! is skipped, so memory stays bounded whatever arrives; when its line end comes, it becomes one
-//! [`Frame::Oversized`]. A line cut off by a disconnect ([`Decoder::reset`]) yields nothing, however
+//! is skipped, so memory stays bounded whatever arrives; when its line end comes, a payload line
+//! becomes one [`Frame::Oversized`] of its payload's first bytes (its field and byte order mark
+//! dropped, as for any payload), and any other line is skipped, as at any length. A line cut off by a disconnect ([`Decoder::reset`]) yields nothing, however
 //! long: the upstream resends what it resends, and a partial line is not a message.
 
 use bytes::{Buf, Bytes, BytesMut};
@@ -17,7 +18,7 @@ use bytes::{Buf, Bytes, BytesMut};
 pub enum Frame {
     /// A payload, to be judged by the counting rules.
     Payload(Bytes),
-    /// A line longer than the cap: its first bytes, and its length up to the cap.
+    /// A payload line longer than the cap: its payload's first bytes (the line's up to the cap).
     Oversized(Bytes),
 }
 
@@ -50,7 +51,7 @@ impl Decoder {
                 match memchr::memchr(b'\n', chunk) {
                     Some(i) => {
                         if let Some(prefix) = self.oversized.take() {
-                            out(Frame::Oversized(prefix));
+                            oversized(prefix, &mut out);
                         }
                         chunk = &chunk[i + 1..];
                     }
@@ -76,9 +77,9 @@ impl Decoder {
 
     /// Ends a finite stream (a file): a last line without a line end is decoded as if it had
     /// one.
-    pub fn finish(&mut self, mut out: impl FnMut(Frame)) {
+    pub fn finish(&mut self, out: impl FnMut(Frame)) {
         if let Some(prefix) = self.oversized.take() {
-            out(Frame::Oversized(prefix));
+            oversized(prefix, out);
         } else if !self.buf.is_empty() {
             let line = self.buf.split().freeze();
             decode_line(line, self.cap, out);
@@ -120,8 +121,23 @@ fn decode_line(mut line: Bytes, cap: usize, mut out: impl FnMut(Frame)) {
     }
     if line.len() > cap {
         line.truncate(cap);
-        return out(Frame::Oversized(line));
+        return oversized(line, out);
     }
+    if let Some(payload) = payload_of(line) {
+        out(Frame::Payload(payload));
+    }
+}
+
+/// The first `cap` bytes of an over-long line: a frame when it is a payload line.
+fn oversized(prefix: Bytes, mut out: impl FnMut(Frame)) {
+    if let Some(payload) = payload_of(prefix) {
+        out(Frame::Oversized(payload));
+    }
+}
+
+/// The payload a line carries, if it carries one: after `se-data:` or `data:` (and one space),
+/// or the line itself when it starts with `{`; a byte order mark before it dropped.
+fn payload_of(mut line: Bytes) -> Option<Bytes> {
     if line.starts_with(BYTE_ORDER_MARK) {
         line.advance(BYTE_ORDER_MARK.len());
     }
@@ -130,15 +146,15 @@ fn decode_line(mut line: Bytes, cap: usize, mut out: impl FnMut(Frame)) {
     } else if line.starts_with(b"data:") {
         5
     } else if line.first() == Some(&b'{') {
-        return out(Frame::Payload(line));
+        return Some(line);
     } else {
-        return;
+        return None;
     };
     line.advance(field_len);
     if line.first() == Some(&b' ') {
         line.advance(1);
     }
-    out(Frame::Payload(line))
+    Some(line)
 }
 
 #[cfg(test)]
@@ -194,8 +210,22 @@ mod tests {
         let frames = decode_chunks(&[long.as_bytes()], 16);
         assert_eq!(
             frames,
+            vec![Frame::Oversized(Bytes::from("xxxxxxxxxx")), payload("ok")]
+        );
+    }
+
+    #[test]
+    fn an_over_long_line_is_a_frame_only_when_it_carries_a_payload() {
+        let lines = format!(
+            "se-data: {{{x}\n\u{feff}{{{x}\n: {x}\nevent: {x}\n{x}\ndata: ok\n",
+            x = "x".repeat(100)
+        );
+        let frames = decode_chunks(&[lines.as_bytes()], 16);
+        assert_eq!(
+            frames,
             vec![
-                Frame::Oversized(Bytes::from("data: xxxxxxxxxx")),
+                Frame::Oversized(Bytes::from("{xxxxxx")),
+                Frame::Oversized(Bytes::from("{xxxxxxxxxxxx")),
                 payload("ok")
             ]
         );
@@ -216,10 +246,7 @@ mod tests {
     #[test]
     fn an_over_long_last_line_of_a_file_is_one_oversized_frame() {
         let frames = decode_chunks(&[format!("data: {}", "x".repeat(100)).as_bytes()], 16);
-        assert_eq!(
-            frames,
-            vec![Frame::Oversized(Bytes::from("data: xxxxxxxxxx"))]
-        );
+        assert_eq!(frames, vec![Frame::Oversized(Bytes::from("xxxxxxxxxx"))]);
     }
 
     #[test]
@@ -239,6 +266,7 @@ mod tests {
     #[test]
     fn memory_stays_bounded_by_the_cap() {
         let mut d = Decoder::new(1000);
+        d.push(b"data: ", |_| {});
         let chunk = vec![b'z'; 64 * 1024];
         let mut n = 0;
         for _ in 0..100 {

@@ -76,6 +76,23 @@ fn a_bad_value_stops_the_process_with_one_line_naming_the_variable() {
             "REDIS_CLUSTER_NODES",
             "127.0.0.1:7000,noport",
         ),
+        // A secret in a node list, wherever it is written, is not repeated.
+        (
+            "chatstats-api",
+            "REDIS_CLUSTER_NODES",
+            "u:s3cretpw@127.0.0.1:7000,bad",
+        ),
+        ("chatstats-worker", "REDIS_CLUSTER_NODES", "bad?x=s3cretpw"),
+        (
+            "chatstats-api",
+            "REDIS_URL",
+            "redis-cluster://127.0.0.1:7000?password=s3cretpw",
+        ),
+        (
+            "chatstats",
+            "REDIS_URL",
+            "redis-cluster://127.0.0.1:7000,h:x?token=s3cretpw",
+        ),
         // A roll-up needs every finer bucket of the hour (day) it merges.
         ("chatstats", "MINUTE_RETENTION", "10m"),
         ("chatstats-worker", "HOUR_RETENTION", "3h"),
