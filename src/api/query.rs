@@ -130,7 +130,8 @@ impl Params {
     }
 
     /// The range asked for, `[from, to)` in Unix ms, if any: a window ends now; an omitted `to`
-    /// is now; an omitted `from` is as far back as anything is kept.
+    /// is now; an omitted `from`, or one older than anything kept, is as far back as anything
+    /// is kept (so that `Range-From` never claims a range of buckets long expired).
     pub(crate) fn range(
         &self,
         now_ms: u64,
@@ -144,13 +145,15 @@ impl Params {
         }
         let to = self.to_ms.unwrap_or(now_ms);
         let kept = retention.of(Granularity::Day).as_millis() as u64;
+        let oldest = now_ms.saturating_sub(kept);
         let from = match self.from_ms {
             Some(from) if from >= to => {
                 return Err(bad("querystring/from must be before querystring/to"));
             }
-            Some(from) => from,
-            None => now_ms.saturating_sub(kept).min(to.saturating_sub(1)),
-        };
+            Some(from) => from.max(oldest),
+            None => oldest,
+        }
+        .min(to.saturating_sub(1));
         Ok(Some((from, to)))
     }
 }
@@ -194,18 +197,24 @@ fn time_value(name: &str, raw: &str) -> Result<u64, ApiError> {
             "querystring/{name} must be an RFC 3339 date-time or Unix milliseconds"
         ))
     };
-    if !raw.is_empty() && raw.bytes().all(|b| b.is_ascii_digit()) {
-        // Up to the year 9999.
-        return raw
-            .parse::<u64>()
-            .ok()
-            .filter(|ms| *ms <= 253_402_300_799_999)
-            .ok_or_else(expected);
+    let ms = if !raw.is_empty() && raw.bytes().all(|b| b.is_ascii_digit()) {
+        raw.parse::<u64>().map_err(|_| expected())?
+    } else {
+        let parsed = time::OffsetDateTime::parse(raw, &Rfc3339).map_err(|_| expected())?;
+        let ms = parsed.unix_timestamp_nanos() / 1_000_000;
+        u64::try_from(ms).map_err(|_| bad(format!("querystring/{name} must not be before 1970")))?
+    };
+    if ms > LATEST_MS {
+        return Err(bad(format!(
+            "querystring/{name} must not be after 9999-12-31T00:00:00Z"
+        )));
     }
-    let parsed = time::OffsetDateTime::parse(raw, &Rfc3339).map_err(|_| expected())?;
-    let ms = parsed.unix_timestamp_nanos() / 1_000_000;
-    u64::try_from(ms).map_err(|_| bad(format!("querystring/{name} must not be before 1970")))
+    Ok(ms)
 }
+
+/// The latest time a query may name, 9999-12-31T00:00:00Z: a range widened to whole days from
+/// there still ends in a year RFC 3339 can write (`Range-To`).
+const LATEST_MS: u64 = 253_402_214_400_000;
 
 fn window(raw: &str) -> Result<u64, ApiError> {
     WINDOWS
@@ -328,5 +337,34 @@ mod tests {
         let p = parse("window=5m").unwrap();
         assert_eq!(p.range(now, &r).unwrap(), Some((now - 300_000, now)));
         assert!(parse("from=1795430000000").unwrap().range(now, &r).is_err());
+    }
+
+    #[test]
+    fn a_start_older_than_anything_kept_is_where_the_kept_buckets_start() {
+        let r = Retention::default();
+        let now = 1_795_420_800_000;
+        let oldest = now - 35 * 86_400_000;
+        for from in ["0", "1970-01-01T00:00:00Z", "2025-01-01T00:00:00Z"] {
+            let p = parse(&format!("from={from}")).unwrap();
+            assert_eq!(p.range(now, &r).unwrap(), Some((oldest, now)), "{from}");
+        }
+        // A range all older than that: at its end, where nothing is kept either.
+        let p = parse("from=0&to=1000").unwrap();
+        assert_eq!(p.range(now, &r).unwrap(), Some((999, 1000)));
+    }
+
+    #[test]
+    fn times_end_where_a_widened_range_can_still_be_written() {
+        for late in [
+            "to=9999-12-31T23:59:59Z",
+            "to=253402300799999",
+            "from=9999-12-31T00:00:01Z",
+            "to=99999999999999999999",
+        ] {
+            let err = parse(late).unwrap_err();
+            assert!(err.contains("must"), "{late}: {err}");
+        }
+        assert!(parse("to=9999-12-31T00:00:00Z").is_ok());
+        assert!(parse("to=253402214400000").is_ok());
     }
 }
