@@ -9,7 +9,9 @@
 //! over entries that another consumer left pending for longer than the claim idle time
 //! (`XAUTOCLAIM`): a worker that died, or stalled, between reading and applying; batch after
 //! batch while they come full. The stalled one, should it wake, finds its entries gone and
-//! applies nothing.
+//! applies nothing. Every [`FORGET_EVERY`] it also removes from the group the consumers that
+//! hold nothing and were idle for [`FORGET_IDLE`] (workers stopped or dead), so that restarts
+//! do not grow the group's list of consumers without end.
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -31,6 +33,13 @@ use crate::worker::{Progress, WorkerError, WorkerSettings};
 
 /// How often a consumer looks for entries that others left pending.
 pub const CLAIM_EVERY: Duration = Duration::from_secs(5);
+
+/// How often a consumer forgets the group's idle consumers that hold nothing.
+pub const FORGET_EVERY: Duration = Duration::from_secs(60);
+
+/// How long a consumer that holds nothing stays in the group, idle, before it is forgotten (a
+/// live one comes back at its next read; one holding entries is never forgotten).
+pub const FORGET_IDLE: Duration = Duration::from_secs(600);
 
 /// How an inbox consumer reads.
 #[derive(Debug, Clone)]
@@ -86,6 +95,7 @@ impl Consumer {
         let mut failures = 0;
         // Claim first: a restarted worker picks up what its predecessor left.
         let mut next_claim = tokio::time::Instant::now();
+        let mut next_forget = tokio::time::Instant::now();
         info!(consumer = %self.inbox.consumer, "consuming the inbox");
         while !shutdown.is_cancelled() {
             if let Err(err) = self.store.inbox_group().await {
@@ -95,6 +105,10 @@ impl Consumer {
                     break;
                 }
                 continue;
+            }
+            if tokio::time::Instant::now() >= next_forget {
+                next_forget = tokio::time::Instant::now() + FORGET_EVERY;
+                self.forget_idle_consumers().await;
             }
             let claiming = tokio::time::Instant::now() >= next_claim;
             let read = if claiming {
@@ -149,6 +163,19 @@ impl Consumer {
         Ok(())
     }
 
+    /// Forgets the idle consumers that hold nothing; a failure waits for the next time.
+    async fn forget_idle_consumers(&self) {
+        let idle = FORGET_IDLE.as_millis() as u64;
+        match (self.store)
+            .inbox_forget_consumers(&self.inbox.consumer, idle)
+            .await
+        {
+            Ok(0) => {}
+            Ok(forgotten) => info!(forgotten, "forgot idle inbox consumers holding nothing"),
+            Err(err) => debug!(error = %err, "cannot forget idle inbox consumers"),
+        }
+    }
+
     /// Applies one batch, retrying until it is applied, found not ours, or the shutdown
     /// timeout passes (the entries then stay pending: nothing is lost).
     async fn apply(
@@ -178,7 +205,8 @@ impl Consumer {
                         .await
                 }
             };
-            metrics::store_call("inbox", started.elapsed());
+            let rtt = started.elapsed();
+            metrics::store_call("inbox", rtt);
             match outcome {
                 Ok(true) => {
                     self.progress
@@ -186,6 +214,9 @@ impl Consumer {
                         .fetch_add(messages, Ordering::Relaxed);
                     self.progress.failed.fetch_add(failed, Ordering::Relaxed);
                     self.progress.calls.fetch_add(1, Ordering::Relaxed);
+                    self.progress
+                        .rtt_micros
+                        .fetch_add(rtt.as_micros() as u64, Ordering::Relaxed);
                     metrics::messages_recorded(messages);
                     metrics::failed_messages(failed);
                     return Ok(());
@@ -294,6 +325,26 @@ pub async fn forward<R: Source>(
     shutdown: CancellationToken,
 ) -> Result<u64, WorkerError> {
     info!(source = %source.describe(), "forwarding the upstream to the inbox");
+    // The periodic line counts payloads forwarded as its messages (they are judged by the
+    // consumers: none fails here), and the round trips of the appends.
+    let started = std::time::Instant::now();
+    let progress = Arc::new(Progress::default());
+    let ticker = crate::worker::spawn_progress(progress.clone(), settings.progress_interval);
+    let result = forward_all(&store, &mut source, settings, &progress, &shutdown).await;
+    ticker.abort();
+    progress.log_line(&mut (started, 0));
+    let forwarded = result?;
+    info!(forwarded, "forwarding ended");
+    Ok(forwarded)
+}
+
+async fn forward_all<R: Source>(
+    store: &RedisStore,
+    source: &mut R,
+    settings: &WorkerSettings,
+    progress: &Progress,
+    shutdown: &CancellationToken,
+) -> Result<u64, WorkerError> {
     let mut forwarded = 0;
     // Each batch is marked, so that a retry of one appended while its reply was lost (Redis
     // stalled past REDIS_TIMEOUT_MS) does not append it twice. One call at a time: a small
@@ -321,14 +372,13 @@ pub async fn forward<R: Source>(
                 seq,
                 window: FORWARD_WINDOW,
             };
-            append(&store, batch, &mark, settings, &shutdown).await?;
+            append(store, batch, &mark, settings, progress, shutdown).await?;
             forwarded += batch.len() as u64;
         }
         if !more {
             break;
         }
     }
-    info!(forwarded, "forwarding ended");
     Ok(forwarded)
 }
 
@@ -338,15 +388,26 @@ async fn append(
     batch: &[Bytes],
     mark: &Mark,
     settings: &WorkerSettings,
+    progress: &Progress,
     shutdown: &CancellationToken,
 ) -> Result<(), WorkerError> {
     let mut failures = 0;
     let mut deadline = None;
+    let n = batch.len() as u64;
+    progress.read.fetch_add(n, Ordering::Relaxed);
     loop {
+        let started = std::time::Instant::now();
         let err = match store.append_inbox(batch, Some(mark)).await {
-            Ok(()) => return Ok(()),
+            Ok(()) => {
+                progress.recorded.fetch_add(n, Ordering::Relaxed);
+                progress.calls.fetch_add(1, Ordering::Relaxed);
+                let rtt = started.elapsed().as_micros() as u64;
+                progress.rtt_micros.fetch_add(rtt, Ordering::Relaxed);
+                return Ok(());
+            }
             Err(err) => err,
         };
+        progress.retries.fetch_add(1, Ordering::Relaxed);
         metrics::store_retry();
         if shutdown.is_cancelled() {
             let at = *deadline

@@ -427,3 +427,113 @@ async fn sigterm_stops_an_idle_inbox_worker_with_exit_0() {
     let status = wait_with_deadline(&mut worker.0, Duration::from_secs(10));
     assert!(status.success(), "{status}");
 }
+
+/// The `worker progress` line of `logs` (JSON), with the most messages.
+fn progress_line(logs: &str) -> Option<serde_json::Value> {
+    logs.lines()
+        .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
+        .filter(|line| line["message"] == "worker progress")
+        .max_by_key(|line| line["messages"].as_u64())
+}
+
+/// A forwarder and an inbox consumer each log the periodic line of every worker: messages
+/// (forwarded, or applied) and the round trip of their Redis calls.
+#[tokio::test]
+async fn a_forwarder_and_an_inbox_worker_log_their_progress_and_round_trips() {
+    let redis = TestRedis::start();
+    let ns = namespace();
+    let mut file = tempfile::NamedTempFile::new().unwrap();
+    for payload in payloads(20) {
+        std::io::Write::write_all(&mut file, b"data: ").unwrap();
+        std::io::Write::write_all(&mut file, &payload).unwrap();
+        std::io::Write::write_all(&mut file, b"\n").unwrap();
+    }
+    let file = file.into_temp_path();
+    let forwarder = bin("chatstats-worker")
+        .env("CHAT_INTERFACE_URL", &file)
+        .env("RESPONSE_STREAM_MODE", "text")
+        .env("REDIS_URL", redis.url())
+        .env("REDIS_NAMESPACE", &ns)
+        .env("FORWARD_TO_INBOX", "true")
+        .env("LOG_FORMAT", "json")
+        .env("RUST_LOG", "info")
+        .output()
+        .unwrap();
+    assert!(forwarder.status.success(), "forwarder: {forwarder:?}");
+    let logs = String::from_utf8_lossy(&forwarder.stdout).into_owned()
+        + &String::from_utf8_lossy(&forwarder.stderr);
+    let line = progress_line(&logs).unwrap_or_else(|| panic!("no progress line: {logs}"));
+    assert_eq!(line["messages"], 20, "{line}");
+    assert!(line["store_rtt_ms"].as_f64() > Some(0.0), "{line}");
+
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("log");
+    let log = std::fs::File::create(&path).unwrap();
+    let _consumer = Running(
+        bin("chatstats-worker")
+            .env("CHAT_INTERFACE_URL", "inbox")
+            .env("REDIS_URL", redis.url())
+            .env("REDIS_NAMESPACE", &ns)
+            .env("LOG_FORMAT", "json")
+            .env("RUST_LOG", "info")
+            .env("PROGRESS_INTERVAL_SECS", "1")
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .unwrap(),
+    );
+    eventually(
+        Duration::from_secs(20),
+        "a progress line of the 20 messages applied, with their round trip",
+        || async {
+            let logs = std::fs::read_to_string(&path).unwrap_or_default();
+            progress_line(&logs).is_some_and(|line| {
+                line["messages"] == 20 && line["store_rtt_ms"].as_f64() > Some(0.0)
+            })
+        },
+    )
+    .await;
+}
+
+/// Stopped workers leave their names in the group: those holding nothing, idle long enough,
+/// are forgotten; one holding entries is kept, whatever its idle time.
+#[tokio::test]
+async fn idle_consumers_holding_nothing_are_forgotten_and_holders_kept() {
+    let redis = TestRedis::start();
+    let ns = namespace();
+    let store = redis.store_in(&ns);
+    store.append_inbox(&payloads(3), None).await.unwrap();
+    store.inbox_group().await.unwrap();
+    let inbox = format!("{ns}inbox");
+    let read = store.inbox_read("holder", 2, 0).await.unwrap();
+    assert_eq!(read.len(), 2);
+    for name in ["gone-1", "gone-2", "me"] {
+        redis
+            .cli(&["XGROUP", "CREATECONSUMER", &inbox, "chatstats", name])
+            .unwrap();
+    }
+    let consumers = || {
+        let text = redis
+            .cli(&["--raw", "XINFO", "CONSUMERS", &inbox, "chatstats"])
+            .unwrap();
+        let lines: Vec<String> = text.lines().map(str::to_owned).collect();
+        let mut names: Vec<String> = lines
+            .windows(2)
+            .filter(|pair| pair[0] == "name")
+            .map(|pair| pair[1].clone())
+            .collect();
+        names.sort();
+        names
+    };
+    assert_eq!(
+        store.inbox_forget_consumers("me", 3_600_000).await.unwrap(),
+        0,
+        "none idle for an hour"
+    );
+    assert_eq!(consumers(), ["gone-1", "gone-2", "holder", "me"]);
+    assert_eq!(store.inbox_forget_consumers("me", 0).await.unwrap(), 2);
+    assert_eq!(consumers(), ["holder", "me"]);
+    // The holder's entries are still pending, for a claim.
+    let claimed = store.inbox_claim("me", 0, 10).await.unwrap();
+    assert_eq!(claimed.len(), 2);
+}

@@ -50,6 +50,7 @@ static INBOX_SHARD: Script = Script::new(inbox_script!(
 
 /// On Redis Cluster: acknowledges a batch once every shard applied its part.
 static INBOX_ACK: Script = Script::new(include_str!("../lua/inbox_ack.lua"));
+static INBOX_CONSUMERS: Script = Script::new(include_str!("../lua/inbox_consumers.lua"));
 
 /// How a shard's part of inbox entries is applied on Redis Cluster.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -230,6 +231,25 @@ impl Shard {
             .await
             .map_err(|e| self.fail(e))?;
         Ok(())
+    }
+
+    /// Forgets the group's consumers other than `caller` that hold no pending entry and were
+    /// idle for `min_idle_ms` at least (`lua/inbox_consumers.lua`); returns how many.
+    pub(crate) async fn inbox_forget_consumers(
+        &self,
+        caller: &str,
+        min_idle_ms: u64,
+    ) -> Result<u64, StoreError> {
+        let call = || ScriptCall {
+            keys: vec![Key::from(self.keys.inbox())],
+            args: vec![
+                Value::from(GROUP),
+                Value::from(min_idle_ms.to_string()),
+                Value::from(caller),
+            ],
+        };
+        let forgotten: i64 = self.run(&INBOX_CONSUMERS, call).await?;
+        Ok(forgotten.max(0) as u64)
     }
 
     /// On Redis Cluster: acknowledges and deletes the entries `ids` if they are all still

@@ -359,6 +359,19 @@ impl RedisStore {
         self.home().inbox_claim(consumer, min_idle_ms, count).await
     }
 
+    /// Forgets the inbox group's consumers other than `caller` that hold nothing and were
+    /// idle for `min_idle_ms` at least; returns how many.
+    pub async fn inbox_forget_consumers(
+        &self,
+        caller: &str,
+        min_idle_ms: u64,
+    ) -> Result<u64, StoreError> {
+        self.ready().await?;
+        self.home()
+            .inbox_forget_consumers(caller, min_idle_ms)
+            .await
+    }
+
     /// Applies `tally` and `detail`, the whole effect of the entries `ids`, and acknowledges
     /// and deletes the entries — if they are all still `consumer`'s. False: they were not
     /// (applied before, or claimed by another consumer), and nothing was applied.
