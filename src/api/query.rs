@@ -147,6 +147,11 @@ impl Params {
         let kept = retention.of(Granularity::Day).as_millis() as u64;
         let oldest = now_ms.saturating_sub(kept);
         let from = match self.from_ms {
+            Some(from) if from >= to && self.to_ms.is_none() => {
+                return Err(bad(
+                    "querystring/from must be before now (querystring/to, when omitted)",
+                ));
+            }
             Some(from) if from >= to => {
                 return Err(bad("querystring/from must be before querystring/to"));
             }
@@ -336,7 +341,8 @@ mod tests {
         assert_eq!(from, now - 35 * 86_400_000);
         let p = parse("window=5m").unwrap();
         assert_eq!(p.range(now, &r).unwrap(), Some((now - 300_000, now)));
-        assert!(parse("from=1795430000000").unwrap().range(now, &r).is_err());
+        let future = parse("from=1795430000000").unwrap().range(now, &r);
+        assert!(future.unwrap_err().to_string().contains("before now"));
     }
 
     #[test]

@@ -350,7 +350,14 @@ pub(crate) async fn activity<S: Store>(
     let from = params.from_ms.unwrap_or(to.saturating_sub(span));
     if from >= to {
         return Err(ApiError::BadRequest(
-            "querystring/from must be before querystring/to".to_owned(),
+            match (params.from_ms, params.to_ms) {
+                (None, _) => "querystring/to must be after 1970-01-01T00:00:00Z",
+                (Some(_), None) => {
+                    "querystring/from must be before now (querystring/to, when omitted)"
+                }
+                (Some(_), Some(_)) => "querystring/from must be before querystring/to",
+            }
+            .to_owned(),
         ));
     }
     let count = (to - 1) / granularity.ms() - from / granularity.ms() + 1;

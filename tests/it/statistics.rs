@@ -427,6 +427,8 @@ async fn bad_queries_are_refused_with_a_400<S: Store>(new: impl Fn() -> S) {
         "/stats/activity?from=1795420900000&to=1795420800000",
         "/stats/activity?nick=alice",
         "/stats/activity?window=1h",
+        "/stats/words?to=9999-12-31T23:59:59Z",
+        "/stats/activity?bucket=1d&to=253402300799999",
     ] {
         let (status, body) = api.get(path).await;
         assert_eq!(status, 400, "{path}: {body}");
@@ -435,6 +437,17 @@ async fn bad_queries_are_refused_with_a_400<S: Store>(new: impl Fn() -> S) {
             body["message"].as_str().is_some_and(|m| !m.is_empty()),
             "{path}"
         );
+    }
+    // A 400 names what the client sent, not a default it did not.
+    for (path, names) in [
+        ("/stats/words?from=4000000000000", "before now"),
+        ("/stats/activity?from=4000000000000", "before now"),
+        ("/stats/activity?bucket=1h&to=0", "querystring/to"),
+    ] {
+        let (status, body) = api.get(path).await;
+        assert_eq!(status, 400, "{path}: {body}");
+        let message = body["message"].as_str().unwrap_or_default();
+        assert!(message.contains(names), "{path}: {message}");
     }
 }
 
