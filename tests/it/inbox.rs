@@ -27,6 +27,17 @@ fn payloads(n: usize) -> Vec<Bytes> {
         .collect()
 }
 
+/// A text-mode upstream file of `payloads`, one `data:` line each.
+fn upstream_file(payloads: &[Bytes]) -> tempfile::TempPath {
+    let mut file = tempfile::NamedTempFile::new().unwrap();
+    for payload in payloads {
+        std::io::Write::write_all(&mut file, b"data: ").unwrap();
+        std::io::Write::write_all(&mut file, payload).unwrap();
+        std::io::Write::write_all(&mut file, b"\n").unwrap();
+    }
+    file.into_temp_path()
+}
+
 /// What `payloads(n)` must give: nick → messages.
 fn expected_nicks(n: usize) -> BTreeMap<String, u64> {
     let mut out = BTreeMap::new();
@@ -330,13 +341,7 @@ async fn a_marked_append_retried_is_appended_once() {
 async fn a_forwarded_batch_whose_reply_was_lost_is_appended_once() {
     let redis = TestRedis::start();
     let ns = namespace();
-    let mut file = tempfile::NamedTempFile::new().unwrap();
-    for payload in payloads(20) {
-        std::io::Write::write_all(&mut file, b"data: ").unwrap();
-        std::io::Write::write_all(&mut file, &payload).unwrap();
-        std::io::Write::write_all(&mut file, b"\n").unwrap();
-    }
-    let file = file.into_temp_path();
+    let file = upstream_file(&payloads(20));
     let forward = |ns: &str| {
         let mut forwarder = bin("chatstats-worker")
             .env("CHAT_INTERFACE_URL", &file)
@@ -442,13 +447,7 @@ fn progress_line(logs: &str) -> Option<serde_json::Value> {
 async fn a_forwarder_and_an_inbox_worker_log_their_progress_and_round_trips() {
     let redis = TestRedis::start();
     let ns = namespace();
-    let mut file = tempfile::NamedTempFile::new().unwrap();
-    for payload in payloads(20) {
-        std::io::Write::write_all(&mut file, b"data: ").unwrap();
-        std::io::Write::write_all(&mut file, &payload).unwrap();
-        std::io::Write::write_all(&mut file, b"\n").unwrap();
-    }
-    let file = file.into_temp_path();
+    let file = upstream_file(&payloads(20));
     let forwarder = bin("chatstats-worker")
         .env("CHAT_INTERFACE_URL", &file)
         .env("RESPONSE_STREAM_MODE", "text")
