@@ -199,7 +199,7 @@ impl RedisArgs {
                         let problem = why.split("; expected").next().unwrap_or_default();
                         ConfigError::hidden(
                             "REDIS_CLUSTER_NODES",
-                            format!("{problem}: expected [user:password@]host:port[,host:port…]"),
+                            format!("[user:password@]host:port[,host:port…] ({problem})"),
                         )
                     },
                 );
