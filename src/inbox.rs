@@ -261,7 +261,7 @@ impl Consumer {
         let mut details = DetailBuilder::default();
         let mut ids = Vec::with_capacity(entries.len());
         for InboxEntry { id, payload } in entries {
-            // An entry deleted while pending has no payload left: acknowledged, not counted.
+            // An entry with no fields left: acknowledged, not counted.
             if let Some(payload) = payload {
                 tallies.add(self.judge_one(&id, payload, now, &mut details));
             }

@@ -536,3 +536,30 @@ async fn idle_consumers_holding_nothing_are_forgotten_and_holders_kept() {
     let claimed = store.inbox_claim("me", 0, 10).await.unwrap();
     assert_eq!(claimed.len(), 2);
 }
+
+/// An entry that chatstats did not append (no payload field `p`) is recorded as a failed
+/// message naming it, not acknowledged without a trace.
+#[tokio::test]
+async fn a_foreign_inbox_entry_is_a_failed_message() {
+    let redis = TestRedis::start();
+    let ns = namespace();
+    let store = redis.store_in(&ns);
+    store.inbox_group().await.unwrap();
+    let inbox = format!("{ns}inbox");
+    redis.cli(&["XADD", &inbox, "*", "x", "by-hand"]).unwrap();
+    let _consumer = inbox_worker_at(&redis.url(), &ns);
+    eventually(
+        Duration::from_secs(20),
+        "the entry as a failed message",
+        || async { store.failed_total().await.unwrap() == 1 },
+    )
+    .await;
+    let failed = store.failed_messages(Some(10)).await.unwrap();
+    assert!(
+        failed
+            .iter()
+            .any(|f| f.contains("without a payload field p: x=by-hand")),
+        "{failed:?}"
+    );
+    assert_eq!(store.top(TopList::Words, 10).await.unwrap(), vec![]);
+}

@@ -63,12 +63,13 @@ pub(crate) enum PartOutcome {
     Overlap,
 }
 
-/// One inbox entry: its id and its payload (`None`: deleted while it was pending).
+/// One inbox entry: its id and its payload.
 #[derive(Debug, Clone)]
 pub struct InboxEntry {
     /// The stream entry id.
     pub id: String,
-    /// The payload as it was appended.
+    /// The payload as it was appended (an entry chatstats did not append: its fields as
+    /// text, which is not JSON); `None`: the entry has no fields.
     pub payload: Option<Bytes>,
 }
 
@@ -109,8 +110,8 @@ impl Shard {
         Ok(stream_entries(reply)
             .into_iter()
             .map(|(id, fields)| InboxEntry {
+                payload: payload_of(&id, fields),
                 id,
-                payload: payload_of(fields),
             })
             .collect())
     }
@@ -151,8 +152,8 @@ impl Shard {
         Ok(stream_entries(wrapped)
             .into_iter()
             .map(|(id, fields)| InboxEntry {
+                payload: payload_of(&id, fields),
                 id,
-                payload: payload_of(fields),
             })
             .collect())
     }
@@ -309,10 +310,33 @@ fn padded_id(id: &str) -> Result<String, StoreError> {
         .ok_or_else(|| StoreError::Data(format!("{id:?} is not a stream id")))
 }
 
-/// The `p` field of an entry.
-fn payload_of(fields: Vec<(Bytes, Bytes)>) -> Option<Bytes> {
-    fields
-        .into_iter()
-        .find(|(name, _)| name.as_ref() == b"p")
-        .map(|(_, value)| value)
+/// The payload of entry `id`: its `p` field. An entry with other fields only was not appended
+/// by chatstats (`XADD` by hand, another program): its fields, as text, make a payload that is
+/// not JSON, so that it is recorded as a failed message (`/stats/failedMessages`) rather than
+/// acknowledged without a trace. `None`: no fields at all.
+fn payload_of(id: &str, fields: Vec<(Bytes, Bytes)>) -> Option<Bytes> {
+    if fields.is_empty() {
+        return None;
+    }
+    if let Some((_, payload)) = fields.iter().find(|(name, _)| name.as_ref() == b"p") {
+        return Some(payload.clone());
+    }
+    let text: Vec<String> = fields
+        .iter()
+        .map(|(name, value)| {
+            format!(
+                "{}={}",
+                String::from_utf8_lossy(name),
+                String::from_utf8_lossy(value)
+            )
+        })
+        .collect();
+    tracing::warn!(
+        entry = id,
+        "an inbox entry without a payload field `p`: recorded as a failed message"
+    );
+    Some(Bytes::from(format!(
+        "inbox entry {id} without a payload field p: {}",
+        text.join(" ")
+    )))
 }
