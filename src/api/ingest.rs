@@ -277,13 +277,15 @@ fn single(body: Bytes) -> Result<Bytes, ApiError> {
     Ok(payload)
 }
 
-/// An NDJSON body's payloads, each the exact bytes of its line without the line ending; blank
-/// lines skipped. 400 naming the first line (from 1) that is not a JSON object, 413 past
-/// [`MAX_BATCH`] payloads.
+/// An NDJSON body's payloads, each the exact bytes of its line without the line ending (and
+/// without a byte order mark before it, as an upstream line: files saved by a Windows editor
+/// and joined carry one there); blank lines skipped. 400 naming the first line (from 1) that is
+/// not a JSON object, 413 past [`MAX_BATCH`] payloads.
 fn lines(body: &Bytes) -> Result<Vec<Bytes>, ApiError> {
     let mut payloads = Vec::new();
     for (index, line) in body.split(|&b| b == b'\n').enumerate() {
         let line = line.strip_suffix(b"\r").unwrap_or(line);
+        let line = line.strip_prefix("\u{feff}".as_bytes()).unwrap_or(line);
         if line.trim_ascii().is_empty() {
             continue;
         }

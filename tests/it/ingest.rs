@@ -294,13 +294,26 @@ async fn a_compressed_body_gets_a_415_and_a_byte_order_mark_is_dropped() {
     assert_eq!(status, 202);
     let (status, _, _) = post(&api, Some(TOKEN), Some(NDJSON), "\u{feff}{\"b\":1}\n{}").await;
     assert_eq!(status, 202);
+    // Files joined: a mark before a later line too.
+    let joined = "{\"c\":1}\r\n\u{feff}{\"d\":1}\n";
+    let (status, _, _) = post(&api, Some(TOKEN), Some(NDJSON), joined).await;
+    assert_eq!(status, 202);
     let (status, _, answer) = post(&api, Some(TOKEN), Some(JSON), "\u{feff} \n").await;
     assert_eq!(
         (status, answer["message"].as_str()),
         (400, Some("body: empty"))
     );
     let stored = inbox(&store, &ns).await;
-    assert_eq!(stored, [&b"{\"a\":1}"[..], b"{\"b\":1}", b"{}"]);
+    assert_eq!(
+        stored,
+        [
+            &b"{\"a\":1}"[..],
+            b"{\"b\":1}",
+            b"{}",
+            b"{\"c\":1}",
+            b"{\"d\":1}"
+        ]
+    );
 }
 
 #[tokio::test]
