@@ -8,8 +8,9 @@
 //! A line longer than the cap is not buffered: its first `cap` bytes are kept and the rest of it
 //! is skipped, so memory stays bounded whatever arrives; when its line end comes, a payload line
 //! becomes one [`Frame::Oversized`] of its payload's first bytes (its field and byte order mark
-//! dropped, as for any payload), and any other line is skipped, as at any length. A line cut off by a disconnect ([`Decoder::reset`]) yields nothing, however
-//! long: the upstream resends what it resends, and a partial line is not a message.
+//! dropped, as for any payload), and any other line is skipped, as at any length. A line cut
+//! off by a disconnect ([`Decoder::reset`]) yields nothing, however long: the upstream resends
+//! what it resends, and a partial line is not a message.
 
 use bytes::{Buf, Bytes, BytesMut};
 
