@@ -96,16 +96,7 @@ section "streams"
 # full mode within about six minutes from here, all inside the current hour, unless the hour
 # has less than that left or began less than the span ago: then wait for minute span + 1.
 LIVE_SPAN_MS=$((MESSAGES * 5 + 60000))
-hour_ms() { python3 -c "import time; t = int(time.time() * 1000); print(t, t % 3600000)"; }
-read -r NOW_MS INTO_HOUR_MS < <(hour_ms)
-if ((LIVE_SPAN_MS > 3600000 - 360000)); then
-  echo "the live stream spans more than 54 minutes: it cannot lie inside one hour, and some of its messages are late"
-elif [[ ${BENCH_NO_WAIT:-0} != 1 ]] && ((INTO_HOUR_MS < LIVE_SPAN_MS || INTO_HOUR_MS > 3600000 - 360000)); then
-  WAIT_MS=$(((LIVE_SPAN_MS - INTO_HOUR_MS + 3600000) % 3600000))
-  echo "waiting $((WAIT_MS / 1000)) s, so that the live stream and the runs over it lie inside one hour (BENCH_NO_WAIT=1 to skip)"
-  sleep "$(calc "$WAIT_MS / 1000")"
-  read -r NOW_MS INTO_HOUR_MS < <(hour_ms)
-fi
+inside_hour "$LIVE_SPAN_MS" 360000
 # stream NAME START_MS: writes $DIR/NAME.txt and the counts expected from it, $DIR/NAME.json.
 stream() {
   RUST_LOG=warn "$BIN/chatstats-sim" --count "$MESSAGES" --seed 42 --start-ms "$2" \

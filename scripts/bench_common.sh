@@ -78,3 +78,21 @@ cleanup() {
   rm -rf "$DIR"
   exit "$status"
 }
+
+# inside_hour SPAN_MS RUN_MS: waits, unless BENCH_NO_WAIT=1, until a stream whose message times
+# span SPAN_MS up to now and the RUN_MS of runs over it lie inside the current hour: a message
+# of an hour that has ended also goes to that hour's and day's buckets (a late stream, which
+# costs about twice the writes). Sets NOW_MS and INTO_HOUR_MS.
+inside_hour() {
+  local span=$1 run=$2 wait_ms
+  hour_ms() { python3 -c "import time; t = int(time.time() * 1000); print(t, t % 3600000)"; }
+  read -r NOW_MS INTO_HOUR_MS < <(hour_ms)
+  if ((span > 3600000 - run)); then
+    echo "the stream spans more than an hour less the runs: some of its messages are late"
+  elif [[ ${BENCH_NO_WAIT:-0} != 1 ]] && ((INTO_HOUR_MS < span || INTO_HOUR_MS > 3600000 - run)); then
+    wait_ms=$(((span - INTO_HOUR_MS + 3600000) % 3600000))
+    echo "waiting $((wait_ms / 1000)) s, so that the stream and the runs over it lie inside one hour (BENCH_NO_WAIT=1 to skip)"
+    sleep "$(calc "$wait_ms / 1000")"
+    read -r NOW_MS INTO_HOUR_MS < <(hour_ms)
+  fi
+}
