@@ -7,7 +7,7 @@ use bytes::Bytes;
 use fred::prelude::*;
 
 use super::FOLD_GRACE_SECS;
-use crate::detail::{Detail, HistoryEntry, Period, Place, Scope, Seen};
+use crate::detail::{Detail, Period, Place, Scope, Seen};
 use crate::message::{Tally, TopList};
 use crate::store::Mark;
 use crate::store::keys::{Keys, activity_group_end_ms};
@@ -123,6 +123,10 @@ type ActivityGroup = (u64, Vec<(Value, u64)>);
 /// ended, goes into it directly as well: a roll-up still to come replaces the bucket with the
 /// sum of its finer ones, which hold the message too, and a roll-up that is done, skipped
 /// (finer buckets no longer kept) or did not include its room leaves the write standing.
+///
+/// The groups go in this order: lists, each room's `f` group for an hour followed by its
+/// minutes of that hour (the script needs the `f` group first), the rooms to roll up, activity,
+/// first and last seen, nicks' records, and the history (which the script needs last).
 pub(super) fn detail_call(
     keys: &Keys,
     retention: &Retention,
@@ -130,172 +134,308 @@ pub(super) fn detail_call(
     mark: Option<&Mark>,
     now_ms: u64,
 ) -> ScriptCall {
-    let (seq, window) = mark.map_or((0, 1), |m| (m.seq, m.window.max(1)));
-    let writer = Key::from(keys.writer(mark.map_or("", |m| &m.writer)));
-    // Room for every group's key and arguments: a call carries thousands of them, and
-    // growing these vectors one doubling at a time copies them over and over.
-    let groups = detail.lists.len() + detail.activity.len() + 2 * detail.seen.len();
-    let mut call = ScriptCall {
-        keys: Vec::with_capacity(1 + groups + 2 * detail.history.len()),
-        args: Vec::with_capacity(2 + 4 * groups + detail.members()),
-    };
-    call.keys.push(writer);
-    call.args.push(Value::Integer(seq as i64));
-    call.args.push(Value::Integer(window as i64));
-    let int = |n: u64| Value::Integer(n as i64);
-    // Hour and day buckets: none before they end (their roll-up makes them).
-    let written = |bucket: Bucket| -> bool {
-        bucket.granularity == Granularity::Minute || bucket.end_ms() <= now_ms
-    };
-    let mut active: BTreeMap<Bucket, Vec<Value>> = BTreeMap::new();
-    // A nick's all-time lists: one record of its increments (`lua/records.lua`).
-    let mut records: BTreeMap<&Scope, Vec<u8>> = BTreeMap::new();
-    // With `Detail::folds`, a room's minutes by hour: they stand for its all-time increments
-    // too, and are written after the room's `f` group for the hour (`lua/detail.lua`).
-    type Lists<'a> = Vec<&'a (Place, Vec<(bytes::Bytes, u64)>)>;
-    let mut folds: BTreeMap<(&Scope, u64), Lists> = BTreeMap::new();
-    for item in &detail.lists {
-        let (place, members) = item;
-        if let (true, Scope::Room(_), Period::Bucket(b)) =
-            (detail.folds, &place.scope, place.period)
-            && b.granularity == Granularity::Minute
-        {
-            let hour = Bucket::of(Granularity::Hour, b.start_ms()).number;
-            folds.entry((&place.scope, hour)).or_default().push(item);
-            continue;
-        }
-        match place.period {
-            Period::AllTime if matches!(place.scope, Scope::Nick(_)) => {
-                let record = records.entry(&place.scope).or_default();
-                for (member, n) in members {
-                    push_increment(record, place.list, member, *n);
-                }
-            }
-            Period::AllTime => push_group(
-                &mut call,
-                keys.list(&place.scope, place.list),
-                "z",
-                0,
-                members,
-            ),
-            Period::Bucket(bucket) => {
-                if !written(bucket) {
-                    continue;
-                }
-                let key = keys.bucket_list(&place.scope, place.list, bucket);
-                push_group(&mut call, key, "z", retention.expiry_secs(bucket), members);
-            }
+    let mut call = DetailCall::new(keys, retention, detail, mark, now_ms);
+    let (records, folds) = call.lists();
+    let folding = call.folds(folds);
+    call.rooms_to_roll_up(&folding);
+    call.activity();
+    call.seen();
+    call.records(records);
+    call.history();
+    call.call
+}
+
+/// A room's minute lists of one hour, by (room, hour): with [`Detail::folds`] they stand for its
+/// all-time increments too, and are written after the room's `f` group for the hour.
+type Folds<'a> = BTreeMap<(&'a Scope, u64), Vec<&'a (Place, Vec<(Bytes, u64)>)>>;
+
+/// One detail call being built, group by group.
+struct DetailCall<'a> {
+    keys: &'a Keys,
+    retention: &'a Retention,
+    detail: &'a Detail,
+    now_ms: u64,
+    call: ScriptCall,
+}
+
+impl<'a> DetailCall<'a> {
+    /// The call with its mark (writer key, sequence number, window) and nothing else yet.
+    fn new(
+        keys: &'a Keys,
+        retention: &'a Retention,
+        detail: &'a Detail,
+        mark: Option<&Mark>,
+        now_ms: u64,
+    ) -> DetailCall<'a> {
+        let (seq, window) = mark.map_or((0, 1), |m| (m.seq, m.window.max(1)));
+        // Room for every group's key and arguments: a call carries thousands of them, and
+        // growing these vectors one doubling at a time copies them over and over.
+        let groups = detail.lists.len() + detail.activity.len() + 2 * detail.seen.len();
+        let mut call = ScriptCall {
+            keys: Vec::with_capacity(1 + groups + 2 * detail.history.len()),
+            args: Vec::with_capacity(2 + 4 * groups + detail.members()),
+        };
+        call.keys
+            .push(Key::from(keys.writer(mark.map_or("", |m| &m.writer))));
+        call.args.push(Value::Integer(seq as i64));
+        call.args.push(Value::Integer(window as i64));
+        DetailCall {
+            keys,
+            retention,
+            detail,
+            now_ms,
+            call,
         }
     }
-    for (scope, bucket, _) in &detail.activity {
-        if let (Scope::Room(room), Granularity::Minute) = (scope, bucket.granularity) {
-            // The rooms to roll up: those with messages in the hour and the day.
-            for g in [Granularity::Hour, Granularity::Day] {
-                active
-                    .entry(Bucket::of(g, bucket.start_ms()))
-                    .or_default()
-                    .push(Value::Bytes(room.clone()));
+
+    /// Whether `bucket` is written now: a minute always, an hour or a day only once it has
+    /// ended (until then its minutes carry the increments, and its roll-up makes it).
+    fn written(&self, bucket: Bucket) -> bool {
+        bucket.granularity == Granularity::Minute || bucket.end_ms() <= self.now_ms
+    }
+
+    /// The lists' groups, all but a nick's all-time lists (returned as one record per nick)
+    /// and, with [`Detail::folds`], a room's minutes (returned by room and hour).
+    fn lists(&mut self) -> (BTreeMap<&'a Scope, Vec<u8>>, Folds<'a>) {
+        let (keys, retention) = (self.keys, self.retention);
+        let mut records: BTreeMap<&Scope, Vec<u8>> = BTreeMap::new();
+        let mut folds: Folds = BTreeMap::new();
+        for item in &self.detail.lists {
+            let (place, members) = item;
+            if let (true, Scope::Room(_), Period::Bucket(b)) =
+                (self.detail.folds, &place.scope, place.period)
+                && b.granularity == Granularity::Minute
+            {
+                let hour = Bucket::of(Granularity::Hour, b.start_ms()).number;
+                folds.entry((&place.scope, hour)).or_default().push(item);
+                continue;
+            }
+            match place.period {
+                Period::AllTime if matches!(place.scope, Scope::Nick(_)) => {
+                    let record = records.entry(&place.scope).or_default();
+                    for (member, n) in members {
+                        push_increment(record, place.list, member, *n);
+                    }
+                }
+                Period::AllTime => push_group(
+                    &mut self.call,
+                    keys.list(&place.scope, place.list),
+                    "z",
+                    0,
+                    members,
+                ),
+                Period::Bucket(bucket) => {
+                    if !self.written(bucket) {
+                        continue;
+                    }
+                    let key = keys.bucket_list(&place.scope, place.list, bucket);
+                    let expiry = retention.expiry_secs(bucket);
+                    push_group(&mut self.call, key, "z", expiry, members);
+                }
             }
         }
+        (records, folds)
     }
-    let folding: BTreeSet<u64> = folds.keys().map(|(_, hour)| *hour).collect();
-    for ((room, hour), minutes) in folds {
-        let Scope::Room(name) = room else {
-            continue;
-        };
-        call.keys.push(Key::from(keys.folded(room)));
-        call.keys.push(Key::from(keys.rollup()));
-        for list in [TopList::Words, TopList::Nicks, TopList::Emotes] {
-            call.keys.push(Key::from(keys.list(room, list)));
-        }
-        call.keys.push(Key::from(keys.folding(hour)));
-        let legacy = (now_ms + MAX_FUTURE_MS) / Granularity::Hour.ms();
-        let hour_bucket = Bucket {
-            granularity: Granularity::Hour,
-            number: hour,
-        };
-        // As long as the hour's last minute may wait.
-        let folding_expiry = retention.expiry_secs(Bucket::of(
-            Granularity::Minute,
-            hour_bucket.end_ms() - Granularity::Minute.ms(),
-        )) + FOLD_GRACE_SECS;
-        call.args.extend([
-            Value::from_static_str("f"),
-            int(hour),
-            int(legacy),
-            int(FOLD_GRACE_SECS),
-            Value::Bytes(name.clone()),
-            int(folding_expiry),
-        ]);
-        // The script adds them to all time as well where it must.
-        for (place, members) in minutes {
-            let Period::Bucket(bucket) = place.period else {
+
+    /// Each room's `f` group for an hour, followed by its minutes of that hour (`zmw`, `zmn`,
+    /// `zme`: the script adds them to all time as well where it must). Returns the hours.
+    fn folds(&mut self, folds: Folds<'a>) -> BTreeSet<u64> {
+        let (keys, retention) = (self.keys, self.retention);
+        let folding: BTreeSet<u64> = folds.keys().map(|(_, hour)| *hour).collect();
+        let int = |n: u64| Value::Integer(n as i64);
+        for ((room, hour), minutes) in folds {
+            let Scope::Room(name) = room else {
                 continue;
             };
-            let op = match place.list {
-                TopList::Words => "zmw",
-                TopList::Nicks => "zmn",
-                _ => "zme",
+            let call = &mut self.call;
+            call.keys.push(Key::from(keys.folded(room)));
+            call.keys.push(Key::from(keys.rollup()));
+            for list in [TopList::Words, TopList::Nicks, TopList::Emotes] {
+                call.keys.push(Key::from(keys.list(room, list)));
+            }
+            call.keys.push(Key::from(keys.folding(hour)));
+            let legacy = (self.now_ms + MAX_FUTURE_MS) / Granularity::Hour.ms();
+            let hour_bucket = Bucket {
+                granularity: Granularity::Hour,
+                number: hour,
             };
-            let key = keys.bucket_list(room, place.list, bucket);
-            push_group(&mut call, key, op, retention.expiry_secs(bucket), members);
+            // As long as the hour's last minute may wait.
+            let folding_expiry = retention.expiry_secs(Bucket::of(
+                Granularity::Minute,
+                hour_bucket.end_ms() - Granularity::Minute.ms(),
+            )) + FOLD_GRACE_SECS;
+            call.args.extend([
+                Value::from_static_str("f"),
+                int(hour),
+                int(legacy),
+                int(FOLD_GRACE_SECS),
+                Value::Bytes(name.clone()),
+                int(folding_expiry),
+            ]);
+            for (place, members) in minutes {
+                let Period::Bucket(bucket) = place.period else {
+                    continue;
+                };
+                let op = match place.list {
+                    TopList::Words => "zmw",
+                    TopList::Nicks => "zmn",
+                    _ => "zme",
+                };
+                let key = keys.bucket_list(room, place.list, bucket);
+                push_group(call, key, op, retention.expiry_secs(bucket), members);
+            }
+        }
+        folding
+    }
+
+    /// The rooms with messages in each hour and day, for its roll-up (`s` groups). `folding`:
+    /// the hours whose minutes wait for their roll-up to fold them.
+    fn rooms_to_roll_up(&mut self, folding: &BTreeSet<u64>) {
+        let retention = self.retention;
+        let mut active: BTreeMap<Bucket, Vec<(Value, u64)>> = BTreeMap::new();
+        for (scope, bucket, _) in &self.detail.activity {
+            if let (Scope::Room(room), Granularity::Minute) = (scope, bucket.granularity) {
+                for g in [Granularity::Hour, Granularity::Day] {
+                    active
+                        .entry(Bucket::of(g, bucket.start_ms()))
+                        .or_default()
+                        .push((Value::Bytes(room.clone()), 1));
+                }
+            }
+        }
+        for (bucket, rooms) in active {
+            // Kept until its finer buckets are gone: no roll-up after that; and while a room's
+            // minutes wait for its roll-up to fold them, as long as they do.
+            let finer = match bucket.granularity {
+                Granularity::Hour => Granularity::Minute,
+                _ => Granularity::Hour,
+            };
+            let mut expiry =
+                (bucket.end_ms() + retention.of(finer).as_millis() as u64).div_ceil(1000);
+            if bucket.granularity == Granularity::Hour && folding.contains(&bucket.number) {
+                expiry += FOLD_GRACE_SECS;
+            }
+            push_group(
+                &mut self.call,
+                self.keys.active(bucket),
+                "s",
+                expiry,
+                &rooms,
+            );
         }
     }
-    for (bucket, rooms) in active {
-        // Kept until its finer buckets are gone: no roll-up after that; and while a room's
-        // minutes wait for its roll-up to fold them, as long as they do.
-        let finer = match bucket.granularity {
-            Granularity::Hour => Granularity::Minute,
-            _ => Granularity::Hour,
+
+    /// The message counts per bucket, as fields of the activity hashes (`h` groups).
+    fn activity(&mut self) {
+        let mut hashes: BTreeMap<String, ActivityGroup> = BTreeMap::new();
+        for (scope, bucket, n) in &self.detail.activity {
+            if !self.written(*bucket) {
+                continue;
+            }
+            let (key, field) = self.keys.activity(scope, *bucket);
+            let kept = self.retention.of(bucket.granularity).as_millis() as u64;
+            let expiry = (activity_group_end_ms(*bucket) + kept).div_ceil(1000);
+            let entry = hashes.entry(key).or_insert((expiry, Vec::new()));
+            entry.1.push((Value::from(field), *n));
+        }
+        for (key, (expiry, pairs)) in hashes {
+            push_group(&mut self.call, key, "h", expiry, &pairs);
+        }
+    }
+
+    /// The earliest and latest message times of rooms and nicks (`lt` and `gt` groups).
+    fn seen(&mut self) {
+        let detail = self.detail;
+        for kind in [Seen::Room, Seen::Nick] {
+            let of_kind = || detail.seen.iter().filter(move |s| s.0 == kind);
+            if of_kind().next().is_none() {
+                continue;
+            }
+            let firsts: Vec<(Bytes, u64)> = of_kind()
+                .map(|(_, name, first, _)| (name.clone(), *first))
+                .collect();
+            push_group(
+                &mut self.call,
+                self.keys.seen(kind, false),
+                "lt",
+                0,
+                &firsts,
+            );
+            let lasts: Vec<(Bytes, u64)> = of_kind()
+                .map(|(_, name, _, last)| (name.clone(), *last))
+                .collect();
+            push_group(&mut self.call, self.keys.seen(kind, true), "gt", 0, &lasts);
+        }
+    }
+
+    /// A nick's all-time increments as one record (`a` groups, `lua/records.lua`).
+    fn records(&mut self, records: BTreeMap<&'a Scope, Vec<u8>>) {
+        for (nick, record) in records {
+            self.call.keys.push(Key::from(self.keys.pending(nick)));
+            for list in [TopList::Words, TopList::Rooms, TopList::Emotes] {
+                self.call.keys.push(Key::from(self.keys.list(nick, list)));
+            }
+            self.call.args.push(Value::from_static_str("a"));
+            self.call.args.push(Value::Bytes(record.into()));
+        }
+    }
+
+    /// The history group, last: the entries, the hour's ids hash and the room and nick index
+    /// streams (layout at the top of `lua/detail.lua`).
+    fn history(&mut self) {
+        let (keys, entries, now_ms) = (self.keys, &self.detail.history, self.now_ms);
+        if entries.is_empty() {
+            return;
+        }
+        let call = &mut self.call;
+        let kept = self.retention.history.as_millis() as u64;
+        let hour = now_ms / Granularity::Hour.ms();
+        call.keys.push(Key::from(keys.history(&Scope::Global)));
+        call.keys.push(Key::from(keys.history_ids(hour)));
+        // Not kept: the live feed's last 1,000 linger an hour past their hour, then go.
+        let linger = if kept == 0 {
+            Granularity::Hour.ms()
+        } else {
+            kept
         };
-        let mut expiry = (bucket.end_ms() + retention.of(finer).as_millis() as u64).div_ceil(1000);
-        if bucket.granularity == Granularity::Hour && folding.contains(&bucket.number) {
-            expiry += FOLD_GRACE_SECS;
+        let expiry = ((hour + 1) * Granularity::Hour.ms() + linger).div_ceil(1000);
+        let minid = if kept == 0 {
+            0
+        } else {
+            now_ms.saturating_sub(kept).max(1)
+        };
+        call.args.push(Value::from_static_str("x"));
+        call.args.push(Value::Integer(expiry as i64));
+        call.args.push(Value::from(minid.to_string()));
+        call.args.push(Value::Integer(entries.len() as i64));
+        // A call's entries share few rooms and nicks: each index key is named once.
+        let mut indexes: HashMap<(char, &[u8]), Key> = HashMap::new();
+        for entry in entries {
+            call.args.push(Value::from(entry.json.as_str()));
+            call.args.push(Value::from(entry.id.as_str()));
+            call.args.push(Value::Bytes(entry.room.clone()));
+            let kept_in = |name: &bytes::Bytes| kept > 0 && !name.is_empty();
+            for (flag, name) in [('r', &entry.room), ('n', &entry.nick)] {
+                if kept_in(name) {
+                    let key = indexes.entry((flag, name)).or_insert_with(|| {
+                        let scope = match flag {
+                            'r' => Scope::Room(name.clone()),
+                            _ => Scope::Nick(name.clone()),
+                        };
+                        Key::from(keys.history(&scope))
+                    });
+                    call.keys.push(key.clone());
+                }
+            }
+            let flags = match (kept_in(&entry.room), kept_in(&entry.nick)) {
+                (true, true) => "rn",
+                (true, false) => "r",
+                (false, true) => "n",
+                (false, false) => "-",
+            };
+            call.args.push(Value::from_static_str(flags));
         }
-        let pairs: Vec<(Value, u64)> = rooms.into_iter().map(|room| (room, 1)).collect();
-        push_group(&mut call, keys.active(bucket), "s", expiry, &pairs);
     }
-    // Activity fields grouped by hash.
-    let mut hashes: BTreeMap<String, ActivityGroup> = BTreeMap::new();
-    for (scope, bucket, n) in &detail.activity {
-        if !written(*bucket) {
-            continue;
-        }
-        let (key, field) = keys.activity(scope, *bucket);
-        let kept = retention.of(bucket.granularity).as_millis() as u64;
-        let expiry = (activity_group_end_ms(*bucket) + kept).div_ceil(1000);
-        let entry = hashes.entry(key).or_insert((expiry, Vec::new()));
-        entry.1.push((Value::from(field), *n));
-    }
-    for (key, (expiry, pairs)) in hashes {
-        push_group(&mut call, key, "h", expiry, &pairs);
-    }
-    for kind in [Seen::Room, Seen::Nick] {
-        let of_kind = || detail.seen.iter().filter(move |s| s.0 == kind);
-        if of_kind().next().is_none() {
-            continue;
-        }
-        let firsts: Vec<(Bytes, u64)> = of_kind()
-            .map(|(_, name, first, _)| (name.clone(), *first))
-            .collect();
-        push_group(&mut call, keys.seen(kind, false), "lt", 0, &firsts);
-        let lasts: Vec<(Bytes, u64)> = of_kind()
-            .map(|(_, name, _, last)| (name.clone(), *last))
-            .collect();
-        push_group(&mut call, keys.seen(kind, true), "gt", 0, &lasts);
-    }
-    for (nick, record) in records {
-        call.keys.push(Key::from(keys.pending(nick)));
-        for list in [TopList::Words, TopList::Rooms, TopList::Emotes] {
-            call.keys.push(Key::from(keys.list(nick, list)));
-        }
-        call.args.push(Value::from_static_str("a"));
-        call.args.push(Value::Bytes(record.into()));
-    }
-    if !detail.history.is_empty() {
-        history_group(&mut call, keys, retention, &detail.history, now_ms);
-    }
-    call
 }
 
 /// Adds one group of `lua/detail.lua` to `call`: its key, operation, expiry and pairs.
@@ -369,63 +509,6 @@ pub(crate) fn parse_records(text: &[u8]) -> Option<Vec<(TopList, bytes::Bytes, u
         rest = &tail[semi + 1..];
     }
     Some(out)
-}
-
-/// The history group of a detail call, last (layout at the top of `lua/detail.lua`).
-fn history_group(
-    call: &mut ScriptCall,
-    keys: &Keys,
-    retention: &Retention,
-    entries: &[HistoryEntry],
-    now_ms: u64,
-) {
-    let kept = retention.history.as_millis() as u64;
-    let hour = now_ms / Granularity::Hour.ms();
-    call.keys.push(Key::from(keys.history(&Scope::Global)));
-    call.keys.push(Key::from(keys.history_ids(hour)));
-    // Not kept: the live feed's last 1,000 linger an hour past their hour, then go.
-    let linger = if kept == 0 {
-        Granularity::Hour.ms()
-    } else {
-        kept
-    };
-    let expiry = ((hour + 1) * Granularity::Hour.ms() + linger).div_ceil(1000);
-    let minid = if kept == 0 {
-        0
-    } else {
-        now_ms.saturating_sub(kept).max(1)
-    };
-    call.args.push(Value::from_static_str("x"));
-    call.args.push(Value::Integer(expiry as i64));
-    call.args.push(Value::from(minid.to_string()));
-    call.args.push(Value::Integer(entries.len() as i64));
-    // A call's entries share few rooms and nicks: each index key is named once.
-    let mut indexes: HashMap<(char, &[u8]), Key> = HashMap::new();
-    for entry in entries {
-        call.args.push(Value::from(entry.json.as_str()));
-        call.args.push(Value::from(entry.id.as_str()));
-        call.args.push(Value::Bytes(entry.room.clone()));
-        let kept_in = |name: &bytes::Bytes| kept > 0 && !name.is_empty();
-        for (flag, name) in [('r', &entry.room), ('n', &entry.nick)] {
-            if kept_in(name) {
-                let key = indexes.entry((flag, name)).or_insert_with(|| {
-                    let scope = match flag {
-                        'r' => Scope::Room(name.clone()),
-                        _ => Scope::Nick(name.clone()),
-                    };
-                    Key::from(keys.history(&scope))
-                });
-                call.keys.push(key.clone());
-            }
-        }
-        let flags = match (kept_in(&entry.room), kept_in(&entry.nick)) {
-            (true, true) => "rn",
-            (true, false) => "r",
-            (false, true) => "n",
-            (false, false) => "-",
-        };
-        call.args.push(Value::from_static_str(flags));
-    }
 }
 
 #[cfg(test)]
