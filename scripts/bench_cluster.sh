@@ -79,47 +79,7 @@ SA_URL=redis://127.0.0.1:$SA_PORT
 REDIS_VERSION=$(redis-cli -p "$SA_PORT" INFO server | sed -n 's/^redis_version:\(.*\)\r$/\1/p')
 echo "standalone: redis-server $REDIS_VERSION on 127.0.0.1:$SA_PORT"
 
-# Six distinct free ports: three client ports, three cluster-bus ports.
-PORTS=()
-while ((${#PORTS[@]} < 6)); do
-  p=$(free_port)
-  [[ $p == "$SA_PORT" || " ${PORTS[*]} " == *" $p "* ]] || PORTS+=("$p")
-done
-CL_PORTS=("${PORTS[@]:0:3}")
-for i in 0 1 2; do
-  port=${CL_PORTS[$i]} bus=${PORTS[$((i + 3))]}
-  mkdir -p "$DIR/node-$i"
-  redis-server --port "$port" --cluster-port "$bus" --bind 127.0.0.1 --cluster-enabled yes \
-    --cluster-config-file "$DIR/nodes-$i.conf" --save '' --appendonly no --dir "$DIR/node-$i" \
-    --logfile "$DIR/node-$i/redis.log" --daemonize no &
-  PIDS+=($!)
-done
-for i in 0 1 2; do
-  port=${CL_PORTS[$i]}
-  for _ in $(seq 100); do
-    redis-cli -p "$port" ping >/dev/null 2>&1 && break
-    sleep 0.05
-  done
-  redis-cli -p "$port" ping >/dev/null 2>&1 ||
-    die "cluster node $i did not start on port $port ($(tail -3 "$DIR/node-$i/redis.log"))"
-done
-redis-cli --cluster create "127.0.0.1:${CL_PORTS[0]}" "127.0.0.1:${CL_PORTS[1]}" \
-  "127.0.0.1:${CL_PORTS[2]}" --cluster-replicas 0 --cluster-yes >"$DIR/cluster-create.txt" 2>&1 ||
-  die "redis-cli --cluster create failed: $(tail -5 "$DIR/cluster-create.txt")"
-cluster_ok() {
-  local port info
-  for port in "${CL_PORTS[@]}"; do
-    info=$(redis-cli -p "$port" CLUSTER INFO 2>/dev/null) || return 1
-    [[ $info == *"cluster_state:ok"* && $info == *"cluster_known_nodes:3"* &&
-      $info == *"cluster_slots_ok:16384"* ]] || return 1
-  done
-}
-for _ in $(seq 300); do
-  cluster_ok && break
-  sleep 0.1
-done
-cluster_ok || die "the cluster did not reach cluster_state:ok in 30 s: $(redis-cli -p "${CL_PORTS[0]}" CLUSTER INFO | head -3 | tr -d '\r' | tr '\n' ' ')"
-CL_URL="redis-cluster://127.0.0.1:${CL_PORTS[0]},127.0.0.1:${CL_PORTS[1]},127.0.0.1:${CL_PORTS[2]}"
+start_cluster "$DIR" "$SA_PORT"
 OWNERS=$($HELP shards x "$SHARDS" "${CL_PORTS[0]}") || die "cannot map the shards to the nodes"
 HOME_PORT=$(kv home "$OWNERS")
 echo "cluster: 3 masters on 127.0.0.1:${CL_PORTS[0]},${CL_PORTS[1]},${CL_PORTS[2]} (cluster_state:ok), $SHARDS shards;"

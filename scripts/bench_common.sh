@@ -96,3 +96,51 @@ inside_hour() {
     read -r NOW_MS INTO_HOUR_MS < <(hour_ms)
   fi
 }
+
+# start_cluster DIR [TAKEN_PORT]: starts three cluster-enabled redis-servers on free loopback
+# ports other than TAKEN_PORT (no persistence, files in DIR), joins them as a 3-master cluster
+# with `redis-cli --cluster create`, and waits for cluster_state:ok; sets CL_PORTS and CL_URL
+# and appends the pids to PIDS (the caller's cleanup kills PIDS).
+start_cluster() {
+  local ports=() p i port bus
+  while ((${#ports[@]} < 6)); do
+    p=$(free_port)
+    [[ $p == "${2:-}" || " ${ports[*]} " == *" $p "* ]] || ports+=("$p")
+  done
+  CL_PORTS=("${ports[@]:0:3}")
+  for i in 0 1 2; do
+    port=${CL_PORTS[$i]} bus=${ports[$((i + 3))]}
+    mkdir -p "$1/node-$i"
+    redis-server --port "$port" --cluster-port "$bus" --bind 127.0.0.1 --cluster-enabled yes \
+      --cluster-config-file "$1/nodes-$i.conf" --save '' --appendonly no --dir "$1/node-$i" \
+      --logfile "$1/node-$i/redis.log" --daemonize no &
+    PIDS+=($!)
+  done
+  for i in 0 1 2; do
+    port=${CL_PORTS[$i]}
+    for _ in $(seq 100); do
+      redis-cli -p "$port" ping >/dev/null 2>&1 && break
+      sleep 0.05
+    done
+    redis-cli -p "$port" ping >/dev/null 2>&1 ||
+      die "cluster node $i did not start on port $port ($(tail -3 "$1/node-$i/redis.log"))"
+  done
+  redis-cli --cluster create "127.0.0.1:${CL_PORTS[0]}" "127.0.0.1:${CL_PORTS[1]}" \
+    "127.0.0.1:${CL_PORTS[2]}" --cluster-replicas 0 --cluster-yes >"$1/cluster-create.txt" 2>&1 ||
+    die "redis-cli --cluster create failed: $(tail -5 "$1/cluster-create.txt")"
+  for _ in $(seq 300); do
+    cluster_ok && break
+    sleep 0.1
+  done
+  cluster_ok || die "the cluster did not reach cluster_state:ok in 30 s: $(redis-cli -p "${CL_PORTS[0]}" CLUSTER INFO | head -3 | tr -d '\r' | tr '\n' ' ')"
+  CL_URL="redis-cluster://127.0.0.1:${CL_PORTS[0]},127.0.0.1:${CL_PORTS[1]},127.0.0.1:${CL_PORTS[2]}"
+}
+# cluster_ok: whether every node of CL_PORTS sees a whole 3-master cluster.
+cluster_ok() {
+  local port info
+  for port in "${CL_PORTS[@]}"; do
+    info=$(redis-cli -p "$port" CLUSTER INFO 2>/dev/null) || return 1
+    [[ $info == *"cluster_state:ok"* && $info == *"cluster_known_nodes:3"* &&
+      $info == *"cluster_slots_ok:16384"* ]] || return 1
+  done
+}
