@@ -88,7 +88,7 @@ inside_hour() {
   hour_ms() { python3 -c "import time; t = int(time.time() * 1000); print(t, t % 3600000)"; }
   read -r NOW_MS INTO_HOUR_MS < <(hour_ms)
   if ((span > 3600000 - run)); then
-    echo "the stream spans more than an hour less the runs: some of its messages are late"
+    echo "the stream and the runs over it take more than an hour: some of its messages are late"
   elif [[ ${BENCH_NO_WAIT:-0} != 1 ]] && ((INTO_HOUR_MS < span || INTO_HOUR_MS > 3600000 - run)); then
     wait_ms=$(((span - INTO_HOUR_MS + 3600000) % 3600000))
     echo "waiting $((wait_ms / 1000)) s, so that the stream and the runs over it lie inside one hour (BENCH_NO_WAIT=1 to skip)"
