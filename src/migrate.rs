@@ -36,13 +36,24 @@ pub struct Moved {
 
 /// Moves the lasting statistics of `from` (a standalone Redis) into `to` (see the module docs).
 pub async fn migrate(from: &RedisStore, to: &RedisStore) -> Result<Moved, StoreError> {
+    check_sides(from, to).await?;
+    let mut moved = Moved::default();
+    moved.members += move_everythings_lists(from, to).await?;
+    moved.members += move_rooms_and_nicks_lists(from, to).await?;
+    moved.seen += move_first_and_last_times(from, to).await?;
+    moved.failed += move_failed(from, to).await?;
+    Ok(moved)
+}
+
+/// Refuses a source that is a cluster and a target that holds statistics already; checks first
+/// that both answer, each named: the source is read with plain scans, which would wait for a
+/// connection for ever (a refused password makes the client retry).
+async fn check_sides(from: &RedisStore, to: &RedisStore) -> Result<(), StoreError> {
     if from.is_cluster() {
         return Err(StoreError::Unsupported(
             "the source must be a standalone Redis".to_owned(),
         ));
     }
-    // Both reachable first, each named: the source is read with plain scans, which would wait
-    // for a connection for ever (a refused password makes the client retry).
     let side = |name: &'static str| {
         move |err: StoreError| match err {
             StoreError::Unreachable(cause) => {
@@ -67,90 +78,64 @@ pub async fn migrate(from: &RedisStore, to: &RedisStore) -> Result<Moved, StoreE
             )));
         }
     }
-    let ns = from.namespace().to_owned();
-    let client = from.client();
-    let mut moved = Moved::default();
+    Ok(())
+}
 
-    // Everything's lists.
+/// Everything's all-time lists: words, nicks and rooms as part 1's tallies, emotes as a detail.
+async fn move_everythings_lists(from: &RedisStore, to: &RedisStore) -> Result<u64, StoreError> {
+    let mut moved = 0;
     for list in TopList::ALL {
-        let key = format!("{ns}{}", list.name());
-        moved.members += copy_list(client, &key, |members| async move {
-            match list {
-                TopList::Words | TopList::Nicks | TopList::Rooms => {
-                    let mut tally = Tally::default();
-                    *match list {
-                        TopList::Words => &mut tally.words,
-                        TopList::Nicks => &mut tally.nicks,
-                        _ => &mut tally.rooms,
-                    } = members;
-                    to.apply(&tally, None).await.map(|_| ())
-                }
-                TopList::Emotes => {
-                    let place = Place {
-                        scope: Scope::Global,
-                        period: Period::AllTime,
-                        list,
-                    };
-                    to.apply_detail(&one_list(place, members), None)
-                        .await
-                        .map(|_| ())
-                }
+        let key = format!("{}{}", from.namespace(), list.name());
+        moved += copy_list(from.client(), &key, |members| async move {
+            if list == TopList::Emotes {
+                return add_to(to, Scope::Global, list, members).await;
             }
+            let mut tally = Tally::default();
+            *match list {
+                TopList::Words => &mut tally.words,
+                TopList::Nicks => &mut tally.nicks,
+                _ => &mut tally.rooms,
+            } = members;
+            to.apply(&tally, None).await.map(|_| ())
         })
         .await?;
     }
+    Ok(moved)
+}
 
-    // Rooms' and nicks' all-time lists.
+/// Every room's and nick's all-time lists, with what they have not folded in yet: a nick's
+/// pending increments and a room's minutes of hours not rolled up.
+async fn move_rooms_and_nicks_lists(from: &RedisStore, to: &RedisStore) -> Result<u64, StoreError> {
+    let (ns, client) = (from.namespace(), from.client());
+    let mut moved = 0;
     for kind in ["room", "nick"] {
-        let pattern = format!("{ns}{kind}:{{*");
-        let keys = scan_keys(client, &pattern).await?;
-        for key in keys {
-            if let Some(nick) = pending_nick(&ns, kind, &key) {
-                moved.members += copy_pending(client, to, nick, &key).await?;
-                continue;
-            }
-            if let Some(room) = folded_room(&ns, kind, &key) {
-                // Its minutes not added to its all-time lists yet are part of them.
+        for key in scan_keys(client, &format!("{ns}{kind}:{{*")).await? {
+            if let Some(nick) = pending_nick(ns, kind, &key) {
+                moved += copy_pending(client, to, nick, &key).await?;
+            } else if let Some(room) = folded_room(ns, kind, &key) {
                 for list in [TopList::Words, TopList::Nicks, TopList::Emotes] {
                     for minute in from.unfolded_lists(&room, list).await? {
-                        let place = Place {
-                            scope: room.clone(),
-                            period: Period::AllTime,
-                            list,
-                        };
-                        moved.members += copy_list(client, &minute, |members| {
-                            let place = place.clone();
-                            async move {
-                                to.apply_detail(&one_list(place, members), None)
-                                    .await
-                                    .map(|_| ())
-                            }
+                        moved += copy_list(client, &minute, |members| {
+                            add_to(to, room.clone(), list, members)
                         })
                         .await?;
                     }
                 }
-                continue;
+            } else if let Some((scope, list)) = scoped_list(ns, kind, &key) {
+                moved += copy_list(client, &key, |members| {
+                    add_to(to, scope.clone(), list, members)
+                })
+                .await?;
             }
-            let Some((scope, list)) = scoped_list(&ns, kind, &key) else {
-                continue;
-            };
-            moved.members += copy_list(client, &key, |members| {
-                let place = Place {
-                    scope: scope.clone(),
-                    period: Period::AllTime,
-                    list,
-                };
-                async move {
-                    to.apply_detail(&one_list(place, members), None)
-                        .await
-                        .map(|_| ())
-                }
-            })
-            .await?;
         }
     }
+    Ok(moved)
+}
 
-    // First and last message times.
+/// The first and last message times of rooms and nicks; returns how many rooms and nicks.
+async fn move_first_and_last_times(from: &RedisStore, to: &RedisStore) -> Result<u64, StoreError> {
+    let (ns, client) = (from.namespace(), from.client());
+    let mut moved = 0;
     for (kind, name) in [(Seen::Room, "rooms"), (Seen::Nick, "nicks")] {
         let firsts = read_list(client, &format!("{ns}{name}:first")).await?;
         let lasts: std::collections::HashMap<Bytes, u64> =
@@ -170,11 +155,15 @@ pub async fn migrate(from: &RedisStore, to: &RedisStore) -> Result<Moved, StoreE
                 ..Detail::default()
             };
             to.apply_detail(&detail, None).await?;
-            moved.seen += chunk.len() as u64;
+            moved += chunk.len() as u64;
         }
     }
+    Ok(moved)
+}
 
-    // Failed payloads, oldest first, and the total.
+/// The failed payloads, oldest first (so the newest stay newest), and the total; returns how
+/// many payloads.
+async fn move_failed(from: &RedisStore, to: &RedisStore) -> Result<u64, StoreError> {
     let mut failed = from.failed_messages(None).await?;
     failed.reverse();
     for chunk in failed.chunks(CHUNK) {
@@ -183,7 +172,6 @@ pub async fn migrate(from: &RedisStore, to: &RedisStore) -> Result<Moved, StoreE
             ..Tally::default()
         };
         to.apply(&tally, None).await?;
-        moved.failed += chunk.len() as u64;
     }
     let total = from.failed_total().await?;
     let missing = total.saturating_sub(to.failed_total().await?);
@@ -191,7 +179,24 @@ pub async fn migrate(from: &RedisStore, to: &RedisStore) -> Result<Moved, StoreE
         let key = format!("{}failedMessages:total", to.namespaces()[0]);
         let _: i64 = to.client().incr_by(key, missing as i64).await?;
     }
-    Ok(moved)
+    Ok(failed.len() as u64)
+}
+
+/// Adds `members` to `scope`'s all-time `list` in `to`.
+async fn add_to(
+    to: &RedisStore,
+    scope: Scope,
+    list: TopList,
+    members: Vec<(Bytes, u64)>,
+) -> Result<(), StoreError> {
+    let place = Place {
+        scope,
+        period: Period::AllTime,
+        list,
+    };
+    to.apply_detail(&one_list(place, members), None)
+        .await
+        .map(|_| ())
 }
 
 /// A detail of increments of one list.
